@@ -1,0 +1,78 @@
+"""The `tunesmith` command. Each command group lives in its own module with a ``register(app)``
+function; heavy libraries (torch, transformers) are imported inside the commands, so ``--help`` is fast."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import typer
+
+from tunesmith.errors import TunesmithError
+
+app = typer.Typer(
+    name="tunesmith",
+    help="Self-hosted fine-tuning workbench: check data, train (LoRA/QLoRA/DoRA/full, DPO, reward, RLHF), "
+    "evaluate against prompted baselines, RAG, estimate cost, and serve an OpenAI-compatible API.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# Order is the order of `tunesmith --help`.
+COMMAND_MODULES = [
+    "tunesmith.cli.project_cmd",  # init, config
+    "tunesmith.cli.models_cmd",  # models
+    "tunesmith.cli.data_cmd",  # data
+    "tunesmith.cli.train_cmd",  # train, export, runs, chat
+    "tunesmith.cli.eval_cmd",  # eval, compare, demo
+    "tunesmith.cli.pref_cmd",  # score
+    "tunesmith.cli.rag_cmd",  # rag
+    "tunesmith.cli.advisor_cmd",  # estimate, plan
+    "tunesmith.cli.serve_cmd",  # serve, logs
+]
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(_name).register(app)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
+) -> None:
+    if version:
+        from tunesmith import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+def main() -> None:
+    """Console entry point: renders TunesmithError as message + hint (never a traceback)."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        app(standalone_mode=False)
+    except TunesmithError as exc:
+        from tunesmith.cli.render import print_error
+
+        print_error(exc)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(1)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

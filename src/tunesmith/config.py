@@ -1,0 +1,287 @@
+"""The project config: one YAML file, typed and loud.
+
+Every section forbids unknown keys (a misspelled key is an error that names it and suggests the right one,
+never a silently ignored setting) and every field carries a description, which feeds ``--help``,
+``tunesmith config schema`` and the API docs. Where a field maps 1:1 to a peft/TRL field it keeps that name.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tunesmith.errors import TunesmithError
+
+Task = Literal["chat", "completion", "classification", "extraction", "preference", "text"]
+Method = Literal["sft", "cpt", "dpo", "reward", "ppo"]
+Finetune = Literal["full", "lora", "qlora", "dora"]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(Section):
+    name: str = Field(
+        "smollm2-135m-instruct",
+        description="Base model: an alias (smollm2-135m-instruct, tiny), a local Hugging Face model folder, "
+        "or a hub id (only when the machine is online).",
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Compute dtype. auto = float32 on CPU, bfloat16 on a GPU that supports it."
+    )
+    attn_implementation: Literal["auto", "eager", "sdpa"] = Field(
+        "auto", description="Attention kernel. auto = sdpa where the model supports it."
+    )
+
+
+class DataConfig(Section):
+    train: Path | None = Field(None, description="Training file (JSONL, CSV, TXT/MD or a folder of text files).")
+    holdout: Path | None = Field(None, description="Hold-out file used for validation loss and evaluation.")
+    task: Task | None = Field(None, description="Data format; detected from the file when omitted.")
+    text_field: str = Field("text", description="Column with the input text (classification/extraction tables).")
+    label_field: str = Field("label", description="Column with the label (classification tables).")
+    fields_field: str = Field("fields", description="Column with the JSON object of fields (extraction tables).")
+    system_prompt: str | None = Field(
+        None, description="System prompt added to every example (generated for classification/extraction)."
+    )
+    max_seq_len: int = Field(1024, ge=16, description="Longest tokenized example; longer ones are truncated.")
+    train_on: Literal["assistant", "all"] = Field(
+        "assistant",
+        description="Which tokens carry loss: assistant turns only (honouring per-message weight, "
+        "end-of-turn token included) or every token.",
+    )
+    holdout_fraction: float = Field(
+        0.2, gt=0, lt=1, description="Fraction split off as hold-out when no holdout file is given."
+    )
+    seed: int = Field(0, description="Seed for splits and shuffling.")
+
+
+class LoraConfig(Section):
+    r: int = Field(16, ge=1, description="LoRA rank (peft `r`).")
+    lora_alpha: int = Field(32, ge=1, description="LoRA scaling numerator (peft `lora_alpha`).")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA path (peft `lora_dropout`).")
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        "all-linear", description="Modules that get adapters: 'all-linear' or a list of module names."
+    )
+    layers_to_transform: list[int] | None = Field(
+        None,
+        description="Only adapt these layer indices (e.g. the upper layers: no backward through frozen "
+        "lower layers). None = every layer.",
+    )
+
+
+class TrainConfig(Section):
+    method: Method = Field("sft", description="sft, cpt (continued pre-training), dpo, reward or ppo.")
+    finetune: Finetune = Field("lora", description="full, lora, qlora (4-bit NF4 base + LoRA) or dora.")
+    lr: float | None = Field(None, gt=0, description="Peak learning rate. Default: 2e-4 for adapters, 2e-5 full.")
+    epochs: float = Field(1.0, gt=0, description="Passes over the training data.")
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps.")
+    batch_tokens: int = Field(
+        4096, ge=16, description="Tokens per micro-batch when packing (padding-free rows)."
+    )
+    batch_size: int = Field(8, ge=1, description="Examples per optimizer step (before accumulation).")
+    grad_accum: int = Field(1, ge=1, description="Micro-batches accumulated per optimizer step.")
+    packing: bool = Field(True, description="Padding-free packing of examples (no cross-example attention).")
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Fraction of steps with linear warmup.")
+    lr_scheduler: Literal["cosine", "linear", "constant"] = Field("cosine", description="Decay after warmup.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    seed: int = Field(42, description="Seed for model init, data order and dropout.")
+    eval_every: int | None = Field(None, ge=1, description="Hold-out loss every N steps (None: once per epoch).")
+    early_stopping_patience: int | None = Field(
+        None, ge=1, description="Stop after N evaluations without improvement of the hold-out loss."
+    )
+    save_every: int | None = Field(None, ge=1, description="Checkpoint every N steps (None: end of each epoch).")
+    keep_checkpoints: int = Field(2, ge=1, description="How many recent checkpoints to keep.")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory.")
+    logging_steps: int = Field(1, ge=1, description="Write metrics.jsonl every N steps.")
+    output_dir: Path = Field(Path("runs"), description="Folder that holds one sub-folder per run.")
+    run_name: str | None = Field(None, description="Run folder name (default: a timestamped id).")
+    report_to: list[Literal["tensorboard", "mlflow"]] = Field(
+        default_factory=list, description="Extra metric sinks, when installed."
+    )
+    forgetting_probe: bool = Field(
+        False, description="Report the loss on a built-in set of general prompts before and after training."
+    )
+    # preference methods
+    beta: float = Field(0.1, gt=0, description="DPO/KL strength (TRL `beta`).")
+    loss_type: str = Field("sigmoid", description="DPO loss type (TRL `loss_type`: sigmoid, ipo, hinge, ...).")
+    init_from: Path | None = Field(None, description="Start from this SFT run's adapter or model.")
+    reward_model: Path | None = Field(None, description="Reward run used by method: ppo.")
+    prompts: Path | None = Field(None, description="Prompts file for method: ppo (JSONL with prompt or messages).")
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if self.method == "ppo" and self.reward_model is None:
+            raise ValueError("train.reward_model is required for method: ppo (the folder of a reward run).")
+        return self
+
+    def resolved_lr(self) -> float:
+        if self.lr is not None:
+            return self.lr
+        return 2e-5 if self.finetune == "full" else 2e-4
+
+
+class EvalConfig(Section):
+    baselines: list[Literal["zero-shot", "few-shot", "rag"]] = Field(
+        default_factory=lambda: ["zero-shot", "few-shot"], description="Prompted baselines to compare against."
+    )
+    few_shot_k: int = Field(3, ge=1, description="Examples in the few-shot prompt.")
+    few_shot_selection: Literal["similar", "random"] = Field(
+        "similar", description="How few-shot examples are chosen from the training set."
+    )
+    max_new_tokens: int = Field(128, ge=1, description="Generation budget per answer.")
+    batch_size: int = Field(8, ge=1, description="Examples generated together.")
+    require: list[str] = Field(
+        default_factory=list, description="Release gate rules, e.g. 'finetuned.accuracy>=0.9'."
+    )
+    format_regex: str | None = Field(None, description="Answers must match this regex (format rule).")
+    json_schema: dict[str, Any] | None = Field(None, description="Answers must validate against this schema.")
+    max_answer_chars: int | None = Field(None, ge=1, description="Answers longer than this fail the format rule.")
+    price_per_1k_tokens: float | None = Field(
+        None, ge=0, description="Serving price used for cost per 1,000 requests (default from the price sheet)."
+    )
+
+
+class RagConfig(Section):
+    docs: list[Path] = Field(default_factory=list, description="Document files or folders to index.")
+    index: Path | None = Field(None, description="Index folder.")
+    chunk_tokens: int = Field(256, ge=16, description="Chunk size in embedder tokens.")
+    chunk_overlap: int = Field(32, ge=0, description="Tokens shared by consecutive chunks.")
+    k: int = Field(5, ge=1, description="Passages retrieved per question.")
+    mode: Literal["hybrid", "dense", "bm25"] = Field("hybrid", description="Retrieval mode.")
+
+    @model_validator(mode="after")
+    def _check(self) -> RagConfig:
+        if self.chunk_overlap >= self.chunk_tokens:
+            raise ValueError("rag.chunk_overlap must be smaller than rag.chunk_tokens.")
+        return self
+
+
+class ProjectConfig(Section):
+    """A tunesmith project: what to train on, how, and how to judge it."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig, description="The base model.")
+    data: DataConfig = Field(default_factory=DataConfig, description="Training and hold-out data.")
+    lora: LoraConfig = Field(default_factory=LoraConfig, description="Adapter settings (lora/qlora/dora).")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="Training method and schedule.")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation and release gate.")
+    rag: RagConfig = Field(default_factory=RagConfig, description="Retrieval (optional).")
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_config(path: Path | str | None, overrides: list[str] | None = None) -> ProjectConfig:
+    """Read a YAML config (or start from defaults when ``path`` is None), apply ``a.b=value`` overrides,
+    validate, and resolve relative data paths against the config file's folder."""
+    raw: dict[str, Any] = {}
+    base = Path(".")
+    if path is not None:
+        path = Path(path)
+        if path.is_dir():
+            raise TunesmithError(f"{path} is a folder, not a config file.", "Pass the YAML file, e.g. tunesmith.yaml.")
+        if not path.exists():
+            raise TunesmithError(f"Config file {path} does not exist.", "Create one with `tunesmith init DIR`.")
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise TunesmithError(f"{path} is not valid YAML: {exc}", "Fix the syntax at the position shown.") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise TunesmithError(f"{path} must hold a mapping of sections (model:, data:, train:, ...).")
+        raw = loaded
+        base = path.parent
+    for item in overrides or []:
+        apply_override(raw, item)
+    cfg = validate_config_dict(raw, source=str(path) if path else "config")
+    return _resolve_paths(cfg, base)
+
+
+def validate_config_dict(raw: dict[str, Any], source: str = "config") -> ProjectConfig:
+    try:
+        return ProjectConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise TunesmithError(_format_validation_error(exc, source), _hint(exc)) from None
+
+
+def apply_override(raw: dict[str, Any], item: str) -> None:
+    """Apply one ``section.key=value`` override; the value is parsed as YAML (numbers, lists, true/false)."""
+    if "=" not in item:
+        raise TunesmithError(f"Override {item!r} is not of the form key=value.", "Example: train.lr=1e-4")
+    key, _, value = item.partition("=")
+    parts = key.strip().split(".")
+    node = raw
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise TunesmithError(f"Override {item!r}: {part} is not a section.")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        parsed = value
+    node[parts[-1]] = parsed
+
+
+def dump_config(cfg: ProjectConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def _resolve_paths(cfg: ProjectConfig, base: Path) -> ProjectConfig:
+    def fix(p: Path | None) -> Path | None:
+        if p is None or p.is_absolute():
+            return p
+        return (base / p).resolve() if (base / p).exists() or not p.exists() else p
+
+    data = cfg.data
+    data.train, data.holdout = fix(data.train), fix(data.holdout)
+    cfg.rag.docs = [fix(p) for p in cfg.rag.docs]  # type: ignore[misc]
+    if cfg.rag.index is not None:
+        cfg.rag.index = fix(cfg.rag.index)
+    for name in ("init_from", "reward_model", "prompts"):
+        setattr(cfg.train, name, fix(getattr(cfg.train, name)))
+    if not cfg.train.output_dir.is_absolute():
+        cfg.train.output_dir = (base / cfg.train.output_dir).resolve()
+    model = Path(cfg.model.name)
+    if not model.is_absolute() and (base / model).is_dir():
+        cfg.model.name = str((base / model).resolve())
+    return cfg
+
+
+def _format_validation_error(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: {exc.error_count()} problem(s):"]
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            suggestion = _suggest(err["loc"])
+            extra = f" Did you mean `{suggestion}`?" if suggestion else ""
+            lines.append(f"  - {loc}: unknown key.{extra}")
+        else:
+            got = err.get("input")
+            got_s = f" (got {got!r})" if not isinstance(got, dict) and got is not None else ""
+            lines.append(f"  - {loc or 'config'}: {err['msg']}{got_s}")
+    return "\n".join(lines)
+
+
+def _hint(exc: ValidationError) -> str:
+    return "Run `tunesmith config schema` to see every key with its type and description."
+
+
+def _suggest(loc: tuple[Any, ...]) -> str | None:
+    model: type[BaseModel] = ProjectConfig
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        ann = getattr(field, "annotation", None) if field else None
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return None
+        model = ann
+    matches = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1, cutoff=0.6)
+    if not matches:
+        return None
+    return ".".join([*(str(p) for p in loc[:-1]), matches[0]])

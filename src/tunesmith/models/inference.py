@@ -1,0 +1,67 @@
+"""Load a base model with an optional fine-tuned run on top, for eval, chat, RAG answers and serving.
+
+A run folder (``runs/<id>/``) holds ``adapter/`` (PEFT format, for lora/qlora/dora) or ``model/`` (full
+fine-tuning), each with the tokenizer and chat template saved beside the weights, and ``summary.json``
+whose ``base_model`` names the base. ``adapter`` may also point straight at an adapter or model folder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tunesmith.errors import TunesmithError
+from tunesmith.models.load import load_causal_lm, load_tokenizer
+
+
+def locate_run_weights(run: Path) -> tuple[str, Path]:
+    """``("adapter"|"model", folder)`` for a run folder or a weights folder."""
+    run = Path(run)
+    if (run / "adapter_config.json").exists():
+        return "adapter", run
+    if (run / "adapter" / "adapter_config.json").exists():
+        return "adapter", run / "adapter"
+    if (run / "model" / "config.json").exists():
+        return "model", run / "model"
+    if (run / "config.json").exists():
+        return "model", run
+    raise TunesmithError(
+        f"{run} holds no adapter/ or model/ folder: not a finished tunesmith run.",
+        "Pass runs/<id> of a completed training run (see `tunesmith runs list`).",
+    )
+
+
+def run_base_model(run: Path) -> str | None:
+    """The base model a run was trained from (from summary.json or adapter_config.json)."""
+    run = Path(run)
+    for f in (run / "summary.json", run.parent / "summary.json"):
+        if f.exists():
+            base = json.loads(f.read_text()).get("base_model")
+            if base:
+                return str(base)
+    kind, folder = locate_run_weights(run)
+    if kind == "adapter":
+        return json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    return None
+
+
+def load_for_inference(model: str | None, adapter: Path | None = None, *, dtype: str = "auto", device: str | None = None) -> tuple[Any, Any]:
+    """``(model, tokenizer)`` in eval mode: the base alone, base + PEFT adapter, or a fully fine-tuned model."""
+    if adapter is None:
+        if model is None:
+            raise TunesmithError("No model given.", "Pass --model NAME or --adapter RUN.")
+        return load_causal_lm(model, dtype=dtype, device=device), load_tokenizer(model)
+    kind, folder = locate_run_weights(adapter)
+    if kind == "model":
+        return load_causal_lm(str(folder), dtype=dtype, device=device), load_tokenizer(str(folder))
+    base = model or run_base_model(adapter)
+    if base is None:
+        raise TunesmithError(f"Cannot tell which base model {adapter} was trained on.", "Pass --model NAME.")
+    from peft import PeftModel
+
+    base_model = load_causal_lm(base, dtype=dtype, device=device)
+    peft_model = PeftModel.from_pretrained(base_model, str(folder))
+    peft_model.eval()
+    tok_src = folder if (folder / "tokenizer_config.json").exists() else base
+    return peft_model, load_tokenizer(str(tok_src))
