@@ -1,0 +1,85 @@
+"""Translating tunesmith's config into peft objects, and building the trainable model.
+
+The translation is a small pure function (``to_lora_config``) so it is unit-tested without weights.
+``build_trainable`` loads the base as each ``finetune`` mode needs it:
+
+- ``full``: every parameter trains (fp32 on CPU).
+- ``lora``: frozen fp32 base + LoRA adapters.
+- ``dora``: LoRA with weight decomposition (peft ``use_dora=True``).
+- ``qlora``: the base is quantized to 4-bit NF4 by bitsandbytes (works on CPU too), then LoRA on top;
+  ``prepare_model_for_kbit_training`` freezes the base and upcasts norms, as peft documents.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from tunesmith.config import Finetune, LoraConfig, ProjectConfig
+
+if TYPE_CHECKING:
+    import peft
+
+
+def to_lora_config(lora: LoraConfig, finetune: Finetune) -> peft.LoraConfig:
+    """The peft ``LoraConfig`` for an adapter fine-tune (``full`` has none: asking for one is a bug)."""
+    import peft
+
+    if finetune == "full":
+        raise ValueError("finetune: full trains every weight and has no LoRA config.")
+    return peft.LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.lora_alpha,
+        lora_dropout=lora.lora_dropout,
+        target_modules=lora.target_modules,
+        layers_to_transform=lora.layers_to_transform,
+        use_dora=finetune == "dora",
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def build_trainable(cfg: ProjectConfig) -> Any:
+    """The model in train mode with exactly the parameters ``cfg.train.finetune`` trains set to require grad.
+
+    Seeds torch first, so adapter initialisation is reproducible."""
+    import torch
+
+    from tunesmith.models.load import load_causal_lm
+
+    torch.manual_seed(cfg.train.seed)
+    finetune = cfg.train.finetune
+    model = load_causal_lm(
+        cfg.model.name,
+        dtype=cfg.model.dtype,
+        load_in_4bit=finetune == "qlora",
+        attn_implementation=cfg.model.attn_implementation,
+    )
+    if finetune == "full":
+        for p in model.parameters():
+            p.requires_grad_(True)
+        if cfg.train.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+            model.config.use_cache = False
+        model.train()
+        return model
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    if finetune == "qlora":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.train.gradient_checkpointing)
+    elif cfg.train.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.enable_input_require_grads()  # frozen embeddings: let checkpointed blocks see a grad-requiring input
+    model.config.use_cache = False
+    model = get_peft_model(model, to_lora_config(cfg.lora, finetune))
+    model.train()
+    return model
+
+
+def trainable_state(model: Any) -> dict[str, Any]:
+    """Name -> tensor for every parameter that trains (detached copies' sources; used by checkpoints)."""
+    return {n: p for n, p in unwrap(model).named_parameters() if p.requires_grad}
+
+
+def unwrap(model: Any) -> Any:
+    """The model inside a DistributedDataParallel wrapper (or the model itself)."""
+    return getattr(model, "module", model)

@@ -1,0 +1,395 @@
+"""The training loop shared by sft and cpt: token-weighted accumulation, schedule, hold-out loss, early
+stopping, checkpoints and exact resume. No HF Trainer: this loop is small enough to read in one sitting.
+
+Choices, and why:
+
+- **Token-weighted accumulation.** Each micro-batch's *summed* loss (``loss.sum_token_loss``) is divided by
+  the number of trained tokens of the whole optimizer step (all micro-batches, all processes), so the
+  gradient is the mean over tokens whatever the split: batch 8 x accumulation 1 == batch 1 x accumulation 8.
+  Averaging per micro-batch (the HF default for years) over-weights short examples.
+- **Data order is a pure function of (seed, epoch)** (``packing.build_batches``), so a resume rebuilds the
+  epoch's batches and skips the ones already consumed instead of saving the order.
+- **Exact resume**: the checkpoint holds the trainable weights, AdamW state, scheduler state and the
+  torch/Python/NumPy RNG states at an optimizer-step boundary; the resumed loss trajectory equals the
+  uninterrupted one (the test allows 1e-4 relative).
+- **Stopping** (``should_stop``: Ctrl-C in the CLI, cancel/pause in the server) is checked after every
+  optimizer step; the loop then saves a checkpoint and returns, so nothing done is lost.
+- **Best weights**: every hold-out evaluation that improves the best loss writes a checkpoint marked best
+  (never pruned); at the end, if the best beats the final weights, they are restored before saving
+  artifacts (like HF's ``load_best_model_at_end``), and the summary says which weights were saved.
+- **Distributed-ready**: under ``torch.distributed`` the model is wrapped in DDP (around
+  ``loss.TokenLossModule``), each optimizer step takes ``grad_accum x world`` micro-batches split across
+  processes, token counts are all-reduced, and only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tunesmith.config import ProjectConfig
+from tunesmith.data.tokenize import Tokenized
+from tunesmith.errors import TunesmithError
+from tunesmith.train import checkpoints as ckpt
+from tunesmith.train.adapters import trainable_state, unwrap
+from tunesmith.train.loss import TokenLossModule, sum_token_loss
+from tunesmith.train.packing import Batch, build_batches
+from tunesmith.train.runs import Run
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class LoopState:
+    """Counters saved in every checkpoint (state.json)."""
+
+    step: int = 0  # optimizer steps done
+    epoch: int = 0
+    micro_in_epoch: int = 0  # micro-batches of ``epoch`` already consumed
+    tokens_trained: int = 0  # tokens that carried loss
+    tokens_seen: int = 0  # every non-padding token
+    last_loss: float | None = None
+    first_loss: float | None = None
+    last_val: float | None = None
+    first_val: float | None = None
+    best_val: float | None = None
+    best_step: int | None = None
+    bad_evals: int = 0
+    stopped_early: bool = False
+
+
+@dataclass(frozen=True)
+class FitResult:
+    state: LoopState
+    status: str  # completed | stopped | early_stopped
+    total_steps: int
+    weights_from: str  # "final" or "best (step N)"
+
+
+def fit(
+    model: Any,
+    train: list[Tokenized],
+    holdout: list[Tokenized],
+    cfg: ProjectConfig,
+    run: Run,
+    *,
+    resume_from: Path | None = None,
+    on_progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> FitResult:
+    """Train ``model`` in place on ``train`` following ``cfg.train``; checkpoints go to ``run``."""
+    import torch
+
+    t = cfg.train
+    world, rank = _dist()
+    emit = on_progress or (lambda event: None)
+    steps_per_epoch = math.ceil(len(_epoch_batches(train, cfg, 0)) / (t.grad_accum * world))
+    total_steps = t.max_steps or max(1, math.ceil(t.epochs * steps_per_epoch))
+    params = [p for p in unwrap(model).parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=t.resolved_lr(), weight_decay=t.weight_decay)
+    scheduler = build_scheduler(optimizer, t.lr_scheduler, round(t.warmup_ratio * total_steps), total_steps)
+    state = LoopState()
+    if resume_from is not None:
+        state = load_checkpoint(resume_from, model, optimizer, scheduler)
+    else:
+        _seed_everything(t.seed)
+    engine = _wrap_distributed(model) if world > 1 else model
+    emit({"event": "start", "total_steps": total_steps, "step": state.step, "resumed": resume_from is not None})
+    if state.first_val is None and holdout and state.step == 0:
+        state.first_val = state.last_val = evaluate(model, holdout, cfg)
+        run.log({"step": 0, "val_loss": state.first_val})
+    clock = _Clock(state.step, total_steps)
+    status = "completed"
+    while state.step < total_steps and status == "completed":
+        batches = _epoch_batches(train, cfg, state.epoch)
+        window = t.grad_accum * world
+        while state.micro_in_epoch < len(batches) and state.step < total_steps:
+            micro = batches[state.micro_in_epoch : state.micro_in_epoch + window]
+            loss, n_trained, n_tokens = train_step(engine, micro, optimizer, scheduler, params, t.max_grad_norm, rank, world)
+            state.step += 1
+            state.micro_in_epoch += len(micro)
+            state.tokens_trained += n_trained
+            state.tokens_seen += n_tokens
+            state.last_loss = loss
+            state.first_loss = state.first_loss if state.first_loss is not None else loss
+            row = clock.tick(state, n_tokens * world, scheduler.get_last_lr()[0])
+            if state.step % t.logging_steps == 0 or state.step == total_steps:
+                run.log({k: v for k, v in row.items() if k not in ("event", "total_steps", "eta_s")})
+            emit(row)
+            status = _after_step(model, holdout, cfg, run, state, optimizer, scheduler, emit, should_stop, total_steps)
+            if status != "completed":
+                break
+        else:
+            if state.micro_in_epoch >= len(batches):
+                state.epoch += 1
+                state.micro_in_epoch = 0
+                if state.step < total_steps:
+                    if t.eval_every is None and holdout:
+                        status = _evaluate_and_track(model, holdout, cfg, run, state, optimizer, scheduler, emit)
+                    if t.save_every is None and status == "completed":
+                        _save(run, model, optimizer, scheduler, state, emit)
+    return _finish(model, holdout, cfg, run, state, optimizer, scheduler, emit, status, total_steps)
+
+
+def train_step(
+    engine: Any, micro: list[Batch], optimizer: Any, scheduler: Any, params: list[Any], max_norm: float, rank: int, world: int
+) -> tuple[float, int, int]:
+    """One optimizer step over ``micro`` (this process takes every ``world``-th micro-batch).
+
+    Returns the token-weighted mean loss of the step, trained tokens and seen tokens (this process)."""
+    import contextlib
+
+    import torch
+
+    mine = micro[rank::world]
+    weight = 1.0
+    if not mine:  # uneven tail: run one batch with zero weight so every process joins the gradient sync
+        mine, weight = micro[:1], 0.0
+    n_local = sum(b.n_trained for b in mine) if weight else 0
+    n_total = _all_reduce_int(n_local) if world > 1 else n_local
+    if n_total == 0:
+        raise TunesmithError("A training step has no trained token.", "Check the loss mask of the data (data.train_on).")
+    loss_sum = 0.0
+    for i, batch in enumerate(mine):
+        sync = i == len(mine) - 1 or world == 1
+        ctx = engine.no_sync() if not sync and hasattr(engine, "no_sync") else contextlib.nullcontext()
+        with ctx:
+            loss, _ = sum_token_loss(engine, batch)
+            # DDP averages gradients over processes, hence * world to keep the token mean exact.
+            (loss * (weight * world / n_total)).backward()
+        loss_sum += float(loss.detach()) * weight
+    if world > 1:
+        loss_sum = _all_reduce_float(loss_sum)
+    torch.nn.utils.clip_grad_norm_(params, max_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss_sum / n_total, n_local, sum(b.n_tokens for b in mine) if weight else 0
+
+
+def evaluate(model: Any, examples: list[Tokenized], cfg: ProjectConfig) -> float:
+    """Token-weighted mean loss over ``examples`` (no dropout, no gradients)."""
+    import torch
+
+    inner = unwrap(model)
+    was_training = inner.training
+    inner.eval()
+    total, n = 0.0, 0
+    with torch.no_grad():
+        for batch in build_batches(examples, batch_tokens=cfg.train.batch_tokens, packing=cfg.train.packing, seed=0, epoch=0):
+            loss, k = sum_token_loss(inner, batch)
+            total, n = total + float(loss), n + k
+    if was_training:
+        inner.train()
+    return total / max(n, 1)
+
+
+def build_scheduler(optimizer: Any, kind: str, warmup: int, total: int) -> Any:
+    """Linear warmup then cosine/linear decay to 0, or constant (transformers' schedule functions)."""
+    from transformers import (
+        get_constant_schedule_with_warmup,
+        get_cosine_schedule_with_warmup,
+        get_linear_schedule_with_warmup,
+    )
+
+    if kind == "constant":
+        return get_constant_schedule_with_warmup(optimizer, warmup)
+    fn = get_cosine_schedule_with_warmup if kind == "cosine" else get_linear_schedule_with_warmup
+    return fn(optimizer, warmup, total)
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(run: Run, model: Any, optimizer: Any, scheduler: Any, state: LoopState, *, is_best: bool = False) -> Path | None:
+    """A resumable checkpoint of the current step (rank 0 writes; others return None)."""
+    if not run.is_main:
+        return None
+    import numpy as np
+    import torch
+    from safetensors.torch import save_file
+
+    def write(folder: Path) -> None:
+        save_file({k: v.detach().contiguous().cpu() for k, v in trainable_state(model).items()}, str(folder / "trainable.safetensors"))
+        torch.save(optimizer.state_dict(), folder / "optimizer.pt")
+        torch.save(scheduler.state_dict(), folder / "scheduler.pt")
+        torch.save({"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}, folder / "rng.pt")
+
+    return ckpt.save_checkpoint(
+        run.checkpoints_dir, state.step, write, asdict(state), keep=run.cfg.train.keep_checkpoints, val_loss=state.last_val, is_best=is_best
+    )
+
+
+def load_checkpoint(folder: Path, model: Any, optimizer: Any | None = None, scheduler: Any | None = None) -> LoopState:
+    """Restore weights (and, when given, optimizer, scheduler and RNG state) from a checkpoint folder."""
+    import json
+
+    import numpy as np
+    import torch
+
+    load_trainable(model, folder / "trainable.safetensors")
+    if optimizer is not None:
+        optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=False))
+    if scheduler is not None:
+        scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=False))
+        rng = torch.load(folder / "rng.pt", weights_only=False)
+        torch.set_rng_state(rng["torch"])
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+    return LoopState(**json.loads((folder / ckpt.STATE).read_text(encoding="utf-8")))
+
+
+def load_trainable(model: Any, path: Path) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    saved = load_file(str(path))
+    params = trainable_state(model)
+    if set(saved) != set(params):
+        missing, extra = sorted(set(params) - set(saved))[:3], sorted(set(saved) - set(params))[:3]
+        raise TunesmithError(
+            f"Checkpoint {path.parent} does not match this model (missing {missing}, unexpected {extra}).",
+            "Resume with the same model, finetune mode and LoRA settings as the run.",
+        )
+    with torch.no_grad():
+        for name, tensor in saved.items():
+            params[name].copy_(tensor)
+
+
+# --------------------------------------------------------------------------- internals
+
+
+def _after_step(model, holdout, cfg, run, state, optimizer, scheduler, emit, should_stop, total_steps) -> str:  # noqa: ANN001
+    t = cfg.train
+    status = "completed"
+    if t.eval_every and holdout and state.step % t.eval_every == 0 and state.step < total_steps:
+        status = _evaluate_and_track(model, holdout, cfg, run, state, optimizer, scheduler, emit)
+    if t.save_every and state.step % t.save_every == 0 and state.step < total_steps:
+        _save(run, model, optimizer, scheduler, state, emit)
+    if status == "completed" and should_stop is not None and should_stop():
+        _save(run, model, optimizer, scheduler, state, emit)
+        status = "stopped"
+    return status
+
+
+def _evaluate_and_track(model, holdout, cfg, run, state, optimizer, scheduler, emit) -> str:  # noqa: ANN001
+    val = evaluate(model, holdout, cfg)
+    state.last_val = val
+    improved = state.best_val is None or val < state.best_val
+    if improved:
+        state.best_val, state.best_step, state.bad_evals = val, state.step, 0
+        _save(run, model, optimizer, scheduler, state, emit, is_best=True)
+    else:
+        state.bad_evals += 1
+    run.log({"step": state.step, "val_loss": val, "best_val_loss": state.best_val})
+    emit({"event": "eval", "step": state.step, "val_loss": val, "best_val_loss": state.best_val})
+    patience = cfg.train.early_stopping_patience
+    if patience is not None and state.bad_evals >= patience:
+        state.stopped_early = True
+        return "early_stopped"
+    return "completed"
+
+
+def _save(run, model, optimizer, scheduler, state, emit, is_best: bool = False) -> None:  # noqa: ANN001
+    if run.last_saved_step == state.step and not is_best:
+        return  # this exact state is on disk already (e.g. a best save at a save_every step)
+    path = save_checkpoint(run, model, optimizer, scheduler, state, is_best=is_best)
+    run.last_saved_step = state.step
+    if path is not None:
+        emit({"event": "checkpoint", "step": state.step, "path": str(path), "best": is_best})
+
+
+def _finish(model, holdout, cfg, run, state, optimizer, scheduler, emit, status, total_steps) -> FitResult:  # noqa: ANN001
+    if holdout and status != "stopped":
+        final_val = evaluate(model, holdout, cfg)
+        state.last_val = final_val
+        run.log({"step": state.step, "val_loss": final_val})
+        emit({"event": "eval", "step": state.step, "val_loss": final_val, "best_val_loss": state.best_val})
+        final_is_best = state.best_val is None or final_val <= state.best_val
+        if final_is_best:
+            state.best_val, state.best_step = final_val, state.step
+    else:
+        final_is_best = False
+    if status != "stopped":  # a stop already saved this step
+        _save(run, model, optimizer, scheduler, state, emit, is_best=final_is_best)
+    weights_from = "final"
+    best = ckpt.best_checkpoint(run.checkpoints_dir)
+    if status != "stopped" and best is not None and state.best_step != state.step:
+        load_trainable(model, best / "trainable.safetensors")
+        weights_from = f"best (step {state.best_step})"
+    return FitResult(state, status, total_steps, weights_from)
+
+
+def _epoch_batches(train: list[Tokenized], cfg: ProjectConfig, epoch: int) -> list[Batch]:
+    t = cfg.train
+    return build_batches(train, batch_tokens=t.batch_tokens, packing=t.packing, seed=t.seed, epoch=epoch)
+
+
+def _seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _dist() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
+def _wrap_distributed(model: Any) -> Any:
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(TokenLossModule(model))
+
+
+def _all_reduce_int(x: int) -> int:
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor([x], dtype=torch.long)
+    dist.all_reduce(t)
+    return int(t.item())
+
+
+def _all_reduce_float(x: float) -> float:
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor([x], dtype=torch.float64)
+    dist.all_reduce(t)
+    return float(t.item())
+
+
+class _Clock:
+    """tokens/s and ETA since this process started training (a resume restarts the clock)."""
+
+    def __init__(self, start_step: int, total: int) -> None:
+        self.t0, self.start_step, self.total, self.tokens = time.perf_counter(), start_step, total, 0
+
+    def tick(self, state: LoopState, tokens: int, lr: float) -> dict[str, Any]:
+        self.tokens += tokens
+        elapsed = time.perf_counter() - self.t0
+        done = state.step - self.start_step
+        eta = elapsed / done * (self.total - state.step) if done else None
+        return {
+            "event": "step",
+            "step": state.step,
+            "total_steps": self.total,
+            "epoch": state.epoch,
+            "loss": state.last_loss,
+            "lr": lr,
+            "tokens_per_s": round(self.tokens / elapsed, 1) if elapsed > 0 else None,
+            "tokens_trained": state.tokens_trained,
+            "eta_s": round(eta, 1) if eta is not None else None,
+        }

@@ -1,0 +1,116 @@
+"""Supervised fine-tuning (chat, completion, classification, extraction data): the whole flow in one place.
+
+    check the run folder -> tokenizer -> data (refuse errors, split, mask) -> memory check -> run folder
+    -> model (full / lora / qlora / dora) -> probe before -> fit -> probe after -> save weights -> summary
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tunesmith.config import ProjectConfig
+from tunesmith.errors import TunesmithError
+from tunesmith.train.runs import Run, RunResult
+
+
+def run(
+    cfg: ProjectConfig,
+    *,
+    resume: Path | None = None,
+    force: bool = False,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> RunResult:
+    """Train ``cfg`` (method sft or cpt) and return the run folder and summary. See train/api.py."""
+    from tunesmith.models.load import load_tokenizer, resolve_model_dir
+    from tunesmith.train.adapters import build_trainable
+    from tunesmith.train.data import prepare_data
+    from tunesmith.train.guards import check_memory
+    from tunesmith.train.loop import fit
+
+    run_, resume_from = open_or_preflight(cfg, resume)
+    cfg = run_.cfg if run_ is not None else cfg
+    tokenizer = load_tokenizer(cfg.model.name)
+    data = prepare_data(cfg, tokenizer, force=force)
+    check_memory(cfg, resolve_model_dir(cfg.model.name))
+    run_ = run_ or create_run_for(cfg)
+    try:
+        model = build_trainable(cfg)
+        before = _probe(model, tokenizer, cfg)
+        result = fit(model, data.train, data.holdout, cfg, run_, resume_from=resume_from, on_progress=on_progress, should_stop=should_stop)
+        after = _probe(model, tokenizer, cfg)
+        run_.save_weights(model, tokenizer)
+    except BaseException as exc:
+        run_.finish({"error": f"{type(exc).__name__}: {exc}"}, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
+        raise
+    summary = summarize(result, data, before, after, cfg, resume_from)
+    out = run_.finish(summary, result.status)
+    return RunResult(out.run_dir, out.summary, model=model)
+
+
+def open_or_preflight(cfg: ProjectConfig, resume: Path | None) -> tuple[Run | None, Path | None]:
+    """For a resume: the reopened run and its last complete checkpoint. Otherwise (None, None) after
+    checking that a new run folder can be created (nothing is written yet)."""
+    from tunesmith.train.checkpoints import latest_checkpoint
+    from tunesmith.train.runs import check_new_run_dir, open_run_for_resume
+
+    if resume is None:
+        check_new_run_dir(cfg)
+        return None, None
+    reopened = open_run_for_resume(resume, cfg)
+    last = latest_checkpoint(reopened.checkpoints_dir)
+    if last is None:
+        raise TunesmithError(
+            f"{resume} has no complete checkpoint to resume from.",
+            "Start a new run (a run saves its first checkpoint at train.save_every steps or the end of epoch 1).",
+        )
+    return reopened, last
+
+
+def create_run_for(cfg: ProjectConfig) -> Run:
+    from tunesmith.train.loop import _dist
+    from tunesmith.train.runs import create_run
+
+    return create_run(cfg, is_main=_dist()[1] == 0)
+
+
+def summarize(result: Any, data: Any, before: float | None, after: float | None, cfg: ProjectConfig, resume_from: Path | None) -> dict[str, Any]:
+    from tunesmith.train.probe import forgetting_report
+
+    s = result.state
+    out: dict[str, Any] = {
+        "steps": s.step,
+        "total_steps": result.total_steps,
+        "epochs_completed": s.epoch,
+        "lr": cfg.train.resolved_lr(),
+        "first_train_loss": s.first_loss,
+        "final_train_loss": s.last_loss,
+        "first_val_loss": s.first_val,
+        "final_val_loss": s.last_val,
+        "best_val_loss": s.best_val,
+        "best_step": s.best_step,
+        "stopped_early": s.stopped_early,
+        "weights": result.weights_from,
+        "tokens_trained": s.tokens_trained,
+        "tokens_seen": s.tokens_seen,
+        "train_examples": len(data.train),
+        "holdout_examples": len(data.holdout),
+        "skipped_lines": data.skipped_lines,
+        "truncated_answers": data.truncated_answers,
+        "task": data.task,
+    }
+    if resume_from is not None:
+        out["resumed_from"] = str(resume_from)
+    if before is not None and after is not None:
+        out["forgetting"] = forgetting_report(before, after)
+    return out
+
+
+def _probe(model: Any, tokenizer: Any, cfg: ProjectConfig) -> float | None:
+    if not cfg.train.forgetting_probe:
+        return None
+    from tunesmith.train.probe import probe_loss
+
+    return probe_loss(model, tokenizer, cfg)
