@@ -114,6 +114,13 @@ class TrainConfig(Section):
     init_from: Path | None = Field(None, description="Start from this SFT run's adapter or model.")
     reward_model: Path | None = Field(None, description="Reward run used by method: ppo.")
     prompts: Path | None = Field(None, description="Prompts file for method: ppo (JSONL with prompt or messages).")
+    num_generations: int = Field(
+        4, ge=2, description="method: ppo (RLOO): answers sampled per prompt; each is baselined by the others (TRL `num_generations`)."
+    )
+    max_completion_length: int = Field(
+        64, ge=1, description="method: ppo: longest sampled answer in tokens (TRL `max_completion_length`)."
+    )
+    temperature: float = Field(1.0, gt=0, description="method: ppo: sampling temperature of the policy (TRL `temperature`).")
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
