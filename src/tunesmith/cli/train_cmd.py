@@ -1,9 +1,229 @@
-"""Placeholder: commands of this group are registered by its owner module."""
+"""`tunesmith train`, `export`, `runs list|show|rm` and `chat`: rendering only; the work is in tunesmith.train."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
 import typer
+
+from tunesmith.errors import TunesmithError
+
+runs_app = typer.Typer(help="List, inspect and remove training runs (SQLite registry in the runs folder).", no_args_is_help=True)
+
+_RUNS_DIR_HELP = "Runs folder holding registry.sqlite (default: $TUNESMITH_RUNS_DIR or ./runs)."
 
 
 def register(app: typer.Typer) -> None:
     """Add this group's commands to the root app."""
+    app.command("train")(train_command)
+    app.command("export")(export_command)
+    app.add_typer(runs_app, name="runs")
+    app.command("chat")(chat_command)
+
+
+def train_command(
+    config: Path = typer.Argument(..., help="Project config (YAML)."),
+    overrides: list[str] = typer.Argument(None, help="Dotted overrides, e.g. train.lr=1e-4 train.max_steps=50."),
+    resume: Path | None = typer.Option(None, "--resume", help="Continue this run folder from its last complete checkpoint."),
+    force: bool = typer.Option(False, "--force", help="Train on the valid lines of data that has `data check` errors."),
+) -> None:
+    """Fine-tune a model (sft/cpt with full, lora, qlora or dora; dpo/reward/ppo). Ctrl-C saves and stops."""
+    from tunesmith.config import load_config
+
+    cfg = load_config(config, overrides or [])
+    from tunesmith.cli.render import console
+    from tunesmith.train.api import train
+
+    stop = _StopFlag()
+    with _progress(console) as on_progress:
+        previous = signal.signal(signal.SIGINT, stop.handle)
+        try:
+            result = train(cfg, resume=resume, force=force, on_progress=on_progress, should_stop=stop)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    s = result.summary
+    status = result.status
+    console.print(f"[bold]{status}[/] run [cyan]{result.run_dir}[/] after {s.get('steps')} steps in {s.get('wall_time_s', 0):.1f} s")
+    rows = [("train loss", s.get("first_train_loss"), s.get("final_train_loss")), ("hold-out loss", s.get("first_val_loss"), s.get("final_val_loss"))]
+    for name, first, last in rows:
+        if last is not None:
+            console.print(f"  {name}: {_f(first)} -> {_f(last)}")
+    if s.get("best_val_loss") is not None:
+        console.print(f"  best hold-out loss {_f(s['best_val_loss'])} at step {s.get('best_step')}; saved weights: {s.get('weights')}")
+    if "forgetting" in s:
+        fg = s["forgetting"]
+        console.print(f"  forgetting probe loss {fg['before']:.4f} -> {fg['after']:.4f} ({fg['increase']:+.1%})")
+    if status == "stopped":
+        console.print(f"  checkpoint saved; continue with: tunesmith train {config} --resume {result.run_dir}")
+
+
+def export_command(
+    run: Path = typer.Argument(..., help="Run folder (runs/<id>) or adapter folder."),
+    merged: Path = typer.Option(..., "--merged", help="Output folder for the merged safetensors model."),
+    model: str | None = typer.Option(None, "--model", help="Base model (default: the run's base_model)."),
+) -> None:
+    """Merge an adapter into its base and write a standalone model that plain transformers loads."""
+    from tunesmith.cli.render import console
+    from tunesmith.train.export import export_merged
+
+    out = export_merged(run, merged, model)
+    console.print(f"merged model written to [cyan]{out}[/]")
+
+
+@runs_app.command("list")
+def runs_list(runs_dir: Path | None = typer.Option(None, "--dir", help=_RUNS_DIR_HELP), as_json: bool = typer.Option(False, "--json", help="JSON output.")) -> None:
+    """Every recorded run, oldest first."""
+    from rich.table import Table
+
+    from tunesmith.cli.render import console
+    from tunesmith.train.registry import RunRegistry
+
+    records = RunRegistry(_runs_dir(runs_dir)).list()
+    if as_json:
+        typer.echo(json.dumps([{k: v for k, v in r.__dict__.items() if k != "summary"} for r in records], indent=1))
+        return
+    table = Table("run", "method", "finetune", "base", "status", "created", "train loss", "best hold-out")
+    for r in records:
+        table.add_row(r.run_id, r.method, r.finetune, r.base_model, r.status, time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created_at)), _f(r.final_loss), _f(r.best_loss))
+    console.print(table if records else "no runs recorded yet")
+
+
+@runs_app.command("show")
+def runs_show(run_id: str = typer.Argument(..., help="Run id (folder name)."), runs_dir: Path | None = typer.Option(None, "--dir", help=_RUNS_DIR_HELP)) -> None:
+    """The run's record and summary as JSON."""
+    from tunesmith.train.registry import RunRegistry
+
+    r = RunRegistry(_runs_dir(runs_dir)).get(run_id)
+    summary = r.summary
+    summary_file = Path(r.run_dir) / "summary.json"
+    if summary is None and summary_file.exists():
+        summary = json.loads(summary_file.read_text())
+    typer.echo(json.dumps({**{k: v for k, v in r.__dict__.items() if k != "summary"}, "summary": summary}, indent=1))
+
+
+@runs_app.command("rm")
+def runs_rm(
+    run_id: str = typer.Argument(..., help="Run id (folder name)."),
+    runs_dir: Path | None = typer.Option(None, "--dir", help=_RUNS_DIR_HELP),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Delete a run folder and its registry record."""
+    from tunesmith.cli.render import console
+    from tunesmith.train.registry import RunRegistry
+
+    registry = RunRegistry(_runs_dir(runs_dir))
+    r = registry.get(run_id)
+    if r.status == "running":
+        raise TunesmithError(f"Run {run_id} is recorded as running.", "Stop it first (Ctrl-C or the server's cancel); a crashed run shows as running until resumed.")
+    folder = Path(r.run_dir)
+    if not yes and not typer.confirm(f"Delete {folder}?"):
+        raise typer.Abort()
+    if folder.exists():
+        shutil.rmtree(folder)
+    registry.remove(run_id)
+    console.print(f"removed {run_id}")
+
+
+def chat_command(
+    target: str = typer.Argument(..., help="A run folder (runs/<id>), a model folder or a model alias."),
+    system: str | None = typer.Option(None, "--system", help="System prompt."),
+    max_tokens: int = typer.Option(256, "--max-tokens", help="Answer length limit."),
+    temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy."),
+) -> None:
+    """Chat with a base or fine-tuned model in the terminal (/reset clears the history, /exit quits)."""
+    from tunesmith.cli.render import console
+    from tunesmith.models.generate import GenerationSettings, generate
+    from tunesmith.models.inference import load_for_inference
+
+    path = Path(target)
+    is_run = path.is_dir() and ((path / "adapter").is_dir() or (path / "model").is_dir() or (path / "adapter_config.json").exists())
+    model, tokenizer = load_for_inference(None, path) if is_run else load_for_inference(target)
+    settings = GenerationSettings(max_tokens=max_tokens, temperature=temperature)
+    history: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
+    console.print(f"chatting with [cyan]{target}[/]; /reset clears the history, /exit quits")
+    while True:
+        try:
+            line = input("you> ")
+        except EOFError:
+            break
+        if line.strip() in ("/exit", "/quit"):
+            break
+        if line.strip() == "/reset":
+            history = history[:1] if system else []
+            continue
+        if not line.strip():
+            continue
+        history.append({"role": "user", "content": line})
+        answer = generate(model, tokenizer, [history], settings)[0]
+        history.append({"role": "assistant", "content": answer.text})
+        console.print(f"[green]model>[/] {answer.text}", highlight=False, markup=False)
+        console.print(f"[dim]{answer.completion_tokens} tokens, {answer.tokens_per_s:.1f} tok/s[/]")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class _StopFlag:
+    """First Ctrl-C asks the loop to save and stop after the current step; a second one aborts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        from tunesmith.cli.render import err_console
+
+        err_console.print("[yellow]stopping: saving a checkpoint after this step (Ctrl-C again to abort)[/]")
+
+    def __call__(self) -> bool:
+        return self.requested
+
+
+class _progress:
+    """A rich progress bar fed by the training callback (loss, tokens/s, ETA); plain lines when not a TTY."""
+
+    def __init__(self, console: Any) -> None:
+        self.console = console
+
+    def __enter__(self):  # noqa: ANN204
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(
+            TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
+            console=self.console, disable=not self.console.is_terminal,
+        )
+        self.task = self.bar.add_task("train", total=None, info="")
+        self.bar.__enter__()
+        return self.on_event
+
+    def on_event(self, e: dict[str, Any]) -> None:
+        kind = e.get("event")
+        if kind == "start":
+            self.bar.update(self.task, total=e["total_steps"], completed=e["step"])
+        elif kind == "step":
+            info = f"loss {_f(e['loss'])}  {e.get('tokens_per_s') or 0:,.0f} tok/s  lr {e['lr']:.2e}"
+            self.bar.update(self.task, completed=e["step"], info=info)
+            if not self.console.is_terminal:
+                eta = e.get("eta_s")
+                self.console.print(f"step {e['step']}/{e['total_steps']} {info}" + (f"  eta {eta:.0f}s" if eta is not None else ""), highlight=False)
+        elif kind == "eval":
+            self.console.print(f"step {e['step']}: hold-out loss {_f(e['val_loss'])} (best {_f(e['best_val_loss'])})", highlight=False)
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bar.__exit__(*exc)
+
+
+def _runs_dir(runs_dir: Path | None) -> Path:
+    return runs_dir or Path(os.environ.get("TUNESMITH_RUNS_DIR", "runs"))
+
+
+def _f(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4f}"

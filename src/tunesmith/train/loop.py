@@ -142,9 +142,22 @@ def train_step(
     """One optimizer step over ``micro`` (this process takes every ``world``-th micro-batch).
 
     Returns the token-weighted mean loss of the step, trained tokens and seen tokens (this process)."""
-    import contextlib
-
     import torch
+
+    loss_sum, n_total, n_local, n_tokens = accumulate_gradients(engine, micro, rank, world)
+    torch.nn.utils.clip_grad_norm_(params, max_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss_sum / n_total, n_local, n_tokens
+
+
+def accumulate_gradients(engine: Any, micro: list[Batch], rank: int = 0, world: int = 1) -> tuple[float, int, int, int]:
+    """Backward over this process's share of ``micro`` with token weighting: each micro-batch's summed
+    loss is divided by the trained tokens of the whole step (all micro-batches, all processes).
+
+    Returns (summed loss over all processes, trained tokens of the step, trained and seen tokens here)."""
+    import contextlib
 
     mine = micro[rank::world]
     weight = 1.0
@@ -165,11 +178,7 @@ def train_step(
         loss_sum += float(loss.detach()) * weight
     if world > 1:
         loss_sum = _all_reduce_float(loss_sum)
-    torch.nn.utils.clip_grad_norm_(params, max_norm)
-    optimizer.step()
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
-    return loss_sum / n_total, n_local, sum(b.n_tokens for b in mine) if weight else 0
+    return loss_sum, n_total, n_local, sum(b.n_tokens for b in mine) if weight else 0
 
 
 def evaluate(model: Any, examples: list[Tokenized], cfg: ProjectConfig) -> float:
