@@ -1,9 +1,101 @@
-"""Placeholder: commands of this group are registered by its owner module."""
+"""`tunesmith serve` (the OpenAI-compatible server) and `tunesmith logs` (monitoring: export, stats, correct)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import typer
+
+from tunesmith.cli.render import console, fail
+
+logs_app = typer.Typer(help="Logged requests (enable with `tunesmith serve --log-requests`): export, stats, correct.",
+                       no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this group's commands to the root app."""
+    """Add `serve` and the `logs` group to the root app."""
+    app.command("serve")(serve)
+    app.add_typer(logs_app, name="logs")
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind; 127.0.0.1 keeps the server local (default)."),
+    port: int = typer.Option(8000, help="TCP port."),
+    data_dir: Path = typer.Option(Path("tunesmith-data"), help="Folder for the database, uploaded files and runs."),
+    api_key: list[str] = typer.Option([], "--api-key", help="Accepted bearer key (repeatable). None = no auth."),
+    concurrency: int = typer.Option(1, min=0, help="Fine-tuning jobs that run at once (worker processes)."),
+    log_requests: bool = typer.Option(False, help="Store chat requests and answers in the database (opt-in)."),
+    max_upload_mb: int = typer.Option(512, min=1, help="Largest accepted upload."),
+    cors_origin: list[str] = typer.Option([], help="Allowed browser origin (repeatable). CORS is off without one."),
+    max_batch: int = typer.Option(8, min=1, help="Most chat requests generated together."),
+    model_budget_mb: int = typer.Option(8192, min=1, help="Memory for loaded models and adapters (LRU beyond it)."),
+    base_model: list[str] = typer.Option([], help="Extra base model (alias or local folder) to serve and train."),
+    train_override: list[str] = typer.Option([], help="Config override applied to every job, e.g. train.save_every=50."),
+) -> None:
+    """Serve the OpenAI-compatible API (files, fine-tuning jobs, models, chat, embeddings) and the dashboard."""
+    import uvicorn
+
+    from tunesmith.serve.app import ServeSettings, create_app
+
+    if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
+        console.print("[yellow]Warning:[/] binding to a non-local address without --api-key: anyone who can reach "
+                      f"{host}:{port} can train and query models.")
+    for b in base_model:
+        if not Path(b).is_dir() and b not in ("smollm2-135m-instruct", "tiny"):
+            fail(f"--base-model {b}: not an alias or an existing model folder.", "Pass a local folder saved with save_pretrained.")
+    settings = ServeSettings(data_dir=data_dir, api_keys=list(api_key), concurrency=concurrency, log_requests=log_requests,
+                             max_upload_bytes=max_upload_mb << 20, cors_origins=list(cors_origin), max_batch=max_batch,
+                             model_budget_bytes=model_budget_mb << 20, extra_base_models=list(base_model),
+                             train_overrides=list(train_override), start_workers=concurrency > 0)
+    app = create_app(settings)
+    console.print(f"tunesmith serving on http://{host}:{port}  (dashboard at /, API at /v1, data in {settings.data_dir})")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+@logs_app.command("export")
+def logs_export(
+    out: Path = typer.Argument(..., help="Training JSONL to write."),
+    data_dir: Path = typer.Option(Path("tunesmith-data"), help="The server's data folder."),
+    model: str | None = typer.Option(None, help="Only requests to this model."),
+    corrected_only: bool = typer.Option(False, help="Only conversations a reviewer corrected."),
+) -> None:
+    """Write logged conversations as chat training lines (the corrected answer replaces the model's)."""
+    from tunesmith.serve.monitor import export_logs
+
+    n = export_logs(_store(data_dir), out, model=model, corrected_only=corrected_only)
+    console.print(f"wrote {n} conversation(s) to {out}")
+
+
+@logs_app.command("stats")
+def logs_stats(data_dir: Path = typer.Option(Path("tunesmith-data"), help="The server's data folder.")) -> None:
+    """Per-model request volume and latency from the logged requests."""
+    from rich.table import Table
+
+    from tunesmith.serve.monitor import log_stats
+
+    table = Table("model", "requests", "completion tokens", "p50 ms", "p95 ms")
+    for s in log_stats(_store(data_dir)):
+        table.add_row(s["model"], str(s["requests"]), str(s["completion_tokens"]), f"{s['p50_ms']:.0f}", f"{s['p95_ms']:.0f}")
+    console.print(table)
+
+
+@logs_app.command("correct")
+def logs_correct(
+    log_id: int = typer.Argument(..., help="Request log id (see the export or the database)."),
+    answer: str = typer.Argument(..., help="The answer the model should have given."),
+    data_dir: Path = typer.Option(Path("tunesmith-data"), help="The server's data folder."),
+) -> None:
+    """Store a reviewer's corrected answer for a logged request (used by `logs export`)."""
+    if not _store(data_dir).correct_log(log_id, answer):
+        fail(f"No logged request with id {log_id}.", "List them with `tunesmith logs export OUT` and look at the ids.")
+    console.print(json.dumps({"id": log_id, "corrected": True}))
+
+
+def _store(data_dir: Path):
+    from tunesmith.serve.store import Store
+
+    db = data_dir / "tunesmith.db"
+    if not db.exists():
+        fail(f"{db} does not exist.", "Pass the --data-dir the server was started with.")
+    return Store(db)

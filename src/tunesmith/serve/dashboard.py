@@ -1,0 +1,44 @@
+"""The dashboard at ``/``: jobs with status, a live loss curve (inline SVG, no external assets), events,
+evaluation reports and models. One self-contained HTML page that polls the same ``/v1`` API the SDK uses
+(plus two read-only helpers below), so it works offline and behind the same API key.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
+
+from tunesmith.serve.errors import not_found
+
+PAGE = Path(__file__).parent / "static" / "dashboard.html"
+
+
+def add_routes(app: FastAPI) -> None:
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def dashboard() -> HTMLResponse:
+        return HTMLResponse(PAGE.read_text(encoding="utf-8"))
+
+    @app.get("/v1/tunesmith/jobs/{job_id}/metrics")
+    def metrics(job_id: str) -> dict:
+        store = app.state.store
+        if store.get_job(job_id) is None:
+            raise not_found(f"No such fine-tuning job: {job_id}", param="fine_tuning_job_id")
+        return {"object": "list", "data": store.metrics_series(job_id)}
+
+    @app.get("/v1/tunesmith/reports")
+    def reports() -> dict:
+        """Evaluation reports (``report.json`` written by `tunesmith eval --out`) found under the data folder."""
+        root: Path = app.state.settings.data_dir
+        out = []
+        for f in sorted(root.glob("reports/*/report.json")) + sorted(root.glob("runs/*/eval/report.json")):
+            try:
+                rep = json.loads(f.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+            cands = {name: c.get("metrics", {}) for name, c in (rep.get("candidates") or {}).items()}
+            out.append({"name": f.parent.name if f.parent.name != "eval" else f.parent.parent.name,
+                        "task": rep.get("task"), "n": rep.get("n"), "candidates": cands})
+        return {"object": "list", "data": out}

@@ -1,0 +1,151 @@
+"""Request bodies (pydantic, validated into 400s) and the wire shapes of files, jobs, events, checkpoints.
+
+Wire shapes follow the openai SDK's types exactly, so ``_strict_response_validation=True`` passes: every
+required field present, ``error`` is null unless the job failed, ``status`` only takes the SDK's six
+values plus ``paused`` (internal states never leak).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Auto = Literal["auto"]
+
+
+class _Body(BaseModel):
+    # Unknown fields are ignored like OpenAI does (SDKs add new optional fields over time).
+    model_config = ConfigDict(extra="ignore")
+
+
+class Hyper(_Body):
+    n_epochs: Auto | int = Field("auto", description="Passes over the data (1-50).")
+    batch_size: Auto | int = Field("auto", description="Examples per step (1-256).")
+    learning_rate_multiplier: Auto | float = Field("auto", description="Multiplier on tunesmith's default lr.")
+    beta: Auto | float = Field("auto", description="DPO beta in (0, 2].")
+
+
+class MethodSection(_Body):
+    hyperparameters: Hyper = Field(default_factory=Hyper)
+
+
+class Method(_Body):
+    type: Literal["supervised", "dpo", "reinforcement"]
+    supervised: MethodSection | None = None
+    dpo: MethodSection | None = None
+
+
+class JobCreate(_Body):
+    model: str = Field(min_length=1)
+    training_file: str = Field(min_length=1)
+    validation_file: str | None = None
+    suffix: str | None = Field(None, min_length=1, max_length=64)
+    seed: int | None = Field(None, ge=0, le=2147483647)
+    method: Method | None = None
+    hyperparameters: Hyper | None = None
+    metadata: dict[str, str] | None = None
+    integrations: list[dict[str, Any]] | None = None
+
+
+def check_hyper(h: Hyper, prefix: str) -> str | None:
+    """The dotted name of the first out-of-range hyperparameter, with the rule."""
+    checks = [
+        ("n_epochs", h.n_epochs, lambda v: 1 <= v <= 50, "an integer from 1 to 50"),
+        ("batch_size", h.batch_size, lambda v: 1 <= v <= 256, "an integer from 1 to 256"),
+        ("learning_rate_multiplier", h.learning_rate_multiplier, lambda v: 0 < v <= 100, "a number > 0"),
+        ("beta", h.beta, lambda v: 0 < v <= 2, "a number in (0, 2]"),
+    ]
+    for name, value, ok, rule in checks:
+        if value != "auto" and not ok(value):
+            return f"{prefix}.{name}|{rule}"
+    return None
+
+
+class ChatMessage(_Body):
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[dict[str, Any]] | None = None
+    name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+
+
+class StreamOptions(_Body):
+    include_usage: bool | None = None
+
+
+class ResponseFormat(_Body):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: dict[str, Any] | None = None
+
+
+class ChatRequest(_Body):
+    model: str = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_tokens: int | None = Field(None, ge=1, le=32768)
+    max_completion_tokens: int | None = Field(None, ge=1, le=32768)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    n: int | None = Field(None, ge=1, le=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
+    response_format: ResponseFormat | None = None
+    user: str | None = None
+
+
+class EmbeddingRequest(_Body):
+    model: str = Field(min_length=1)
+    input: str | list[str] = Field(...)
+    encoding_format: Literal["float", "base64"] | None = "float"
+    dimensions: int | None = None
+
+
+# --------------------------------------------------------------------------- wire shapes
+
+
+def file_obj(row: dict[str, Any]) -> dict[str, Any]:
+    out = {"id": row["id"], "object": "file", "bytes": row["bytes"], "created_at": row["created_at"],
+           "filename": row["filename"], "purpose": row["purpose"], "status": row["status"]}
+    if row.get("status_details"):
+        out["status_details"] = row["status_details"]
+    return out
+
+
+def job_obj(row: dict[str, Any]) -> dict[str, Any]:
+    method = json.loads(row["method"])
+    hyper = json.loads(row["hyperparameters"])
+    status = row["status"]
+    err = json.loads(row["error"]) if row.get("error") else None
+    return {
+        "id": row["id"], "object": "fine_tuning.job", "created_at": row["created_at"], "model": row["model"],
+        "organization_id": "org-local", "status": status, "training_file": row["training_file"],
+        "validation_file": row["validation_file"], "fine_tuned_model": row["fine_tuned_model"],
+        "finished_at": row["finished_at"], "trained_tokens": row["trained_tokens"], "result_files": [],
+        "hyperparameters": {k: hyper[k] for k in ("batch_size", "learning_rate_multiplier", "n_epochs")},
+        "seed": row["seed"], "error": err if status == "failed" else None, "estimated_finish": None,
+        "integrations": None, "metadata": json.loads(row["metadata"]) if row.get("metadata") else None,
+        "method": method,
+    }
+
+
+def event_obj(row: dict[str, Any]) -> dict[str, Any]:
+    return {"id": row["id"], "object": "fine_tuning.job.event", "created_at": row["created_at"], "level": row["level"],
+            "message": row["message"], "data": json.loads(row["data"]) if row.get("data") else None, "type": row["type"]}
+
+
+def checkpoint_obj(row: dict[str, Any]) -> dict[str, Any]:
+    metrics = json.loads(row["metrics"])
+    return {"id": row["id"], "object": "fine_tuning.job.checkpoint", "created_at": row["created_at"],
+            "fine_tuned_model_checkpoint": row["model_name"], "fine_tuning_job_id": row["job_id"],
+            "step_number": row["step"], "metrics": {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}}
+
+
+def page(data: list[dict[str, Any]], has_more: bool, first_last: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {"object": "list", "data": data, "has_more": has_more}
+    if first_last:
+        out["first_id"] = data[0]["id"] if data else None
+        out["last_id"] = data[-1]["id"] if data else None
+    return out
