@@ -1,0 +1,301 @@
+"""Shared plumbing of the preference methods (``dpo``, ``reward``, ``ppo``): pairs, TRL arguments, metrics.
+
+Design choices (see docs/preference.md):
+
+- **TRL does the optimisation** (``DPOTrainer``, ``RewardTrainer``, ``RLOOTrainer``); this module only
+  translates tunesmith's config into TRL's arguments, with the CPU-safe settings TRL does not default to:
+  fp32 (``bf16=False``, ``fp16=False``), gradient checkpointing only when ``train.gradient_checkpointing``
+  asks for it, no checkpoints written by the Trainer (we save the final artifact ourselves), no external
+  loggers, and no console printing (library code never prints: TRL's printer/progress callbacks are removed
+  and every logged metric goes to the run's ``metrics.jsonl`` instead).
+- **Hold-out pairs**: ``data.holdout`` when given, else a seeded ``data.holdout_fraction`` split of the
+  training pairs (at least one pair on each side).
+- **Log-probabilities of an answer** (``answer_logps``) are summed over the tokens of the final assistant
+  message only (its end-of-turn token included), with the chat template and masks of
+  ``tunesmith.data.tokenize``; earlier assistant turns of a multi-turn prompt carry no score.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tunesmith.config import ProjectConfig
+from tunesmith.data.formats import load_records_or_raise
+from tunesmith.data.tokenize import IGNORE_INDEX, tokenize_chat
+from tunesmith.errors import TunesmithError
+
+if TYPE_CHECKING:
+    from transformers import TrainerCallback
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """Preference pairs in the canonical shape (``prompt``/``chosen``/``rejected`` message lists)."""
+
+    train: list[dict[str, Any]]
+    holdout: list[dict[str, Any]]
+
+
+def load_pairs(cfg: ProjectConfig) -> Pairs:
+    """Training and hold-out pairs for a preference run; refuses anything that is not preference data."""
+    if cfg.data.train is None:
+        raise TunesmithError(
+            f"method: {cfg.train.method} needs preference pairs in data.train.",
+            'Set data.train to a JSONL file of {"prompt": ..., "chosen": ..., "rejected": ...} lines.',
+        )
+    train = _pairs_from(cfg.data.train)
+    if cfg.data.holdout is not None:
+        return Pairs(train, _pairs_from(cfg.data.holdout))
+    if len(train) < 2:
+        raise TunesmithError(
+            f"{cfg.data.train} holds {len(train)} pair: too few to split off a hold-out.",
+            "Add more pairs, or give a separate data.holdout file.",
+        )
+    rows = list(train)
+    random.Random(cfg.data.seed).shuffle(rows)
+    n_hold = min(len(rows) - 1, max(1, round(len(rows) * cfg.data.holdout_fraction)))
+    return Pairs(rows[n_hold:], rows[:n_hold])
+
+
+def _pairs_from(path: Path) -> list[dict[str, Any]]:
+    data = load_records_or_raise(path, "preference")
+    return data.rows
+
+
+def answer_messages(prompt: list[dict[str, Any]], answer: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The conversation with only the final answer carrying loss (earlier assistant turns weight 0)."""
+    head = [dict(m, weight=0) if m["role"] == "assistant" else dict(m) for m in prompt]
+    return head + [{k: v for k, v in m.items() if k != "weight"} for m in answer]
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def answer_logps(model: Any, tokenizer: Any, convs: list[list[dict[str, Any]]], *, max_len: int = 1024, batch_size: int = 8) -> list[float]:
+    """Summed log-probability of each conversation's final assistant message under ``model`` (no grad)."""
+    import torch
+
+    toks = [tokenize_chat(tokenizer, c, max_len=max_len) for c in convs]
+    out: list[float] = [0.0] * len(toks)
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    order = sorted(range(len(toks)), key=lambda i: len(toks[i].input_ids))
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            width = max(len(toks[i].input_ids) for i in idx)
+            ids = torch.full((len(idx), width), pad, dtype=torch.long)
+            labels = torch.full((len(idx), width), IGNORE_INDEX, dtype=torch.long)
+            mask = torch.zeros((len(idx), width), dtype=torch.long)
+            for row, i in enumerate(idx):
+                n = len(toks[i].input_ids)
+                ids[row, :n] = torch.tensor(toks[i].input_ids)
+                labels[row, :n] = torch.tensor(toks[i].labels)
+                mask[row, :n] = 1
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
+            logp = torch.log_softmax(logits[:, :-1], dim=-1)
+            tgt = labels[:, 1:].to(device)
+            keep = tgt != IGNORE_INDEX
+            picked = logp.gather(-1, tgt.clamp(min=0).unsqueeze(-1)).squeeze(-1) * keep
+            for row, i in enumerate(idx):
+                out[i] = float(picked[row].sum())
+    if was_training:
+        model.train()
+    return out
+
+
+def pair_logps(model: Any, tokenizer: Any, pairs: list[dict[str, Any]], *, max_len: int = 1024) -> list[tuple[float, float]]:
+    """``(logp chosen, logp rejected)`` per pair."""
+    convs = [answer_messages(p["prompt"], p["chosen"]) for p in pairs]
+    convs += [answer_messages(p["prompt"], p["rejected"]) for p in pairs]
+    lp = answer_logps(model, tokenizer, convs, max_len=max_len)
+    n = len(pairs)
+    return list(zip(lp[:n], lp[n:], strict=True))
+
+
+def preference_accuracy(margins: list[float]) -> float:
+    """Share of pairs whose chosen answer beats the rejected one (a tie counts as a miss)."""
+    return sum(1 for m in margins if m > 0) / len(margins) if margins else math.nan
+
+
+# --------------------------------------------------------------------------- TRL arguments
+
+
+def trl_args(config_cls: type, cfg: ProjectConfig, out_dir: Path, **extra: Any) -> Any:
+    """A TRL ``*Config`` with tunesmith's schedule and CPU-safe precision (see the module docstring)."""
+    import torch
+
+    t = cfg.train
+    on_gpu = torch.cuda.is_available()
+    bf16 = on_gpu and cfg.model.dtype in ("auto", "bfloat16") and torch.cuda.is_bf16_supported()
+    kwargs: dict[str, Any] = dict(
+        output_dir=str(out_dir),
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        learning_rate=t.resolved_lr(),
+        lr_scheduler_type=t.lr_scheduler,
+        warmup_steps=t.warmup_ratio,  # transformers 5: a float < 1 is a ratio of the total steps
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps if t.max_steps is not None else -1,
+        seed=t.seed,
+        data_seed=t.seed,
+        logging_steps=t.logging_steps,
+        bf16=bf16,
+        fp16=False,
+        gradient_checkpointing=t.gradient_checkpointing,
+        use_cpu=not on_gpu,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+    )
+    kwargs.update(extra)
+    return config_cls(**kwargs)
+
+
+def quiet(trainer: Any, sink: MetricsSink) -> Any:
+    """Remove TRL/transformers console printing and route every logged metric to ``sink``."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(_callback(sink))
+    return trainer
+
+
+class MetricsSink:
+    """Collects the metrics TRL logs (one dict per logging step) and forwards them to the run."""
+
+    def __init__(self, write: Any = None) -> None:
+        self.history: list[dict[str, float]] = []
+        self._write = write
+
+    def add(self, step: int, logs: dict[str, Any]) -> None:
+        row = {"step": step, **{k: float(v) for k, v in logs.items() if isinstance(v, int | float)}}
+        self.history.append(row)
+        if self._write is not None:
+            self._write(row)
+
+    def series(self, key: str) -> list[float]:
+        return [r[key] for r in self.history if key in r]
+
+
+def _callback(sink: MetricsSink) -> TrainerCallback:
+    from transformers import TrainerCallback
+
+    class _ToSink(TrainerCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
+            if logs:
+                sink.add(state.global_step, logs)
+
+    return _ToSink()
+
+
+def first_last(values: list[float], k: int = 3) -> tuple[float, float]:
+    """Mean of the first and of the last ``k`` values (noise-robust start/end of a training curve)."""
+    if not values:
+        return math.nan, math.nan
+    k = max(1, min(k, len(values) // 2 or 1))
+    return sum(values[:k]) / k, sum(values[-k:]) / k
+
+
+def write_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- policy
+
+
+@dataclass
+class Policy:
+    """The model to train, its tokenizer, the peft config TRL should apply (None when the model already
+    carries its adapter or trains fully) and the base model's name (recorded as ``base_model``)."""
+
+    model: Any
+    tokenizer: Any
+    peft_config: Any
+    base: str
+    init_adapter: Path | None = None
+
+
+def build_policy(cfg: ProjectConfig) -> Policy:
+    """The policy for dpo/ppo: the base, or ``train.init_from`` (an SFT run's adapter or full model).
+
+    - base + lora/dora/qlora: TRL wraps it with a fresh adapter, and the reference is the same weights with
+      the adapter disabled (no second copy).
+    - SFT adapter run + lora/dora/qlora: its adapter is loaded trainable and TRL keeps a frozen copy of the
+      *adapter* (a few MB, named ``ref``) as the reference, so the KL/DPO reference is the SFT policy.
+    - SFT adapter run + full: the adapter is merged into the base and every weight trains.
+    - full: TRL loads a separate frozen reference copy (the only case with a second copy of the weights).
+    """
+    import torch
+
+    from tunesmith.models.inference import locate_run_weights, run_base_model
+    from tunesmith.models.load import load_causal_lm, load_tokenizer
+    from tunesmith.train.adapters import to_lora_config
+
+    torch.manual_seed(cfg.train.seed)
+    t = cfg.train
+    base, adapter = cfg.model.name, None
+    if t.init_from is not None:
+        if not Path(t.init_from).exists():
+            raise TunesmithError(f"train.init_from {t.init_from} does not exist.", "Point it at the folder of a finished SFT run (runs/<id>).")
+        kind, folder = locate_run_weights(Path(t.init_from))
+        if kind == "model":
+            base = str(folder)
+        else:
+            base = run_base_model(Path(t.init_from)) or base
+            adapter = folder
+    model = load_causal_lm(base, dtype=cfg.model.dtype, load_in_4bit=t.finetune == "qlora", attn_implementation=cfg.model.attn_implementation)
+    tok_src = adapter if adapter is not None and (adapter / "tokenizer_config.json").exists() else base
+    tokenizer = load_tokenizer(str(tok_src))
+    if t.finetune == "qlora":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=t.gradient_checkpointing)
+    if adapter is not None:
+        from peft import PeftModel
+
+        if t.finetune == "full":
+            merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+            return Policy(merged, tokenizer, None, base, adapter)
+        return Policy(PeftModel.from_pretrained(model, str(adapter), is_trainable=True), tokenizer, None, base, adapter)
+    if t.finetune == "full":
+        return Policy(model, tokenizer, None, base)
+    return Policy(model, tokenizer, to_lora_config(cfg.lora, t.finetune), base)
+
+
+def keep_fp32_adapters(model: Any) -> None:
+    """TRL casts QLoRA adapter weights to bf16 (the QLoRA paper's GPU recipe); on a CPU bf16 matmuls are
+    ~250x slower, so trainable weights go back to fp32 there."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    for p in model.parameters():
+        if p.requires_grad and p.dtype == torch.bfloat16:
+            p.data = p.data.float()
+
+
+def drop_ref_adapter(model: Any) -> None:
+    """Remove TRL's frozen ``ref`` adapter copy before saving, so the run holds only the trained adapter."""
+    peft_config = getattr(model, "peft_config", None)
+    if peft_config and "ref" in peft_config:
+        model.set_adapter("default")
+        model.delete_adapter("ref")

@@ -1,0 +1,180 @@
+"""``method: reward``: a reward model (a scalar head on the base) trained on preference pairs with TRL's
+``RewardTrainer`` (Bradley-Terry loss: -log sigmoid(r_chosen - r_rejected)).
+
+    pairs  -> load_pairs (hold-out split)          model  -> base + scalar head (+ LoRA by default)
+    before -> hold-out pairwise accuracy           fit    -> RewardTrainer
+    after  -> hold-out pairwise accuracy           save   -> adapter/ (LoRA + head) or model/, summary.json
+
+Design choices (docs/preference.md):
+
+- The head is ``AutoModelForSequenceClassification(num_labels=1)`` on the base: it reads the hidden state of
+  the last non-padding token of the whole conversation rendered with the chat template. With LoRA the
+  head trains fully (peft ``SEQ_CLS`` keeps ``score`` in ``modules_to_save``) and is saved in the adapter.
+- Scoring (``RewardScorer``) renders a conversation exactly as training did, so ``tunesmith score``, the
+  PPO reward and evaluation all see the same numbers.
+- Pairwise accuracy counts a tie as a miss (an untrained head that scores everything alike is at 0).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tunesmith.config import ProjectConfig
+from tunesmith.data.tokenize import render
+from tunesmith.errors import TunesmithError
+from tunesmith.train.pref_common import MetricsSink, Pairs, first_last, load_pairs, preference_accuracy, quiet, trl_args
+
+
+def run(cfg: ProjectConfig, run: Any) -> Any:
+    """Train a reward model into ``run`` (a ``tunesmith.train.runs.Run``); returns ``run.finish(...)``."""
+    if cfg.train.finetune == "qlora":
+        raise TunesmithError(
+            "train.finetune: qlora is not supported for method: reward (the 4-bit base and the scalar head "
+            "do not train together on CPU).",
+            "Use finetune: lora (the default for reward models) or full.",
+        )
+    pairs = load_pairs(cfg)
+    model, tokenizer = build_reward_model(cfg)
+    before = RewardScorer(model, tokenizer, cfg.data.max_seq_len).pair_scores(pairs.holdout)
+    sink = MetricsSink(run.log)
+    trainer = build_trainer(cfg, model, tokenizer, pairs, run.run_dir / "trl", sink)
+    trainer.train()
+    after = RewardScorer(trainer.model, tokenizer, cfg.data.max_seq_len).pair_scores(pairs.holdout)
+    run.save_weights(trainer.model, tokenizer)
+    return run.finish(summarize(pairs, before, after, sink), "completed")
+
+
+def build_reward_model(cfg: ProjectConfig) -> tuple[Any, Any]:
+    """The base with a freshly initialised scalar head; wrapped with LoRA unless ``finetune: full``."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from tunesmith.models.load import load_tokenizer, resolve_dtype, resolve_model_dir
+
+    torch.manual_seed(cfg.train.seed)
+    path = resolve_model_dir(cfg.model.name)
+    tokenizer = load_tokenizer(cfg.model.name)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        str(path), num_labels=1, dtype=resolve_dtype(cfg.model.dtype, "cpu" if not torch.cuda.is_available() else "cuda")
+    )
+    model.config.pad_token_id = tokenizer.pad_token_id
+    if cfg.train.finetune == "full":
+        return model, tokenizer
+    from peft import get_peft_model
+
+    from tunesmith.train.adapters import to_lora_config
+
+    lora = to_lora_config(cfg.lora, cfg.train.finetune)
+    lora.task_type = "SEQ_CLS"
+    return get_peft_model(model, lora), tokenizer
+
+
+def build_trainer(cfg: ProjectConfig, model: Any, tokenizer: Any, pairs: Pairs, out_dir: Path, sink: MetricsSink) -> Any:
+    from datasets import Dataset
+    from trl import RewardConfig, RewardTrainer
+
+    args = trl_args(RewardConfig, cfg, out_dir, max_length=cfg.data.max_seq_len, center_rewards_coefficient=None)
+    trainer = RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(pairs.train), processing_class=tokenizer)
+    return quiet(trainer, sink)
+
+
+def summarize(pairs: Pairs, before: list[tuple[float, float]], after: list[tuple[float, float]], sink: MetricsSink) -> dict[str, Any]:
+    m_before = [c - r for c, r in before]
+    m_after = [c - r for c, r in after]
+    loss_first, loss_last = first_last(sink.series("loss"))
+    return {
+        "train_pairs": len(pairs.train),
+        "holdout_pairs": len(pairs.holdout),
+        "steps": int(sink.history[-1]["step"]) if sink.history else 0,
+        "train_loss_first": loss_first,
+        "train_loss_last": loss_last,
+        "holdout_pairwise_accuracy_before": preference_accuracy(m_before),
+        "holdout_pairwise_accuracy": preference_accuracy(m_after),
+        "holdout_reward_margin_before": sum(m_before) / len(m_before),
+        "holdout_reward_margin": sum(m_after) / len(m_after),
+    }
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+@dataclass
+class RewardScorer:
+    """Scores conversations with a reward model (a scalar per conversation, higher = preferred)."""
+
+    model: Any
+    tokenizer: Any
+    max_len: int = 1024
+    batch_size: int = 8
+
+    def score(self, convs: list[list[dict[str, Any]]]) -> list[float]:
+        import torch
+
+        texts = [render(self.tokenizer, c) for c in convs]
+        out: list[float] = []
+        device = next(self.model.parameters()).device
+        was_training = self.model.training
+        self.model.eval()
+        old_side = self.tokenizer.padding_side
+        self.tokenizer.padding_side = "right"
+        try:
+            with torch.no_grad():
+                for i in range(0, len(texts), self.batch_size):
+                    enc = self.tokenizer(
+                        texts[i : i + self.batch_size], add_special_tokens=False, padding=True,
+                        truncation=True, max_length=self.max_len, return_tensors="pt",
+                    )  # fmt: skip
+                    logits = self.model(**{k: v.to(device) for k, v in enc.items()}).logits
+                    out += [float(x) for x in logits[:, 0].float()]
+        finally:
+            self.tokenizer.padding_side = old_side
+            if was_training:
+                self.model.train()
+        return out
+
+    def pair_scores(self, pairs: list[dict[str, Any]]) -> list[tuple[float, float]]:
+        """``(score chosen, score rejected)`` per preference pair."""
+        chosen = self.score([list(p["prompt"]) + list(p["chosen"]) for p in pairs])
+        rejected = self.score([list(p["prompt"]) + list(p["rejected"]) for p in pairs])
+        return list(zip(chosen, rejected, strict=True))
+
+
+def load_reward_scorer(run_dir: Path, *, max_len: int = 1024) -> RewardScorer:
+    """A ``RewardScorer`` for a finished ``method: reward`` run (adapter + head, or a full model)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from tunesmith.models.inference import locate_run_weights, run_base_model
+    from tunesmith.models.load import load_tokenizer, resolve_model_dir
+
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise TunesmithError(f"Reward run {run_dir} does not exist.", "Pass the folder of a finished `method: reward` run.")
+    summary = run_dir / "summary.json"
+    method = json.loads(summary.read_text()).get("method") if summary.exists() else None
+    if method is not None and method != "reward":
+        raise TunesmithError(
+            f"{run_dir} is a method: {method} run, not a reward model.",
+            "Train one with method: reward and pass its run folder.",
+        )
+    kind, folder = locate_run_weights(run_dir)
+    tokenizer = load_tokenizer(str(folder))
+    if kind == "model":
+        model = AutoModelForSequenceClassification.from_pretrained(str(folder), dtype=torch.float32)
+    else:
+        from peft import PeftModel
+
+        base = run_base_model(run_dir)
+        if base is None:
+            raise TunesmithError(f"Cannot tell which base model {run_dir} was trained on.", "Its summary.json is missing.")
+        head = AutoModelForSequenceClassification.from_pretrained(str(resolve_model_dir(base)), num_labels=1, dtype=torch.float32)
+        head.config.pad_token_id = tokenizer.pad_token_id
+        model = PeftModel.from_pretrained(head, str(folder))
+    if getattr(model.config, "num_labels", 1) != 1:
+        raise TunesmithError(f"{run_dir} is not a reward model (it has {model.config.num_labels} outputs).", "Pass a method: reward run.")
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.eval()
+    return RewardScorer(model, tokenizer, max_len)
