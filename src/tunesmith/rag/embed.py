@@ -42,8 +42,15 @@ class Embedder:
     def model(self) -> Any:
         if self._model is None:
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
 
-            self._model = SentenceTransformer(str(self.path), device="cpu")
+            was_on = hf_logging.is_progress_bar_enabled()
+            hf_logging.disable_progress_bar()  # library code never prints ("Loading weights" bar)
+            try:
+                self._model = SentenceTransformer(str(self.path), device="cpu")
+            finally:
+                if was_on:
+                    hf_logging.enable_progress_bar()
         return self._model
 
     @property

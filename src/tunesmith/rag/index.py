@@ -129,6 +129,7 @@ class _Run:
         self.store, self.emb, self.settings = store, emb, settings
         self.chunk_tokens, self.overlap = chunk_tokens, overlap
         self.known = store.docs()
+        self.known_bad = store.failures()
         self.seen: dict[str, str] = {}
         self.pending: list[_Pending] = []
         self.n_pending = 0
@@ -150,6 +151,10 @@ class _Run:
             if old and old.size == st.st_size and old.mtime_ns == st.st_mtime_ns and old.settings == self.settings and old.path == real:
                 self.unchanged += 1
                 return
+            bad = self.known_bad.get(source)
+            if bad and bad[:3] == (real, st.st_size, st.st_mtime_ns):
+                self.failed.append(LoadIssue(source, bad[3], bad[4]))  # same bad file: same message, no re-read
+                return
             raw = f.read_bytes()
         except OSError as exc:
             self.failed.append(LoadIssue(source, f"{source} cannot be read ({exc.strerror or exc}).", "Check its permissions; it was skipped."))
@@ -165,11 +170,12 @@ class _Run:
         doc = load_document(f, raw, source)
         if isinstance(doc, LoadIssue):
             self.failed.append(doc)
-            if old:  # the file went bad: its old chunks no longer describe it
-                with self.store.transaction():
+            with self.store.transaction():
+                if old:  # the file went bad: its old chunks no longer describe it
                     self.store.delete_doc(source)
-                self.deleted += 1
-                self.changed = True
+                    self.deleted += 1
+                    self.changed = True
+                self.store.record_failure(source, real, st.st_size, st.st_mtime_ns, doc.message, doc.hint)
             return
         self.warnings.extend(doc.issues)
         chunks = chunk_sections(doc.sections, self.emb.tokenizer, min(self.chunk_tokens, self.emb.max_tokens), self.overlap)
@@ -202,13 +208,14 @@ class _Run:
     def delete_missing(self, roots: list[Path]) -> None:
         """Documents whose file lived under an indexed root (or was an indexed file) and is gone now."""
         prefixes = [str(r.resolve()) for r in roots]
-        gone = [
-            s for s, d in self.known.items()
-            if s not in self.seen and any(d.path == p or d.path.startswith(p.rstrip(os.sep) + os.sep) for p in prefixes)
-        ]  # fmt: skip
-        if gone:
+        def under(path: str) -> bool:
+            return any(path == p or path.startswith(p.rstrip(os.sep) + os.sep) for p in prefixes)
+
+        gone = [s for s, d in self.known.items() if s not in self.seen and under(d.path)]
+        gone_bad = [s for s, d in self.known_bad.items() if s not in self.seen and under(d[0])]
+        if gone or gone_bad:
             with self.store.transaction():
-                for s in gone:
+                for s in gone + gone_bad:
                     self.store.delete_doc(s)
             self.deleted += len(gone)
             self.changed = True

@@ -18,7 +18,7 @@ from tunesmith.rag.embed import Embedder, get_embedder
 from tunesmith.rag.store import SqliteStore
 
 Mode = Literal["hybrid", "dense", "bm25"]
-MODES: tuple[str, ...] = ("hybrid", "dense", "bm25")
+MODES: tuple[str, ...] = ("dense", "bm25", "hybrid")
 RRF_K = 60
 # Each side contributes this many candidates (at least) to the fusion.
 FUSION_DEPTH = 50

@@ -33,6 +33,10 @@ CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, ord INTEGER NOT NULL, text TEXT NOT NULL,
     heading TEXT NOT NULL, location TEXT NOT NULL, hash TEXT NOT NULL, vector BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS failures (
+    source TEXT PRIMARY KEY, path TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+    message TEXT NOT NULL, hint TEXT NOT NULL
+);
 CREATE INDEX IF NOT EXISTS chunks_source ON chunks(source);
 CREATE INDEX IF NOT EXISTS chunks_hash ON chunks(hash);
 """
@@ -130,7 +134,16 @@ class SqliteStore:
     def touch_doc(self, source: str, size: int, mtime_ns: int, path: str) -> None:
         self.conn.execute("UPDATE docs SET size=?, mtime_ns=?, path=? WHERE source=?", (size, mtime_ns, path, source))
 
+    def record_failure(self, source: str, path: str, size: int, mtime_ns: int, message: str, hint: str) -> None:
+        """Remember a bad file, so an unchanged bad file is reported again without being re-read."""
+        self.conn.execute("INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?, ?)", (source, path, size, mtime_ns, message, hint))
+
+    def failures(self) -> dict[str, tuple[str, int, int, str, str]]:
+        rows = self.conn.execute("SELECT source, path, size, mtime_ns, message, hint FROM failures")
+        return {r[0]: tuple(r[1:]) for r in rows}  # type: ignore[misc]
+
     def delete_doc(self, source: str) -> None:
+        self.conn.execute("DELETE FROM failures WHERE source=?", (source,))
         self.conn.execute("DELETE FROM chunks WHERE source=?", (source,))
         self.conn.execute("DELETE FROM docs WHERE source=?", (source,))
 
