@@ -19,11 +19,12 @@ from tunesmith.rag.store import SqliteStore
 
 _WORD = re.compile(r"\w\w+", re.UNICODE)
 # Function words carry no evidence for BM25; a short fixed list keeps "not", numbers and domain terms.
-STOPWORDS = frozenset(
+_STOPWORD_TEXT = (
     "a an and are as at be but by for from has have he her his i if in into is it its of on or our she so "
     "such than that the their them then there these they this those to was we were what when where which "
-    "who whom why will with would you your do does did how can could should about".split()
+    "who whom why will with would you your do does did how can could should about"
 )
+STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
 
 def tokenize(text: str) -> list[str]:
