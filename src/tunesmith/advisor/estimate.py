@@ -193,10 +193,7 @@ def activation_bytes(arch: Architecture, setup: Setup, a: int, checkpointing: bo
     mlp = (4 if gated else 2) * arch.intermediate * arch.experts_active
     adapters = 0 if setup.method == "full" else setup.lora_r * len(arch.linears)
     per_layer = 4 * h + 3 * q + 3 * kv + mlp + adapters  # q, k, v + roped q, k + attention output
-    if checkpointing:
-        layers = arch.layers * h + per_layer
-    else:
-        layers = arch.layers * per_layer
+    layers = arch.layers * h + per_layer if checkpointing else arch.layers * per_layer
     logits = arch.vocab * ((a + 4 + 4) if a == 2 else (4 + 4))
     dequant = 0.0
     if setup.method == "qlora":  # one dequantized weight matrix alive at a time

@@ -55,7 +55,8 @@ class ApiFinetune(_Strict):
         if self.usd_per_1m_training_tokens is not None:
             return self.usd_per_1m_training_tokens
         for tier in sorted(self.tiers or [], key=lambda t: t.max_params_b):
-            if params <= tier.max_params_b * 1e9 * 1.05:  # a "70B" model of 70.6B is in the 70B tier
+            # Providers tier by the advertised size: Llama-2-70B has 68.98B parameters and is sold as 70B.
+            if params * 1.02 <= tier.max_params_b * 1e9:
                 return tier.usd_per_1m_training_tokens
         return None
 
