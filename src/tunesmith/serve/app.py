@@ -68,7 +68,20 @@ def create_app(settings: ServeSettings) -> FastAPI:
     settings.data_dir = Path(settings.data_dir).resolve()
     (settings.data_dir / "files").mkdir(parents=True, exist_ok=True)
     store = Store(settings.data_dir / "tunesmith.db")
-    app = FastAPI(title="tunesmith", version="1", docs_url=None, redoc_url=None)
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> Any:
+        if settings.start_workers:  # training runs in worker processes, never in this one
+            app.state.supervisor = jobs_mod.Supervisor(settings.data_dir, settings.concurrency, settings.train_overrides,
+                                                       stop_grace_s=settings.stop_grace_s)
+            app.state.supervisor.start()
+        yield
+        if app.state.supervisor:
+            app.state.supervisor.stop()
+        app.state.engine.close()
+
+    app = FastAPI(title="tunesmith", version="1", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.settings, app.state.store = settings, store
     app.state.engine = Engine(max_batch=settings.max_batch, batch_window_s=settings.batch_window_s,
                               budget_bytes=settings.model_budget_bytes)
@@ -89,19 +102,6 @@ def create_app(settings: ServeSettings) -> FastAPI:
             return error_response(APIError(413, f"Request body is {int(length):,} bytes; the limit is "
                                            f"{settings.max_upload_bytes:,}.", code="file_too_large"))
         return await call_next(request)
-
-    @app.on_event("startup")
-    async def _start() -> None:
-        if settings.start_workers:
-            app.state.supervisor = jobs_mod.Supervisor(settings.data_dir, settings.concurrency, settings.train_overrides,
-                                                       stop_grace_s=settings.stop_grace_s)
-            app.state.supervisor.start()
-
-    @app.on_event("shutdown")
-    async def _stop() -> None:
-        if app.state.supervisor:
-            app.state.supervisor.stop()
-        app.state.engine.close()
 
     _file_routes(app, store, settings)
     _job_routes(app, store, settings)

@@ -50,7 +50,7 @@ def add_routes(app: FastAPI) -> None:
     async def chat_completions(request: Request) -> Any:
         body: wire.ChatRequest = await json_body(request, wire.ChatRequest)
         store: Store = app.state.store
-        ref = resolve_model(app, body.model)
+        ref = await asyncio.to_thread(resolve_model, app, body.model)
         messages = [_message(m, i) for i, m in enumerate(body.messages)]
         settings = _settings(body)
         schema = _response_schema(body)
@@ -122,9 +122,37 @@ def resolve_model(app: FastAPI, name: str) -> Any:
         ckpt = store.checkpoint_by_model(name)
         if ckpt is None or not Path(ckpt["path"]).exists():
             raise missing
-        folder, base = Path(ckpt["path"]), (store.get_job(ckpt["job_id"]) or {}).get("model", "")
+        job = store.get_job(ckpt["job_id"]) or {}
+        folder, base = materialize_checkpoint(Path(ckpt["path"]), Path(job["run_dir"])), job["model"]
     kind, path = locate_run_weights(folder)
     return ModelRef(base=base, weights=path, kind=kind)
+
+
+_MATERIALIZE = threading.Lock()
+
+
+def materialize_checkpoint(ckpt_dir: Path, run_dir: Path) -> Path:
+    """A training checkpoint (trainable weights + optimizer state) as a servable PEFT adapter / model
+    folder, written once (atomically) under ``run_dir/served-checkpoints/`` and reused afterwards."""
+    out = run_dir / "served-checkpoints" / ckpt_dir.name
+    if (out / "adapter_config.json").exists() or (out / "config.json").exists():
+        return out
+    with _MATERIALIZE:
+        if (out / "adapter_config.json").exists() or (out / "config.json").exists():
+            return out
+        from tunesmith.config import load_config
+        from tunesmith.models.load import load_tokenizer
+        from tunesmith.train.adapters import build_trainable, unwrap
+        from tunesmith.train.checkpoints import atomic_dir
+        from tunesmith.train.loop import load_trainable
+
+        cfg = load_config(run_dir / "config.resolved.yaml")
+        model = build_trainable(cfg)
+        load_trainable(model, ckpt_dir / "trainable.safetensors")
+        with atomic_dir(out, replace=True) as tmp:
+            unwrap(model).save_pretrained(str(tmp), safe_serialization=True)
+            load_tokenizer(cfg.model.name).save_pretrained(str(tmp))
+    return out
 
 
 def _message(m: wire.ChatMessage, i: int) -> dict[str, Any]:
