@@ -140,6 +140,14 @@ def _iter_csv(path: Path, raw: bytes, delimiter: str, columns: Columns) -> Itera
             f"Rename the input column to {columns.text!r} or set data.text_field.",
         )
         return
+    if columns.label not in header and columns.fields not in header and not set(header) <= {columns.text, "source", "id", "title", "meta"}:
+        yield 1, Issue(
+            1,
+            "missing_column",
+            f"{path.name} has a {columns.text!r} column but no {columns.label!r} (classification) or {columns.fields!r} (extraction) column (columns: {', '.join(header)}).",
+            f"Rename the label column to {columns.label!r}, or name it with data.label_field / --label-field.",
+        )
+        return
     try:
         for row in reader:
             line = reader.line_num
@@ -225,12 +233,12 @@ def _norm_chat(obj: dict, columns: Columns) -> dict:
     return rec
 
 
-def _norm_message(m: Any, i: int) -> dict:
+def _norm_message(m: Any, i: int, where: str = "messages") -> dict:
     if not isinstance(m, dict):
-        raise RowError("not_an_object", f"messages[{i}] is not an object.", 'Each message is {"role": ..., "content": ...}.')
+        raise RowError("not_an_object", f"{where}[{i}] is not an object.", 'Each message is {"role": ..., "content": ...}.')
     role = m.get("role")
     if role not in ROLES:
-        raise RowError("unknown_role", f"messages[{i}].role is {role!r}.", "Use one of system, user, assistant, tool.")
+        raise RowError("unknown_role", f"{where}[{i}].role is {role!r}.", "Use one of system, user, assistant, tool.")
     content = m.get("content")
     has_calls = bool(m.get("tool_calls") or m.get("function_call"))
     if isinstance(content, list):  # content parts: keep the text ones
@@ -238,7 +246,7 @@ def _norm_message(m: Any, i: int) -> dict:
     if content is None and has_calls:
         content = ""
     if not isinstance(content, str) or (not content.strip() and not has_calls):
-        raise RowError("missing_content", f"messages[{i}] ({role}) has no text content.", "Give every message a non-empty 'content' string.")
+        raise RowError("missing_content", f"{where}[{i}] ({role}) has no text content.", "Give every message a non-empty 'content' string.")
     msg: dict[str, Any] = {"role": role, "content": content}
     if "weight" in m:
         if role != "assistant" or m["weight"] not in (0, 1) or isinstance(m["weight"], bool):
@@ -280,21 +288,26 @@ def _norm_preference(obj: dict, columns: Columns) -> dict:
         inp = obj["input"]
         if not isinstance(inp, dict) or not isinstance(inp.get("messages"), list) or not inp["messages"]:
             raise RowError("bad_preference_pair", "'input.messages' must be a non-empty list.", 'Use {"input": {"messages": [...]}, "preferred_output": [...], "non_preferred_output": [...]}.')
-        prompt = [_norm_message(m, i) for i, m in enumerate(inp["messages"])]
-        chosen = obj.get("preferred_output", obj.get("preferred_completion"))
-        rejected = obj.get("non_preferred_output", obj.get("non_preferred_completion"))
+        prompt = [_norm_message(m, i, "input.messages") for i, m in enumerate(inp["messages"])]
+        c_name = "preferred_output" if "preferred_output" in obj else "preferred_completion"
+        r_name = "non_preferred_output" if "non_preferred_output" in obj else "non_preferred_completion"
+        chosen, rejected = obj.get(c_name), obj.get(r_name)
+        p_name = "input.messages"
     else:  # TRL format: prompt/chosen/rejected as strings or message lists
         prompt = _as_messages(obj.get("prompt"), "user", "prompt")
         chosen, rejected = obj.get("chosen"), obj.get("rejected")
-    chosen = _as_messages(chosen, "assistant", "chosen")
-    rejected = _as_messages(rejected, "assistant", "rejected")
+        c_name, r_name, p_name = "chosen", "rejected", "prompt"
+    chosen = _as_messages(chosen, "assistant", c_name)
+    rejected = _as_messages(rejected, "assistant", r_name)
     if prompt[-1]["role"] == "assistant":
-        raise RowError("bad_preference_pair", "The prompt ends with an assistant turn.", "The last prompt message must be the user's (or tool's) turn.")
-    for name, out in (("chosen", chosen), ("rejected", rejected)):
-        if len(out) != 1 or out[0]["role"] != "assistant":
-            raise RowError("bad_preference_pair", f"The {name} output must be exactly one assistant message (got {len(out)}).", "Give one assistant message per output.")
+        raise RowError("bad_preference_pair", f"The {p_name} ends with an assistant turn (message {len(prompt) - 1}).", "The last prompt message must be the user's (or tool's) turn; move the assistant answer to the outputs.")
+    for name, out in ((c_name, chosen), (r_name, rejected)):
+        if len(out) != 1:
+            raise RowError("bad_preference_pair", f"'{name}' must be exactly one assistant message (got {len(out)} messages).", "Give one assistant message per output; earlier turns belong in the prompt.")
+        if out[0]["role"] != "assistant":
+            raise RowError("bad_preference_pair", f"'{name}' must be an assistant message (got role {out[0]['role']!r}).", "Set the output message's role to assistant.")
     if chosen[0]["content"].strip() == rejected[0]["content"].strip():
-        raise RowError("bad_preference_pair", "The preferred and non-preferred outputs are identical.", "A pair must contrast two different answers.")
+        raise RowError("bad_preference_pair", f"'{c_name}' and '{r_name}' are identical.", "A pair must contrast two different answers.")
     return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
 
 
@@ -303,8 +316,10 @@ def _as_messages(value: Any, role: str, name: str) -> list[dict]:
         if not value.strip():
             raise RowError("bad_preference_pair", f"'{name}' is empty.", f"Give a non-empty {name}.")
         return [{"role": role, "content": value}]
+    if isinstance(value, dict):  # a single message object
+        value = [value]
     if isinstance(value, list) and value:
-        return [_norm_message(m, i) for i, m in enumerate(value)]
+        return [_norm_message(m, i, name) for i, m in enumerate(value)]
     raise RowError("bad_preference_pair", f"'{name}' is missing or empty.", f"Give '{name}' as a string or a list of messages.")
 
 

@@ -27,11 +27,14 @@ from tunesmith.train.pref_common import (
     build_policy,
     drop_ref_adapter,
     first_last,
+    fit,
     keep_fp32_adapters,
     load_pairs,
+    no_progress_bars,
     pair_logps,
     preference_accuracy,
     quiet,
+    refuse_resume,
     trl_args,
 )
 
@@ -42,20 +45,22 @@ DPO_LOSS_TYPES = (
 )  # fmt: skip
 
 
-def run(cfg: ProjectConfig, run: Any) -> Any:
+def run(cfg: ProjectConfig, run: Any, *, resume: Any = None, on_progress: Any = None, should_stop: Any = None) -> Any:
     """Train a DPO policy into ``run`` (a ``tunesmith.train.runs.Run``); returns ``run.finish(...)``."""
+    refuse_resume("dpo", resume)
+    no_progress_bars()
     loss_types = check_loss_type(cfg.train.loss_type)
     pairs = load_pairs(cfg)
     policy = build_policy(cfg)
     before = pair_logps(policy.model, policy.tokenizer, pairs.holdout, max_len=cfg.data.max_seq_len)
-    sink = MetricsSink(run.log)
+    sink = MetricsSink(run.log, on_progress, should_stop)
     trainer = build_trainer(cfg, policy, pairs, loss_types, run.run_dir / "trl", sink)
-    trainer.train()
+    fit(trainer, run.run_dir / "trl")
     model = trainer.model
     after = pair_logps(model, policy.tokenizer, pairs.holdout, max_len=cfg.data.max_seq_len)
     drop_ref_adapter(model)
     run.save_weights(model, policy.tokenizer)
-    return run.finish(summarize(cfg, policy.base, pairs, before, after, sink), "completed")
+    return run.finish(summarize(cfg, policy.base, pairs, before, after, sink), "stopped" if sink.stopped else "completed")
 
 
 def check_loss_type(loss_type: str) -> list[str]:

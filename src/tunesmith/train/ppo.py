@@ -31,8 +31,11 @@ from tunesmith.train.pref_common import (
     build_policy,
     drop_ref_adapter,
     first_last,
+    fit,
     keep_fp32_adapters,
+    no_progress_bars,
     quiet,
+    refuse_resume,
     trl_args,
 )
 from tunesmith.train.reward import RewardScorer, load_reward_scorer
@@ -40,20 +43,22 @@ from tunesmith.train.reward import RewardScorer, load_reward_scorer
 N_PROBE_PROMPTS = 4  # hold-out prompts answered greedily before/after (kept small: generation is slow on CPU)
 
 
-def run(cfg: ProjectConfig, run: Any) -> Any:
+def run(cfg: ProjectConfig, run: Any, *, resume: Any = None, on_progress: Any = None, should_stop: Any = None) -> Any:
     """Train a policy against a reward model into ``run``; returns ``run.finish(...)``."""
+    refuse_resume("ppo", resume)
+    no_progress_bars()
     prompts = load_prompts(prompts_path(cfg))
     train_prompts, probe = split_probe(prompts, cfg.data.seed)
     scorer = load_reward_scorer(reward_run(cfg), max_len=cfg.data.max_seq_len)
     policy = build_policy(cfg)
     before = answer_and_score(policy.model, policy.tokenizer, scorer, probe, cfg.train.max_completion_length)
-    sink = MetricsSink(run.log)
+    sink = MetricsSink(run.log, on_progress, should_stop)
     trainer = build_trainer(cfg, policy, scorer, train_prompts, run.run_dir / "trl", sink)
-    trainer.train()
+    fit(trainer, run.run_dir / "trl")
     after = answer_and_score(trainer.model, policy.tokenizer, scorer, probe, cfg.train.max_completion_length)
     drop_ref_adapter(trainer.model)
     run.save_weights(trainer.model, policy.tokenizer)
-    return run.finish(summarize(cfg, policy.base, train_prompts, before, after, sink), "completed")
+    return run.finish(summarize(cfg, policy.base, train_prompts, before, after, sink), "stopped" if sink.stopped else "completed")
 
 
 # --------------------------------------------------------------------------- inputs

@@ -178,18 +178,52 @@ def quiet(trainer: Any, sink: MetricsSink) -> Any:
     return trainer
 
 
-class MetricsSink:
-    """Collects the metrics TRL logs (one dict per logging step) and forwards them to the run."""
+def fit(trainer: Any, out_dir: Path) -> None:
+    """``trainer.train()``; the Trainer's scratch folder (nothing is saved there) is removed afterwards."""
+    import shutil
 
-    def __init__(self, write: Any = None) -> None:
+    try:
+        trainer.train()
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def refuse_resume(method: str, resume: Any) -> None:
+    if resume is not None:
+        raise TunesmithError(
+            f"method: {method} runs cannot be resumed (TRL's trainers keep no tunesmith checkpoints).",
+            "Start a new run; preference runs are short (a few hundred steps at most).",
+        )
+
+
+def no_progress_bars() -> None:
+    """datasets' map/filter progress bars write to the terminal; library code stays quiet."""
+    from datasets.utils.logging import disable_progress_bar
+
+    disable_progress_bar()
+
+
+class MetricsSink:
+    """Collects the metrics TRL logs (one dict per logging step), forwards them to the run (metrics.jsonl)
+    and to ``on_progress``, and asks the Trainer to stop when ``should_stop()`` says so."""
+
+    def __init__(self, write: Any = None, on_progress: Any = None, should_stop: Any = None, total_steps: int | None = None) -> None:
         self.history: list[dict[str, float]] = []
         self._write = write
+        self.on_progress = on_progress
+        self.should_stop = should_stop
+        self.total_steps = total_steps
+        self.stopped = False
 
     def add(self, step: int, logs: dict[str, Any]) -> None:
         row = {"step": step, **{k: float(v) for k, v in logs.items() if isinstance(v, int | float)}}
+        if "train_runtime" in row:  # the Trainer's end-of-run aggregate, not a step
+            return
         self.history.append(row)
         if self._write is not None:
             self._write(row)
+        if self.on_progress is not None:
+            self.on_progress({"event": "step", "step": step, "total_steps": self.total_steps, "loss": row.get("loss"), "lr": row.get("learning_rate")})
 
     def series(self, key: str) -> list[float]:
         return [r[key] for r in self.history if key in r]
@@ -199,9 +233,19 @@ def _callback(sink: MetricsSink) -> TrainerCallback:
     from transformers import TrainerCallback
 
     class _ToSink(TrainerCallback):
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            sink.total_steps = state.max_steps
+            if sink.on_progress is not None:
+                sink.on_progress({"event": "start", "step": 0, "total_steps": state.max_steps, "resumed": False})
+
         def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
             if logs:
                 sink.add(state.global_step, logs)
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if sink.should_stop is not None and sink.should_stop():
+                sink.stopped = True
+                control.should_training_stop = True
 
     return _ToSink()
 

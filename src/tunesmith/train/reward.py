@@ -25,11 +25,24 @@ from typing import Any
 from tunesmith.config import ProjectConfig
 from tunesmith.data.tokenize import render
 from tunesmith.errors import TunesmithError
-from tunesmith.train.pref_common import MetricsSink, Pairs, first_last, load_pairs, preference_accuracy, quiet, trl_args
+from tunesmith.train.pref_common import (
+    MetricsSink,
+    Pairs,
+    first_last,
+    fit,
+    load_pairs,
+    no_progress_bars,
+    preference_accuracy,
+    quiet,
+    refuse_resume,
+    trl_args,
+)
 
 
-def run(cfg: ProjectConfig, run: Any) -> Any:
+def run(cfg: ProjectConfig, run: Any, *, resume: Any = None, on_progress: Any = None, should_stop: Any = None) -> Any:
     """Train a reward model into ``run`` (a ``tunesmith.train.runs.Run``); returns ``run.finish(...)``."""
+    refuse_resume("reward", resume)
+    no_progress_bars()
     if cfg.train.finetune == "qlora":
         raise TunesmithError(
             "train.finetune: qlora is not supported for method: reward (the 4-bit base and the scalar head "
@@ -39,12 +52,12 @@ def run(cfg: ProjectConfig, run: Any) -> Any:
     pairs = load_pairs(cfg)
     model, tokenizer = build_reward_model(cfg)
     before = RewardScorer(model, tokenizer, cfg.data.max_seq_len).pair_scores(pairs.holdout)
-    sink = MetricsSink(run.log)
+    sink = MetricsSink(run.log, on_progress, should_stop)
     trainer = build_trainer(cfg, model, tokenizer, pairs, run.run_dir / "trl", sink)
-    trainer.train()
+    fit(trainer, run.run_dir / "trl")
     after = RewardScorer(trainer.model, tokenizer, cfg.data.max_seq_len).pair_scores(pairs.holdout)
     run.save_weights(trainer.model, tokenizer)
-    return run.finish(summarize(pairs, before, after, sink), "completed")
+    return run.finish(summarize(pairs, before, after, sink), "stopped" if sink.stopped else "completed")
 
 
 def build_reward_model(cfg: ProjectConfig) -> tuple[Any, Any]:
