@@ -1,0 +1,88 @@
+"""`tunesmith data convert`: classification / extraction / completion tables to chat JSONL.
+
+The generated system prompt names the label set (classification) or the JSON keys (extraction), so the
+converted file trains and evaluates the same way. ``--with-context INDEX`` then hands the chat rows to the
+RAG engineer's ``tunesmith.rag.raft.add_context`` (retrieved passages plus distractors in the prompt,
+RAFT-style), imported only when asked for.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from tunesmith.config import Task
+from tunesmith.data.formats import Columns, default_system_prompt, load_records_or_raise, to_chat
+from tunesmith.errors import TunesmithError
+
+
+@dataclass(frozen=True)
+class ConvertResult:
+    out: Path
+    n_rows: int
+    source_format: str
+    system_prompt: str | None
+    with_context: bool
+
+
+def convert_file(
+    path: Path | str,
+    out: Path | str,
+    *,
+    task: Task | None = None,
+    columns: Columns = Columns(),
+    system_prompt: str | None = None,
+    with_context: Path | str | None = None,
+    k: int = 3,
+    distractors: int = 2,
+    seed: int = 0,
+) -> ConvertResult:
+    """Write ``path`` as chat JSONL to ``out`` and say what was done."""
+    data = load_records_or_raise(path, task, columns)
+    fmt = data.task or "unknown"
+    if fmt in ("preference", "text"):
+        raise TunesmithError(
+            f"{path} holds {fmt} data, which has no single-answer chat form.",
+            "convert takes classification, extraction or prompt/completion data (and chat with --with-context).",
+        )
+    if fmt == "chat" and with_context is None:
+        raise TunesmithError(
+            f"{path} is already chat data; there is nothing to convert.",
+            "Use --with-context INDEX to add retrieved passages, or train on it as it is.",
+        )
+    prompt = system_prompt if system_prompt is not None else default_system_prompt(data.rows, fmt)
+    rows = [{"messages": to_chat(r, fmt, prompt)} for r in data.rows]
+    if with_context is not None:
+        rows = _add_context(rows, with_context, k, distractors, seed)
+    out = Path(out)
+    if out.is_dir():
+        raise TunesmithError(
+            f"--out {out} is a folder.", "Pass a file name, e.g. data/train.chat.jsonl.", exit_code=2
+        )
+    if out.resolve() == Path(path).resolve():
+        raise TunesmithError(
+            "--out is the input file; converting in place would destroy it.",
+            "Pick another output file.",
+            exit_code=2,
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return ConvertResult(out, len(rows), fmt, prompt, with_context is not None)
+
+
+def _add_context(rows: list[dict], index: Path | str, k: int, distractors: int, seed: int) -> list[dict]:
+    try:
+        from tunesmith.rag.raft import add_context
+    except ImportError as exc:
+        raise TunesmithError(
+            f"--with-context needs tunesmith.rag.raft, which is not available: {exc}",
+            "Install the full package (make install).",
+        ) from exc
+    if not Path(index).is_dir():
+        raise TunesmithError(
+            f"--with-context {index} is not an index folder.",
+            "Build one first with `tunesmith rag index DOCS --out INDEX`.",
+            exit_code=2,
+        )
+    return add_context(rows, index, k=k, distractors=distractors, seed=seed)

@@ -1,0 +1,178 @@
+"""`tunesmith data split`: a seeded hold-out split that never puts copies of one example on both sides.
+
+Design (docs/data.md):
+- Examples are first grouped: exact duplicates, near-duplicates (the same MinHash pass as ``data check``)
+  and examples that share the same input all form one group, and a group goes to one side as a whole.
+- For labelled data (classification, or chat whose answers are a small set of short labels) groups are
+  stratified by label: each label gets ``round(fraction * count)`` hold-out examples as nearly as whole
+  groups allow, and a label with a single group stays in training.
+- Groups are shuffled with ``random.Random(seed)``: the same file and seed give the same split.
+- The output keeps the input's format: JSONL lines are copied byte for byte, CSV rows keep their columns,
+  raw text becomes ``{"text": ...}`` lines.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from tunesmith.config import Task
+from tunesmith.data.formats import Columns, LoadedData, load_records_or_raise
+from tunesmith.data.neardup import find_groups, normalize_many
+from tunesmith.data.quality import NEAR_DUP_JACCARD, infer_labels, view_of
+from tunesmith.errors import TunesmithError
+
+
+@dataclass(frozen=True)
+class SplitResult:
+    train_path: Path
+    holdout_path: Path
+    n_train: int
+    n_holdout: int
+    stratified: bool
+    groups_kept_together: int  # groups of 2+ examples that were kept on one side
+    holdout_by_label: dict[str, int]
+
+
+def split_file(
+    path: Path | str,
+    out_dir: Path | str,
+    holdout: float = 0.2,
+    seed: int = 0,
+    task: Task | None = None,
+    columns: Columns = Columns(),
+) -> SplitResult:
+    """Split ``path`` into ``out_dir/train.*`` and ``out_dir/holdout.*``; see the module docstring."""
+    if not 0 < holdout < 1:
+        raise TunesmithError(
+            f"--holdout {holdout} is not a fraction.", "Use a value between 0 and 1, e.g. 0.2.", exit_code=2
+        )
+    data = load_records_or_raise(path, task, columns)
+    groups = _groups(data)
+    labels = _labels(data)
+    held = _pick_holdout(groups, labels, holdout, seed)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise TunesmithError(
+            f"--out {out} is a file.", "Pass a folder; it is created when missing.", exit_code=2
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    train_idx = [i for i in range(len(data.records)) if i not in held]
+    hold_idx = sorted(held)
+    train_path, hold_path = _write(data, columns, out, train_idx, hold_idx)
+    by_label: dict[str, int] = defaultdict(int)
+    if labels is not None:
+        for i in hold_idx:
+            by_label[labels[i]] += 1
+    return SplitResult(
+        train_path,
+        hold_path,
+        len(train_idx),
+        len(hold_idx),
+        labels is not None,
+        sum(1 for g in groups if len(g) > 1),
+        dict(by_label),
+    )
+
+
+def _groups(data: LoadedData) -> list[list[int]]:
+    """Index groups that must stay together (duplicates, near-duplicates, same input)."""
+    views = [view_of(r.line, r.data, data.task) for r in data.records]
+    near = find_groups([f"{v.input}\n{v.output}\n{v.rejected or ''}" for v in views], NEAR_DUP_JACCARD)
+    parent = list(range(len(views)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, g in enumerate(near.group.tolist()):
+        parent[find(i)] = find(int(g))
+    first_with: dict[str, int] = {}
+    for i, key in enumerate(normalize_many([v.input for v in views])):
+        if key:
+            parent[find(i)] = find(first_with.setdefault(key, i))
+    members: dict[int, list[int]] = defaultdict(list)
+    for i in range(len(views)):
+        members[find(i)].append(i)
+    return sorted(members.values(), key=lambda g: g[0])
+
+
+def _labels(data: LoadedData) -> list[str] | None:
+    views = infer_labels([view_of(r.line, r.data, data.task) for r in data.records])
+    return [v.label for v in views] if views and views[0].label is not None else None  # type: ignore[misc]
+
+
+def _pick_holdout(groups: list[list[int]], labels: list[str] | None, fraction: float, seed: int) -> set[int]:
+    strata: dict[str, list[list[int]]] = defaultdict(list)
+    for g in groups:
+        strata[labels[g[0]] if labels else ""].append(g)
+    rng = random.Random(seed)
+    held: set[int] = set()
+    for key in sorted(strata):
+        gs = strata[key]
+        rng.shuffle(gs)
+        total = sum(len(g) for g in gs)
+        target = round(fraction * total)
+        if len(gs) < 2:
+            continue  # one group: it must stay in training
+        taken = 0
+        for g in gs[:-1]:  # the last group always stays in training
+            if taken >= target:
+                break
+            if taken + len(g) <= target or taken + len(g) - target < target - taken:
+                held.update(g)
+                taken += len(g)
+    return held
+
+
+def _write(
+    data: LoadedData, columns: Columns, out: Path, train: list[int], hold: list[int]
+) -> tuple[Path, Path]:
+    suffix = data.path.suffix.lower()
+    if data.path.is_file() and suffix in (".csv", ".tsv"):
+        return _write_csv(data, out, suffix, train, hold)
+    if data.path.is_file() and data.task != "text" or suffix in (".jsonl", ".json"):
+        raw = data.path.read_bytes().split(b"\n")
+        paths = out / "train.jsonl", out / "holdout.jsonl"
+        for p, idx in zip(paths, (train, hold), strict=True):
+            p.write_bytes(b"".join(raw[data.records[i].line - 1].rstrip(b"\r") + b"\n" for i in idx))
+        return paths
+    paths = out / "train.jsonl", out / "holdout.jsonl"
+    for p, idx in zip(paths, (train, hold), strict=True):
+        p.write_text(
+            "".join(
+                json.dumps({"text": data.records[i].data["text"]}, ensure_ascii=False) + "\n" for i in idx
+            ),
+            encoding="utf-8",
+        )
+    return paths
+
+
+def _write_csv(
+    data: LoadedData, out: Path, suffix: str, train: list[int], hold: list[int]
+) -> tuple[Path, Path]:
+    delimiter = "\t" if suffix == ".tsv" else ","
+    reader = csv.DictReader(
+        io.StringIO(data.path.read_text(encoding="utf-8-sig"), newline=""), delimiter=delimiter
+    )
+    rows = {}
+    for row in reader:
+        rows[reader.line_num] = row
+    header = reader.fieldnames or []
+    paths = out / f"train{suffix}", out / f"holdout{suffix}"
+    for p, idx in zip(paths, (train, hold), strict=True):
+        buf = io.StringIO()
+        writer = csv.DictWriter(
+            buf, fieldnames=header, delimiter=delimiter, extrasaction="ignore", lineterminator="\n"
+        )
+        writer.writeheader()
+        writer.writerows(rows[data.records[i].line] for i in idx)
+        p.write_text(buf.getvalue(), encoding="utf-8")
+    return paths
