@@ -36,10 +36,17 @@ def _stem(w: str) -> str:
     if len(w) > 4 and w.endswith("ies"):
         return w[:-3] + "y"
     if len(w) > 5 and w.endswith("ing"):
-        return w[:-3]
+        return _undouble(w[:-3])
     if len(w) > 4 and w.endswith("ed") and not w.endswith("eed"):
-        return w[:-2]
+        return _undouble(w[:-2])
     if len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us", "is")):
+        return w[:-1]
+    return w
+
+
+def _undouble(w: str) -> str:
+    """resett(ing) -> reset, stopp(ed) -> stop; but not "ll"/"ss" words like "install", "pass"."""
+    if len(w) > 3 and w[-1] == w[-2] and w[-1] not in "aeiouls":
         return w[:-1]
     return w
 
