@@ -2,7 +2,8 @@
 
 Design (named in docs/data.md):
 - Text is normalised (lower case, words only), so "Hello, World!" and "hello world" are exact duplicates.
-- Shingles are word 3-grams (a text of fewer than 3 words is one shingle: only exact matches then).
+- Shingles are word 2-grams (a text of one word is one shingle). Training examples are short, and with
+  3-grams one inserted word in a 20-word example already drops Jaccard below 0.8; with 2-grams it stays ~0.86.
   Words become integer ids through a per-run vocabulary (deterministic for a given file, no hashing cost),
   and shingles are mixed to 64-bit values with numpy, vectorised over the whole corpus.
 - 64 MinHash functions (multiply-shift hashing), 16 bands of 4 rows: a pair with Jaccard 0.8 becomes a
@@ -95,8 +96,8 @@ def _shingles(norm: list[str]) -> tuple[np.ndarray, np.ndarray]:
     vocab = {w: i + 1 for i, w in enumerate(dict.fromkeys(words_all))}
     w = np.fromiter(map(vocab.__getitem__, words_all), dtype=np.uint64, count=len(words_all))
     starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-    k = 3
-    # a 3-gram starting at position p is valid when it stays inside its text
+    k = 2
+    # a k-gram starting at position p is valid when it stays inside its text
     doc_of = np.repeat(np.arange(len(norm)), lengths)
     pos = np.arange(len(w)) - starts[doc_of]
     valid = pos + k <= lengths[doc_of]
@@ -106,7 +107,7 @@ def _shingles(norm: list[str]) -> tuple[np.ndarray, np.ndarray]:
     end = starts[doc_of[p]] + lengths[doc_of[p]]
     with np.errstate(over="ignore"):
         h = w[p] * np.uint64(0x9E3779B97F4A7C15)
-        for j in (1, 2):
+        for j in range(1, k):
             nxt = np.where(p + j < end, w[np.minimum(p + j, len(w) - 1)], np.uint64(0))
             h = (
                 h ^ (nxt + np.uint64(0x632BE59BD9B4E019) + (h << np.uint64(6)) + (h >> np.uint64(2)))

@@ -4,8 +4,8 @@ Design (docs/data.md): presidio was the first choice, but its default engine nee
 that cannot be installed offline, and its pattern recognisers for these four entities are themselves
 regular expressions with checksum validators. So tunesmith uses its own four patterns with the same
 validators: card numbers must pass the Luhn check (13-19 digits), IBANs the ISO 13616 mod-97 check with
-the right length for their country prefix, phone numbers need 9-15 digits and a phone-like shape (a leading
-+ or separators), so order numbers and dates do not match. Each text is scanned only when a cheap
+the right length for their country prefix, phone numbers need 9-12 digits (9-15 after a leading +, as E.164 allows) and a phone-like shape (a
+leading + or separators), so order numbers and dates do not match. Each text is scanned only when a cheap
 pre-filter (an ``@``, or a run of digits) says it could match, which keeps 100,000 examples fast.
 """
 
@@ -53,7 +53,7 @@ def find_pii(text: str) -> list[PiiHit]:
             if number in taken or _DATE.match(number):
                 continue
             digits = sum(ch.isdigit() for ch in number)
-            if 9 <= digits <= 15:
+            if 9 <= digits <= (15 if number.startswith("+") else 12):  # E.164 allows 15 with the country code
                 hits.append(PiiHit("phone", number))
     return hits
 
