@@ -151,8 +151,17 @@ class EvalConfig(Section):
     json_schema: dict[str, Any] | None = Field(None, description="Answers must validate against this schema.")
     max_answer_chars: int | None = Field(None, ge=1, description="Answers longer than this fail the format rule.")
     price_per_1k_tokens: float | None = Field(
-        None, ge=0, description="Serving price used for cost per 1,000 requests (default from the price sheet)."
+        None, ge=0, description="Serving price per 1,000 tokens (prompt + completion) for cost per 1,000 requests; "
+        "unset = machine time x eval.machine_usd_per_hour."
     )
+    machine_usd_per_hour: float = Field(
+        0.10, ge=0, description="Hourly price of the machine serving the model, for cost per 1,000 requests from "
+        "measured time (default: a small 2-vCPU cloud VM)."
+    )
+    consistency_examples: int = Field(
+        16, ge=0, description="Hold-out examples re-asked in a lightly reworded form to measure consistency (0 = off)."
+    )
+    max_examples: int | None = Field(None, ge=1, description="Evaluate only the first N hold-out examples.")
 
 
 class RagConfig(Section):
