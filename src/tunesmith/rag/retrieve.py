@@ -90,11 +90,12 @@ def open_index(path: Path | str, embedder: Embedder | str | None = None) -> Inde
         raise TunesmithError(f"The index at {path} is empty (no document was indexed).", "Run `tunesmith rag index DOCS... --index " + str(path) + "`.")
     emb = get_embedder(embedder or store.meta("embedder_name") or "minilm") if not isinstance(embedder, Embedder) else embedder
     if emb.id != built_with:
+        name = store.meta("embedder_name")
         store.close()
         raise TunesmithError(
             f"The index at {path} was built with embedder {built_with!r}, not {emb.id!r}: its vectors cannot be "
             "compared with this embedder's.",
-            f"Query with --embedder {store.meta('embedder_name')}, or rebuild the index with the new embedder (--rebuild).",
+            f"Query with the embedder it was built with ({name}), or rebuild it with the new one (rag index --rebuild).",
         )
     return Index(path, store, emb)
 

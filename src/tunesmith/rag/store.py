@@ -159,7 +159,7 @@ class SqliteStore:
         for i in range(0, len(unique), 500):
             part = unique[i : i + 500]
             marks = ",".join("?" * len(part))
-            for h, v in self.conn.execute(f"SELECT hash, vector FROM chunks WHERE hash IN ({marks})", part):
+            for h, v in self.conn.execute(f"SELECT hash, MIN(vector) FROM chunks WHERE hash IN ({marks}) GROUP BY hash", part):
                 out[h] = v
         return out
 
