@@ -6,8 +6,8 @@ Design (named in docs/data.md):
   3-grams one inserted word in a 20-word example already drops Jaccard below 0.8; with 2-grams it stays ~0.86.
   Words become integer ids through a per-run vocabulary (deterministic for a given file, no hashing cost),
   and shingles are mixed to 64-bit values with numpy, vectorised over the whole corpus.
-- 64 MinHash functions (multiply-shift hashing), 16 bands of 4 rows: a pair with Jaccard 0.8 becomes a
-  candidate with probability > 0.999, a pair at 0.3 with < 0.13.
+- 64 MinHash functions (multiply-shift hashing), 16 bands of 4 rows: a pair with Jaccard 0.7 becomes a
+  candidate with probability 0.99 (0.8: > 0.999), a pair at 0.3 with < 0.13.
 - Candidates are checked with the exact Jaccard of their shingle sets (>= ``threshold``), so a reported
   pair is a real near-duplicate, never an LSH accident.
 - Within one LSH bucket each member is compared with the bucket's first member only (a star, not all
@@ -52,7 +52,7 @@ class Groups:
         return sorted(out, key=lambda g: g[0])
 
 
-def find_groups(texts: Sequence[str], threshold: float = 0.8, seed: int = 0) -> Groups:
+def find_groups(texts: Sequence[str], threshold: float = 0.7, seed: int = 0) -> Groups:
     """Group ``texts`` into exact (after normalisation) and near-duplicate (Jaccard >= threshold) sets."""
     n = len(texts)
     parent = np.arange(n)

@@ -19,7 +19,7 @@ import numpy as np
 from tunesmith.data.neardup import find_groups, normalize_many
 from tunesmith.data.pii import find_pii
 
-NEAR_DUP_JACCARD = 0.8  # word 3-gram Jaccard at or above which two examples are near-duplicates
+NEAR_DUP_JACCARD = 0.7  # word-bigram Jaccard at or above which two examples are near-duplicates (one changed word in a 12-word example is ~0.7-0.8)
 IMBALANCE_RATIO = 10.0  # largest / smallest label count
 IMBALANCE_MAJORITY = 0.9  # or one label holds this share
 RARE_LABEL_MIN = 5  # fewer examples than this: too few to learn, and a split leaves none for the hold-out
