@@ -151,7 +151,7 @@ def _stats(data: LoadedData, views: list[View]) -> dict[str, Any]:
     stats: dict[str, Any] = {"examples": len(data.records)}
     if views and views[0].label is not None:
         stats["labels"] = dict(Counter(v.label for v in views).most_common())
-    if data.task == "chat":
+    if data.task == "chat" and data.records:
         turns = np.array([len(r.data["messages"]) for r in data.records])
         stats["turns"] = {
             "min": int(turns.min()),

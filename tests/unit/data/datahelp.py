@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -79,7 +80,7 @@ def write_jsonl(path: Path, rows: list) -> Path:
 
 def check(path: Path, *extra: str, model: str = "none") -> tuple[int, dict, str]:
     """Run `tunesmith data check` through the CLI; return (exit code, --json report, terminal output)."""
-    out = path.parent / f"{path.name}.report.json"
+    out = Path(tempfile.mkdtemp(prefix="tunesmith-check-")) / "report.json"  # never beside the input
     res = runner.invoke(app, ["data", "check", str(path), "--model", model, "--json", str(out), *extra])
     report = json.loads(out.read_text()) if out.exists() else {}
     return res.exit_code, report, res.output
