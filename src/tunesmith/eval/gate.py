@@ -1,0 +1,96 @@
+"""The release gate: rules like ``finetuned.accuracy>=0.9`` or ``finetuned.accuracy>base:few-shot.accuracy``.
+
+A side is a number or ``<candidate>.<metric path>``; the metric path is looked up in the candidate's
+``metrics`` (``label_scoring.accuracy``, ``per_label.billing.f1``) or, when it starts with ``latency_ms``,
+in its latency summary. Rules are parsed before any model runs (a typo fails in a second, not after the
+evaluation); a rule naming a candidate or metric the report does not have fails the gate with a message
+that lists what exists.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from tunesmith.errors import TunesmithError
+
+_RULE = re.compile(r"^\s*(?P<left>[^<>=!]+?)\s*(?P<op>>=|<=|==|!=|>|<)\s*(?P<right>[^<>=!]+?)\s*$")
+_OPS = {
+    ">=": lambda a, b: a >= b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    "<": lambda a, b: a < b,
+    "==": lambda a, b: abs(a - b) <= 1e-12,
+    "!=": lambda a, b: abs(a - b) > 1e-12,
+}
+
+
+@dataclass(frozen=True)
+class Rule:
+    text: str
+    left: str
+    op: str
+    right: str
+
+
+def parse_rules(rules: list[str]) -> list[Rule]:
+    """Parse every rule or raise one error naming the bad rule and the expected form."""
+    out = []
+    for text in rules:
+        m = _RULE.match(text)
+        if not m:
+            raise TunesmithError(
+                f"Gate rule {text!r} is not of the form LEFT OP RIGHT.",
+                'Example: --require "finetuned.accuracy>=0.9" --require "finetuned.accuracy>base:few-shot.accuracy" '
+                "(OP is one of >=, <=, >, <, ==, !=; a side is a number or candidate.metric).",
+            )
+        for side in (m["left"], m["right"]):
+            if _number(side) is None and "." not in side:
+                raise TunesmithError(f"Gate rule {text!r}: {side!r} is neither a number nor candidate.metric.", "Write e.g. finetuned.accuracy.")
+        out.append(Rule(text, m["left"], m["op"], m["right"]))
+    return out
+
+
+def evaluate_gate(rules: list[str], candidates: dict[str, Any]) -> dict[str, Any]:
+    """``{"passed", "rules": [{"rule", "passed", "left", "right", "message"}]}`` for a report's candidates."""
+    results = []
+    for rule in parse_rules(rules):
+        try:
+            left, right = _value(rule.left, candidates), _value(rule.right, candidates)
+        except KeyError as exc:
+            results.append({"rule": rule.text, "passed": False, "left": None, "right": None, "message": str(exc.args[0])})
+            continue
+        ok = bool(_OPS[rule.op](left, right))
+        verdict = "holds" if ok else "FAILED"
+        results.append(
+            {"rule": rule.text, "passed": ok, "left": left, "right": right, "message": f"{rule.left} = {left:.4g} {rule.op} {rule.right} = {right:.4g}: {verdict}"}
+        )
+    return {"passed": all(r["passed"] for r in results), "rules": results}
+
+
+def _value(side: str, candidates: dict[str, Any]) -> float:
+    num = _number(side)
+    if num is not None:
+        return num
+    names = sorted((n for n in candidates if side.startswith(n + ".")), key=len, reverse=True)
+    if not names:
+        raise KeyError(f"{side!r}: no candidate of that name in this report (candidates: {', '.join(candidates)}).")
+    name = names[0]
+    path = side[len(name) + 1 :].split(".")
+    node: Any = candidates[name] if path[0] == "latency_ms" else candidates[name].get("metrics", {})
+    for part in path:
+        if not isinstance(node, dict) or part not in node:
+            options = ", ".join(k for k, v in (node.items() if isinstance(node, dict) else []) if not isinstance(v, list))
+            raise KeyError(f"{side!r}: {name} has no metric {'.'.join(path)!r} (available here: {options or 'none'}).")
+        node = node[part]
+    if not isinstance(node, int | float) or isinstance(node, bool):
+        raise KeyError(f"{side!r} is not a number (it is {type(node).__name__}).")
+    return float(node)
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
