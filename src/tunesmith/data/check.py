@@ -124,12 +124,13 @@ def _views(data: LoadedData) -> list[View]:
 def _quality(views: list[View], held: list[View]) -> list[Finding]:
     if not views:
         return []
+    norm = quality.normalize_views(views)  # once: duplicates, contradictions and diversity share it
     return [
-        *quality.duplicates(views, held),
+        *quality.duplicates(views, held, norm),
         *quality.label_balance(views),
         *quality.length_bias(views),
         *quality.pii(views),
-        *quality.diversity(views),
+        *quality.diversity(views, norm),
     ]
 
 

@@ -52,11 +52,14 @@ class Groups:
         return sorted(out, key=lambda g: g[0])
 
 
-def find_groups(texts: Sequence[str], threshold: float = 0.7, seed: int = 0) -> Groups:
-    """Group ``texts`` into exact (after normalisation) and near-duplicate (Jaccard >= threshold) sets."""
+def find_groups(
+    texts: Sequence[str], threshold: float = 0.7, seed: int = 0, normalized: bool = False
+) -> Groups:
+    """Group ``texts`` into exact (after normalisation) and near-duplicate (Jaccard >= threshold) sets.
+    ``normalized=True``: the texts are already ``normalize_text`` output (saves a pass)."""
     n = len(texts)
     parent = np.arange(n)
-    norm = normalize_many(texts)
+    norm = list(texts) if normalized else normalize_many(texts)
     exact = _exact_ids(norm)
     for i in np.flatnonzero(exact != np.arange(n)).tolist():
         _union(parent, i, int(exact[i]))

@@ -57,6 +57,27 @@ class View:
     rejected: str | None = None  # preference pairs
 
 
+@dataclass(frozen=True)
+class Normalized:
+    """``normalize_text`` of every view's input, output and rejected answer, computed once per check."""
+
+    input: list[str]
+    output: list[str]
+    full: list[str]  # input + output + rejected: the text compared for duplicates
+
+
+def normalize_views(views: Sequence[View]) -> Normalized:
+    ins = normalize_many([v.input for v in views])
+    outs = normalize_many([v.output for v in views])
+    rej = (
+        normalize_many([v.rejected or "" for v in views])
+        if any(v.rejected for v in views)
+        else [""] * len(views)
+    )
+    full = [" ".join(x for x in parts if x) for parts in zip(ins, outs, rej, strict=True)]
+    return Normalized(ins, outs, full)
+
+
 def view_of(line: int, record: dict[str, Any], task: str) -> View:
     if task == "chat":
         msgs = record["messages"]
@@ -92,13 +113,16 @@ def infer_labels(views: list[View]) -> list[View]:
 # --------------------------------------------------------------------------- duplicates
 
 
-def duplicates(views: Sequence[View], holdout: Sequence[View] = ()) -> list[Finding]:
+def duplicates(
+    views: Sequence[View], holdout: Sequence[View] = (), norm: Normalized | None = None
+) -> list[Finding]:
     """duplicate, near_duplicate, contradiction and holdout_leak in one near-duplicate pass."""
     n = len(views)
-    both = list(views) + list(holdout)
-    if not both:
+    if not views:
         return []
-    groups = find_groups([f"{v.input}\n{v.output}\n{v.rejected or ''}" for v in both], NEAR_DUP_JACCARD)
+    norm = norm or normalize_views(views)
+    hnorm = normalize_views(holdout) if holdout else Normalized([], [], [])
+    groups = find_groups(norm.full + hnorm.full, NEAR_DUP_JACCARD, normalized=True)
     out: list[Finding] = []
     exact_sets = [[i for i in g if i < n] for g in groups.members("exact")]
     exact_sets = [g for g in exact_sets if len(g) > 1]
@@ -127,15 +151,14 @@ def duplicates(views: Sequence[View], holdout: Sequence[View] = ()) -> list[Find
                 lines,
             )
         )
-    out += _contradictions(views)
+    out += _contradictions(views, norm)
     if holdout:
-        out += _leaks(views, holdout, groups)
+        out += _leaks(views, holdout, groups, norm, hnorm)
     return out
 
 
-def _contradictions(views: Sequence[View]) -> list[Finding]:
-    keys = normalize_many([v.input for v in views])
-    outs = normalize_many([v.output for v in views])
+def _contradictions(views: Sequence[View], norm: Normalized) -> list[Finding]:
+    keys, outs = norm.input, norm.output
     by_input: dict[str, list[int]] = defaultdict(list)
     for i, k in enumerate(keys):
         if k:
@@ -154,7 +177,9 @@ def _contradictions(views: Sequence[View]) -> list[Finding]:
     ]
 
 
-def _leaks(views: Sequence[View], holdout: Sequence[View], groups: Any) -> list[Finding]:
+def _leaks(
+    views: Sequence[View], holdout: Sequence[View], groups: Any, norm: Normalized, hnorm: Normalized
+) -> list[Finding]:
     n = len(views)
     pairs: list[tuple[int, int]] = []
     for g in groups.members("group"):
@@ -308,12 +333,13 @@ def _mask(s: str) -> str:
     return s[:2] + "*" * max(len(s) - 4, 1) + s[-2:] if len(s) > 4 else "****"
 
 
-def diversity(views: Sequence[View]) -> list[Finding]:
+def diversity(views: Sequence[View], norm: Normalized | None = None) -> list[Finding]:
     if len(views) < 20:
         return []
+    norm = norm or normalize_views(views)
     out: list[Finding] = []
     if views[0].label is None and any(v.output for v in views):
-        outs = normalize_many([v.output for v in views])
+        outs = norm.output
         top, c = Counter(outs).most_common(1)[0]
         if top and c / len(views) >= LOW_DIV_SAME_OUTPUT:
             lines = [v.line for v, o in zip(views, outs, strict=True) if o == top]
@@ -324,8 +350,8 @@ def diversity(views: Sequence[View]) -> list[Finding]:
                     lines,
                 )
             )
-    norm = normalize_many([v.input for v in views])
-    openings = [" ".join(t.split()[:4]) for t in norm]
+    inputs = norm.input
+    openings = [" ".join(t.split()[:4]) for t in inputs]
     top, c = Counter(openings).most_common(1)[0]
     if top and len(top.split()) == 4 and c / len(views) >= LOW_DIV_OPENING:
         lines = [v.line for v, o in zip(views, openings, strict=True) if o == top]
@@ -336,7 +362,9 @@ def diversity(views: Sequence[View]) -> list[Finding]:
                 lines,
             )
         )
-    sample = norm if len(norm) <= 5000 else random.Random(0).sample(norm, 5000)  # distinct-2 needs no more
+    sample = (
+        inputs if len(inputs) <= 5000 else random.Random(0).sample(inputs, 5000)
+    )  # distinct-2 needs no more
     bigrams = [(a, b) for t in sample for a, b in zip(t.split(), t.split()[1:], strict=False)]
     if len(bigrams) >= 200 and len(set(bigrams)) / len(bigrams) < LOW_DIV_DISTINCT2:
         ratio = len(set(bigrams)) / len(bigrams)

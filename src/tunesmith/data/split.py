@@ -23,8 +23,8 @@ from pathlib import Path
 
 from tunesmith.config import Task
 from tunesmith.data.formats import Columns, LoadedData, load_records_or_raise
-from tunesmith.data.neardup import find_groups, normalize_many
-from tunesmith.data.quality import NEAR_DUP_JACCARD, infer_labels, view_of
+from tunesmith.data.neardup import find_groups
+from tunesmith.data.quality import NEAR_DUP_JACCARD, infer_labels, normalize_views, view_of
 from tunesmith.errors import TunesmithError
 
 
@@ -83,7 +83,8 @@ def split_file(
 def _groups(data: LoadedData) -> list[list[int]]:
     """Index groups that must stay together (duplicates, near-duplicates, same input)."""
     views = [view_of(r.line, r.data, data.task) for r in data.records]
-    near = find_groups([f"{v.input}\n{v.output}\n{v.rejected or ''}" for v in views], NEAR_DUP_JACCARD)
+    norm = normalize_views(views)
+    near = find_groups(norm.full, NEAR_DUP_JACCARD, normalized=True)
     parent = list(range(len(views)))
 
     def find(i: int) -> int:
@@ -95,7 +96,7 @@ def _groups(data: LoadedData) -> list[list[int]]:
     for i, g in enumerate(near.group.tolist()):
         parent[find(i)] = find(int(g))
     first_with: dict[str, int] = {}
-    for i, key in enumerate(normalize_many([v.input for v in views])):
+    for i, key in enumerate(norm.input):
         if key:
             parent[find(i)] = find(first_with.setdefault(key, i))
     members: dict[int, list[int]] = defaultdict(list)
