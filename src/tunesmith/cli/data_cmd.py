@@ -20,7 +20,10 @@ TASKS = ["chat", "completion", "classification", "extraction", "preference", "te
 
 def _task_cb(value: str | None) -> str | None:
     if value is not None and value not in TASKS:
-        raise typer.BadParameter(f"{value!r} is not a format; use one of {', '.join(TASKS)}.")
+        # printed and exited here rather than raised as click's BadParameter, so the exit code is 2 and
+        # there is no traceback whichever way the app is run
+        print_error(UsageError(f"--task {value!r} is not a data format.", f"Use one of {', '.join(TASKS)}."))
+        sys.exit(2)
     return value
 
 

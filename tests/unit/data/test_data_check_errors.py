@@ -152,7 +152,7 @@ def test_usage_errors_exit_2(tmp_path):
     res = runner.invoke(app, ["data", "check", str(tmp_path / "missing.jsonl"), "--model", "none"])
     assert res.exit_code == 2 and "does not exist" in res.output
     res = runner.invoke(app, ["data", "check", str(ok), "--task", "poetry", "--model", "none"])
-    assert res.exit_code == 2
+    assert res.exit_code == 2 and "not a data format" in res.output
     res = runner.invoke(app, ["data", "check", str(ok), "--model", str(tmp_path / "no-such-model")])
     assert res.exit_code == 2 and "--model" in res.output
     res = runner.invoke(
