@@ -223,10 +223,9 @@ def run_job(store: Store, job: dict[str, Any], data_dir: Path, overrides: list[s
         name = model_name(job)
         summary = getattr(result, "summary", None) or {}
         tokens = summary.get("tokens_trained") or (store.get_job(job_id) or {}).get("trained_tokens") or 0
-        store.transition(job_id, ("running",), status="succeeded", fine_tuned_model=name, finished_at=int(time.time()),
+        store.transition(job_id, ("running",), event=[f"New fine-tuned model created: {name}", "The job has successfully completed"],
+                         status="succeeded", fine_tuned_model=name, finished_at=int(time.time()),
                          trained_tokens=int(tokens), run_dir=str(result.run_dir), worker_pid=None)
-        store.add_event(job_id, f"New fine-tuned model created: {name}")
-        store.add_event(job_id, "The job has successfully completed")
     finally:
         flags["stop"] = True
 

@@ -168,8 +168,8 @@ class Store:
             if event:
                 self._event(con, job_id, event, level)
 
-    def transition(self, job_id: str, from_states: tuple[str, ...], event: str | None = None, **fields: Any) -> bool:
-        """Update a job only if its status is one of ``from_states``; True when it did (atomic)."""
+    def transition(self, job_id: str, from_states: tuple[str, ...], event: str | list[str] | None = None, **fields: Any) -> bool:
+        """Update a job only if its status is one of ``from_states``, with its events, in one transaction."""
         sets = ",".join(f"{k}=?" for k in fields)
         marks = ",".join("?" * len(from_states))
         with self.connect(immediate=True) as con:
@@ -177,7 +177,8 @@ class Store:
                 f"UPDATE jobs SET {sets} WHERE id=? AND status IN ({marks})", (*fields.values(), job_id, *from_states)
             )
             if cur.rowcount and event:
-                self._event(con, job_id, event)
+                for message in [event] if isinstance(event, str) else event:
+                    self._event(con, job_id, message)
             return bool(cur.rowcount)
 
     def claim_job(self, pid: int) -> dict[str, Any] | None:
