@@ -84,7 +84,7 @@ def split_holdout(rows: list[dict], fraction: float, seed: int) -> tuple[list[di
 def _load_checked(path: Path, task: Task | None, columns: Columns, force: bool) -> LoadedData:
     data = load_data(path, task, columns)
     if data.errors and not force:
-        first = "\n".join(f"  {path.name} line {e.line}: [{e.code}] {e.message}" for e in data.errors[:5])
+        first = "\n".join(f"  {path.name} line {e.line}: {_strip_line(e.message, e.line)} ({e.code})" for e in data.errors[:5])
         more = f"\n  ... and {len(data.errors) - 5} more" if len(data.errors) > 5 else ""
         raise TunesmithError(
             f"{path} has {len(data.errors)} error(s); training refuses it:\n{first}{more}",
@@ -93,6 +93,11 @@ def _load_checked(path: Path, task: Task | None, columns: Columns, force: bool) 
     if not data.records:
         raise TunesmithError(f"{path} holds no usable examples.", f"Run `tunesmith data check {path}`.")
     return data
+
+
+def _strip_line(message: str, line: int) -> str:
+    prefix = f"Line {line}: "
+    return message[len(prefix):] if message.startswith(prefix) else message
 
 
 def _check_task(task: Task, method: str, path: Path) -> None:

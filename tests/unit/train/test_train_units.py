@@ -252,7 +252,7 @@ def test_data_with_errors_is_refused_unless_forced(tmp_path: Path) -> None:
     path = _write_jsonl(tmp_path / "train.jsonl", rows)
     cfg = _cfg(tmp_path, f"data.train={path}")
     tok = load_tokenizer("tiny")
-    with pytest.raises(TunesmithError, match=r"line 4: \[invalid_json\]") as info:
+    with pytest.raises(TunesmithError, match=r"train.jsonl line 4: .*\(invalid_json\)") as info:
         prepare_data(cfg, tok)
     assert "--force" in info.value.hint
     data = prepare_data(cfg, tok, force=True)
