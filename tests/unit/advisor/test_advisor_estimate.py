@@ -157,7 +157,7 @@ def test_cli_json_has_the_exact_shape():
     res = runner.invoke(app, ["estimate", "--model", "7b", "--method", "qlora", "--examples", "2000",
                               "--avg-tokens", "350", "--epochs", "2", "--gpu", "A6000-48GB", "--gpu", "H100", "--json"])
     assert res.exit_code == 0, res.output
-    out = json.loads(res.output)
+    out = json.loads(res.stdout)
     assert set(out) == {"params", "memory_gb", "fits", "flops", "hours", "cost_usd"}
     assert set(out["params"]) == {"total", "trainable"}
     assert set(out["memory_gb"]) == {"weights", "gradients", "optimizer", "activations", "total"}
