@@ -5,8 +5,9 @@ Three guards decide that the documents do not support an answer (each named in `
 1. retrieval: no passage, or the best passage's cosine to the question is below ``min_relevance``: the
    model is not even asked (a 135M model will answer anything it is asked);
 2. the model itself says so (the prompt tells it the exact phrase);
-3. support: under ``min_support`` of the answer's content words occur in the passages. The answer would
-   be made up, so the user gets "not in the documents" (the model's text stays in ``Answer.raw``).
+3. support, per sentence: a sentence under ``min_support`` of whose content words occur in the passages
+   is dropped as made up; with no sentence left the user gets "not in the documents" (the model's text
+   stays in ``Answer.raw``).
 
 Citations: small models cite unreliably, so citations are checked and completed after generation: a
 ``[n]`` pointing at no passage is dropped, and a sentence without one gets the passage that shares most
@@ -45,6 +46,7 @@ class Answer:
     passages: list[Passage] = field(default_factory=list)
     citations: list[int] = field(default_factory=list)  # 1-based passage numbers cited in ``text``
     raw: str = ""  # the model's own text, before checks
+    support: float | None = None  # share of the raw answer's content words found in the passages
 
 
 def build_rag_messages(question: str, passages: list[Passage], system_prompt: str | None = None) -> list[dict[str, Any]]:
@@ -93,18 +95,32 @@ def relevance_guard(index: Index, question: str, passages: list[Passage], min_re
 
 
 def check_answer(raw: str, passages: list[Passage], min_support: float = 0.5) -> Answer:
-    """Apply guards 2 and 3 and fix up citations (the part of ``ask`` after generation)."""
+    """Apply guards 2 and 3 and fix up citations (the part of ``ask`` after generation).
+
+    Support is judged per sentence: sentences the passages do not support are dropped (small models often
+    add a made-up sentence after a correct one); with none left, the answer is "not in the documents"."""
     if not raw or is_not_in_documents(raw):
         return Answer(NOT_IN_DOCUMENTS, False, "the model found no answer in the passages", passages, raw=raw)
-    plain = strip_citations(raw)
-    sup = support(plain, [p.text for p in passages])
-    if sup < min_support:
+    texts = [p.text for p in passages]
+    overall = support(strip_citations(raw), texts)
+    sentences = split_sentences(raw)
+    kept = [x for x in sentences if tokenize(strip_citations(x)) and support(strip_citations(x), texts) >= min_support]
+    if not kept:
         return Answer(
             NOT_IN_DOCUMENTS, False,
-            f"only {sup:.0%} of the answer's words occur in the passages (min_support {min_support:.0%})", passages, raw=raw,
+            f"no sentence of the answer is supported by the passages ({overall:.0%} of its words occur in them)",
+            passages, raw=raw, support=overall,
         )  # fmt: skip
-    text, cited = cite(raw, passages)
-    return Answer(text, True, f"{sup:.0%} of the answer's words occur in the passages", passages, cited, raw)
+    text, cited = cite(" ".join(kept), passages)
+    dropped = len(sentences) - len(kept)
+    reason = f"{overall:.0%} of the answer's words occur in the passages" + (
+        f"; {dropped} unsupported sentence(s) dropped" if dropped else ""
+    )
+    return Answer(text, True, reason, passages, cited, raw, overall)
+
+
+def split_sentences(text: str) -> list[str]:
+    return [s for s in re.split(r"(?<=[.!?])\s+|\n+", text.strip()) if s.strip()]
 
 
 def is_not_in_documents(text: str) -> bool:
@@ -128,7 +144,7 @@ def cite(text: str, passages: list[Passage]) -> tuple[str, list[int]]:
     """Drop citations to missing passages; add ``[n]`` to uncited sentences that a passage supports."""
     n = len(passages)
     text = _CITATION.sub(lambda m: m.group(0) if 1 <= int(m.group(1)) <= n else "", text)
-    sentences = re.split(r"(?<=[.!?])\s+", text.strip())
+    sentences = split_sentences(text)
     out = []
     passage_words = [set(tokenize(p.text)) for p in passages]
     for s in sentences:

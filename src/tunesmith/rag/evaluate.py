@@ -8,8 +8,10 @@ Definitions (docs/rag.md has worked examples; tests check them on hand-computed 
 - MRR: mean of 1/rank of the first relevant passage within the top max(k) (0 when none);
 - exact match / token F1: SQuAD normalisation (lower case, no punctuation or articles), citations removed;
   a "not in the documents" answer scores 0 unless the reference says the same;
-- faithfulness: share of answered questions (not "not in the documents") whose answer is supported by the
-  retrieved text (``support`` >= 0.5 of its content words occur in the passages; see answer.py).
+- faithfulness: mean, over questions where the model attempted an answer (it did not decline and retrieval
+  did not refuse), of the share of the model's *raw* answer's content words that occur in the retrieved
+  passages (``answer.support``), i.e. measured before the per-sentence filter of ``check_answer`` hides
+  unsupported sentences from the user.
 """
 
 from __future__ import annotations
@@ -31,11 +33,8 @@ from tunesmith.rag.answer import (
     is_not_in_documents,
     relevance_guard,
     strip_citations,
-    support,
 )
 from tunesmith.rag.retrieve import MODES, Index, Passage, retrieve
-
-FAITHFUL_SUPPORT = 0.5
 
 
 @dataclass(frozen=True)
@@ -132,13 +131,14 @@ def token_f1(prediction: str, reference: str) -> float:
 
 def answer_metrics(answers: list[Answer], items: list[QAItem]) -> dict[str, float | int]:
     answered = [a for a in answers if a.grounded]
-    faithful = [support(strip_citations(a.text), [p.text for p in a.passages]) >= FAITHFUL_SUPPORT for a in answered]
+    attempted = [a.support for a in answers if a.support is not None]
     n = len(items)
     return {
         "n": n,
         "exact_match": sum(exact_match(a.text, q.answer) for a, q in zip(answers, items, strict=True)) / n,
         "token_f1": sum(token_f1(a.text, q.answer) for a, q in zip(answers, items, strict=True)) / n,
-        "faithfulness": sum(faithful) / len(answered) if answered else 0.0,
+        "faithfulness": sum(attempted) / len(attempted) if attempted else 0.0,
+        "attempted": len(attempted),
         "answered": len(answered),
         "not_in_documents": n - len(answered),
     }

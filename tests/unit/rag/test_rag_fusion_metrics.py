@@ -95,14 +95,15 @@ def test_answer_metrics_hand_computed():
     answers = [
         check_answer("Refunds take 14 days.", ps),  # grounded, faithful, F1 vs "14 days" = 2*(2/3*1)/(5/3) = 0.8
         check_answer("Not in the documents.", ps),  # not answered
-        check_answer("Refunds take 14 days to process, sky.", ps, min_support=0.0),  # answered, support 4/5 ok
+        check_answer("Refunds take 14 days to process, sky.", ps, min_support=0.0),  # answered, support 5/6
     ]
     m = answer_metrics(answers, items)
     assert m["answered"] == 2 and m["not_in_documents"] == 1
     assert m["exact_match"] == 0.0
     f1_1 = 2 * (2 / 4) * 1 / (2 / 4 + 1)  # "refunds take 14 days" vs "14 days": P 2/4, R 1
     assert m["token_f1"] == pytest.approx(f1_1 / 3)
-    assert m["faithfulness"] == 1.0
+    # faithfulness: mean raw-answer support over attempted answers: (4/4 + 5/6) / 2 (refusal not counted)
+    assert m["attempted"] == 2 and m["faithfulness"] == pytest.approx((1 + 5 / 6) / 2)
 
 
 # --------------------------------------------------------------------------- citations and grounding
@@ -121,11 +122,15 @@ def test_unsupported_answer_becomes_not_in_the_documents():
     ps = [P("The pro plan costs 42 euros per month.")]
     made_up = check_answer("The enterprise tier includes unlimited llamas and a castle.", ps)
     assert not made_up.grounded and made_up.text == NOT_IN_DOCUMENTS
-    assert "occur in the passages" in made_up.reason and made_up.raw.startswith("The enterprise")
+    assert "no sentence" in made_up.reason and made_up.raw.startswith("The enterprise") and made_up.support == 0.0
     refusal = check_answer("I'm sorry, the passages do not contain that information.", ps)
     assert not refusal.grounded and refusal.text == NOT_IN_DOCUMENTS
     good = check_answer("The pro plan costs 42 euros per month.", ps)
     assert good.grounded and good.text == "The pro plan costs 42 euros per month [1]." and good.citations == [1]
+    # a made-up sentence after a supported one is dropped, not shown with a citation
+    mixed = check_answer("The pro plan costs 42 euros per month. It also includes a free castle in Spain.", ps)
+    assert mixed.text == "The pro plan costs 42 euros per month [1]." and "1 unsupported sentence(s) dropped" in mixed.reason
+    assert mixed.support == pytest.approx(7 / 12)  # pro plan cost 42 euro per month | also include free castle spain
 
 
 def test_support_is_share_of_content_words_found():
