@@ -145,6 +145,8 @@ def render_estimate(est) -> None:
             f"${sv.selfhost_usd_per_request * 1000:,.3f}). "
             f"Break-even: {sv.breakeven_requests_per_month:,.0f} requests/month (one GPU serves up to "
             f"{sv.capacity_requests_per_month:,.0f})."
+            + (" One GPU cannot serve the break-even volume: add GPUs or stay on the API."
+               if sv.breakeven_requests_per_month > sv.capacity_requests_per_month else "")
         )
     if est.calibration:
         cal = est.calibration
