@@ -53,10 +53,10 @@ class Supervisor:
     """Keeps ``concurrency`` worker processes alive, re-queues orphaned jobs, escalates slow stops."""
 
     def __init__(self, data_dir: Path, concurrency: int = 1, overrides: list[str] | None = None,
-                 stop_grace_s: float = 10.0, tick_s: float = 0.5) -> None:
+                 stop_grace_s: float = 10.0, tick_s: float = 0.5, lease_s: float = 60.0) -> None:
         self.data_dir, self.concurrency = Path(data_dir), concurrency
         self.overrides = list(overrides or [])
-        self.stop_grace_s, self.tick_s = stop_grace_s, tick_s
+        self.stop_grace_s, self.tick_s, self.lease_s = stop_grace_s, tick_s, lease_s
         self.store = Store(self.data_dir / "tunesmith.db")
         self.procs: list[subprocess.Popen] = []
         self._stop = threading.Event()
@@ -92,7 +92,8 @@ class Supervisor:
         requeued = []
         for job in self.store.orphaned_jobs():
             pid = job["worker_pid"]
-            if pid in live or (pid not in live and _alive(pid) and pid not in self._our_dead()):
+            stale = time.time() - (job["heartbeat_at"] or 0) > self.lease_s  # backstop for pid reuse
+            if pid in live or (_alive(pid) and pid not in self._our_dead() and not stale):
                 continue
             if self.store.transition(job["id"], ("running",), status="queued", worker_pid=None):
                 self.store.add_event(job["id"], f"Worker lost; job re-queued, resumes from step {job['last_step']}", "warn")
@@ -118,8 +119,8 @@ class Supervisor:
 
     def _tick(self) -> None:
         dead = self._our_dead()
+        self.reconcile()
         if dead:
-            self.reconcile()
             self.procs = [p for p in self.procs if p.poll() is None]
             while len(self.procs) < self.concurrency:
                 self.procs.append(self._spawn())
@@ -134,6 +135,7 @@ class Supervisor:
 
 
 def _alive(pid: int | None) -> bool:
+    """True when ``pid`` runs (a zombie, e.g. an orphan that no init reaps, counts as dead)."""
     if not pid:
         return False
     try:
@@ -142,7 +144,11 @@ def _alive(pid: int | None) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return True  # no /proc (not Linux): trust kill(0)
 
 
 def _die_with_parent() -> None:

@@ -54,7 +54,7 @@ def check_hyper(h: Hyper, prefix: str) -> str | None:
     checks = [
         ("n_epochs", h.n_epochs, lambda v: 1 <= v <= 50, "an integer from 1 to 50"),
         ("batch_size", h.batch_size, lambda v: 1 <= v <= 256, "an integer from 1 to 256"),
-        ("learning_rate_multiplier", h.learning_rate_multiplier, lambda v: 0 < v, "a number > 0"),
+        ("learning_rate_multiplier", h.learning_rate_multiplier, lambda v: v > 0, "a number > 0"),
         ("beta", h.beta, lambda v: 0 < v <= 2, "a number in (0, 2]"),
     ]
     for name, value, ok, rule in checks:
