@@ -135,6 +135,14 @@ def write_dataset(out: Path, n_train: int, n_holdout: int, seed: int = 7) -> tup
     return paths
 
 
+def write_all(path: Path, n: int, seed: int = 7) -> Path:
+    """Write ``n`` tickets to one JSONL file (the demo checks and splits it itself)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in generate(n, seed)), encoding="utf-8")
+    return path
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)

@@ -1,9 +1,165 @@
-"""Placeholder: commands of this group are registered by its owner module."""
+"""`tunesmith eval`, `tunesmith compare`, `tunesmith demo`: rendering only; the work is in ``tunesmith.eval``."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+from typing import Any
+
 import typer
+
+from tunesmith.cli.render import console, print_error
+from tunesmith.errors import TunesmithError, UsageError
 
 
 def register(app: typer.Typer) -> None:
-    """Add this group's commands to the root app."""
+    app.command("eval")(eval_cmd)
+    app.command("compare")(compare_cmd)
+    app.command("demo")(demo_cmd)
+
+
+def _guard(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run a library call; a TunesmithError is printed as message + hint and ends with its exit code."""
+    try:
+        return fn(*args, **kwargs)
+    except TunesmithError as exc:
+        print_error(exc)
+        sys.exit(exc.exit_code)
+
+
+def eval_cmd(
+    data: Path = typer.Option(..., "--data", help="Hold-out file (JSONL/CSV) with reference answers."),
+    out: Path = typer.Option(..., "--out", help="Folder for report.json, report.html and predictions.jsonl."),
+    model: str | None = typer.Option(None, "--model", help="Base model (alias or folder). Default: the run's base, else smollm2-135m-instruct."),
+    adapter: Path | None = typer.Option(None, "--adapter", help="A training run folder (runs/<id>) to evaluate as 'finetuned'."),
+    baselines: str = typer.Option("zero-shot,few-shot", "--baselines", help="Prompted baselines: any of zero-shot,few-shot,rag ('' for none)."),
+    train: Path | None = typer.Option(None, "--train", help="Training file the few-shot examples are drawn from (default: the run's data.train)."),
+    config: Path | None = typer.Option(None, "--config", help="Project config whose eval section sets k, batch size, format rules, prices."),
+    require: list[str] = typer.Option([], "--require", help='Release gate rule, e.g. "finetuned.accuracy>=0.9" (repeatable). Exit 1 when one fails.'),
+    task: str | None = typer.Option(None, "--task", help="Force the data format (detected when omitted)."),
+    rag_index: Path | None = typer.Option(None, "--rag-index", help="Index folder for the rag baseline."),
+    reward: Path | None = typer.Option(None, "--reward", help="A reward run: adds reward_score for chat/completion answers."),
+    system_prompt: str | None = typer.Option(None, "--system-prompt", help="System prompt (default: the config's, else generated from the labels/keys)."),
+    max_examples: int | None = typer.Option(None, "--max-examples", help="Evaluate only the first N examples."),
+) -> None:
+    """Evaluate a fine-tuned run against prompted baselines on the same hold-out, and write the report."""
+    _guard(_eval, data, out, model, adapter, baselines, train, config, require, task, rag_index, reward, system_prompt, max_examples)
+
+
+def _eval(data, out, model, adapter, baselines, train, config, require, task, rag_index, reward, system_prompt, max_examples) -> None:
+    from tunesmith.config import load_config
+    from tunesmith.eval.run import EvalSpec, run
+
+    if not Path(data).exists():
+        raise UsageError(f"--data {data} does not exist.", "Pass the hold-out file.")
+    cfg = load_config(config)
+    settings = cfg.eval.model_copy(update={"require": [*cfg.eval.require, *require]})
+    if max_examples is not None:
+        settings = settings.model_copy(update={"max_examples": max_examples})
+    names = tuple(b.strip() for b in baselines.split(",") if b.strip())
+    spec = EvalSpec(
+        data=Path(data), out=Path(out), model=model or (cfg.model.name if config else None), adapter=adapter,
+        train=train or (cfg.data.train if config else None), task=task, baselines=names, settings=settings,  # type: ignore[arg-type]
+        rag_index=rag_index or cfg.rag.index, reward_run=reward, system_prompt=system_prompt or cfg.data.system_prompt,
+    )  # fmt: skip
+    with console.status("Evaluating...") as status:
+        result = run(spec, on_progress=lambda e: status.update(f"Evaluating {e['name']} on {e['n']} examples..."))
+    render_report(result.report)
+    console.print(f"Report: {Path(out) / 'report.html'}  (json: {Path(out) / 'report.json'})")
+    if not result.gate_passed:
+        raise TunesmithError("The release gate failed (see the rules above).", "Improve the model or adjust --require.")
+
+
+def render_report(report: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from tunesmith.eval.html import HEADLINE, metric
+
+    cands = report.get("candidates", {})
+    if report.get("task") == "preference":
+        table = Table(title=f"preference: {report.get('n_pairs', '?')} pairs")
+        table.add_column("candidate")
+        keys = sorted({k for c in cands.values() for k, v in c.get("metrics", {}).items() if isinstance(v, int | float)})
+        for k in keys:
+            table.add_column(k, justify="right")
+        for name, c in cands.items():
+            table.add_row(name, *[_fmt(c.get("metrics", {}).get(k)) for k in keys])
+        console.print(table)
+    else:
+        keys = [k for k in HEADLINE.get(report.get("task", ""), []) if any(metric(c["metrics"], k) is not None for c in cands.values())]
+        table = Table(title=f"{report.get('task')}: {report.get('n')} hold-out examples")
+        table.add_column("candidate")
+        for k in [*keys, "p50 ms", "p95 ms", "tok/s", "$/1k req"]:
+            table.add_column(k, justify="right")
+        for name, c in cands.items():
+            m = c["metrics"]
+            table.add_row(name, *[_fmt(metric(m, k)) for k in keys], _fmt(c["latency_ms"]["p50"], 0), _fmt(c["latency_ms"]["p95"], 0),
+                          _fmt(m.get("tokens_per_s"), 1), _fmt(m.get("cost_per_1k_requests_usd"), 4))  # fmt: skip
+        console.print(table)
+    for r in (report.get("gate") or {}).get("rules", []):
+        mark = "[green]PASS[/]" if r["passed"] else "[red]FAIL[/]"
+        console.print(f"{mark} {r['rule']}: {r['message']}", highlight=False)
+
+
+def _fmt(x: Any, digits: int = 3) -> str:
+    return "-" if not isinstance(x, int | float) else f"{x:.{digits}f}"
+
+
+def compare_cmd(paths: list[Path] = typer.Argument(..., help="report.json files, eval --out folders, demo folders or run folders.")) -> None:
+    """Put evaluation reports and training runs side by side."""
+    from rich.table import Table
+
+    from tunesmith.eval.compare import compare
+
+    comp = _guard(compare, list(paths))
+    table = Table()
+    table.add_column("metric")
+    for c in comp.columns:
+        table.add_column(c, justify="right")
+    for key, vals in comp.rows:
+        table.add_row(key, *[_fmt(v) if isinstance(v, float) else ("-" if v is None else str(v)) for v in vals])
+    console.print(table)
+
+
+def demo_cmd(
+    out: Path = typer.Option(Path("demo-out"), "--out", help="Folder for the data, the run and the report."),
+    quick: bool = typer.Option(False, "--quick", help="Smaller data and fewer steps (about 3 minutes instead of 15)."),
+    model: str | None = typer.Option(None, "--model", help="Base model (default: the example config's, SmolLM2-135M)."),
+) -> None:
+    """The main job end to end: check data, split, prompted baselines, LoRA fine-tune, evaluate, report."""
+    from rich.table import Table
+
+    from tunesmith.eval.demo import run
+
+    def on_stage(name: str, state: str) -> None:
+        if state == "start":
+            console.print(f"[bold]>[/] {name} ...", highlight=False)
+
+    result = _guard(run, out, quick=quick, model=model, on_stage=on_stage)
+    render_report(result.report)
+    cands = result.report["candidates"]
+    table = Table(title="Prompted baseline vs fine-tuned (hold-out)")
+    table.add_column("")
+    for name in cands:
+        table.add_column(name, justify="right")
+    for label, get in [
+        ("accuracy (answer)", lambda c: _fmt(c["metrics"]["accuracy"])),
+        ("accuracy (label log-likelihood)", lambda c: _fmt(c["metrics"]["label_scoring"]["accuracy"])),
+        ("macro-F1", lambda c: _fmt(c["metrics"]["macro_f1"])),
+        ("consistency", lambda c: _fmt(c["metrics"].get("consistency"))),
+        ("latency p50 / p95 ms", lambda c: f"{c['latency_ms']['p50']:.0f} / {c['latency_ms']['p95']:.0f}"),
+        ("$ per 1k requests", lambda c: _fmt(c["metrics"]["cost_per_1k_requests_usd"], 4)),
+    ]:
+        table.add_row(label, *[get(c) for c in cands.values()])
+    console.print(table)
+    stages = Table(title="Time per stage")
+    stages.add_column("stage")
+    stages.add_column("seconds", justify="right")
+    for name, sec in result.stages:
+        stages.add_row(name, f"{sec:.1f}")
+    stages.add_row("[bold]total[/]", f"[bold]{sum(s for _, s in result.stages):.1f}[/]")
+    console.print(stages)
+    console.print(f"Report: {result.out / 'report' / 'report.html'}")
+    if not result.gate_passed:
+        console.print("[red]The fine-tuned model did not clear the demo's gate.[/]")
+        sys.exit(1)
