@@ -32,6 +32,7 @@ def train_command(
     overrides: list[str] = typer.Argument(None, help="Dotted overrides, e.g. train.lr=1e-4 train.max_steps=50."),
     resume: Path | None = typer.Option(None, "--resume", help="Continue this run folder from its last complete checkpoint."),
     force: bool = typer.Option(False, "--force", help="Train on the valid lines of data that has `data check` errors."),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="Processes for data-parallel training (DDP via torchrun; gloo on CPU, NCCL on GPU)."),
 ) -> None:
     """Fine-tune a model (sft/cpt with full, lora, qlora or dora; dpo/reward/ppo). Ctrl-C saves and stops."""
     from tunesmith.config import load_config
@@ -44,7 +45,12 @@ def train_command(
     with _progress(console) as on_progress:
         previous = signal.signal(signal.SIGINT, stop.handle)
         try:
-            result = train(cfg, resume=resume, force=force, on_progress=on_progress, should_stop=stop)
+            if nproc > 1:  # the workers get Ctrl-C too (same process group) and save before stopping
+                from tunesmith.train.distributed import launch
+
+                result = launch(config, overrides or [], nproc, resume=resume, force=force, on_progress=on_progress)
+            else:
+                result = train(cfg, resume=resume, force=force, on_progress=on_progress, should_stop=stop)
         finally:
             signal.signal(signal.SIGINT, previous)
     s = result.summary

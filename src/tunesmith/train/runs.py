@@ -115,7 +115,8 @@ class Run:
 def create_run(cfg: ProjectConfig, *, is_main: bool = True) -> Run:
     """A new run folder with config.resolved.yaml, registered as running. Refuses an unwritable
     ``output_dir`` and an existing run folder (so nothing saved is ever overwritten)."""
-    run_dir = check_new_run_dir(cfg)
+    # Under --nproc only rank 0 checks and creates the folder; the others would see it and refuse.
+    run_dir = check_new_run_dir(cfg) if is_main else cfg.train.output_dir / str(cfg.train.run_name)
     run_id = run_dir.name
     run = Run(run_id, run_dir, cfg, is_main=is_main)
     if is_main:

@@ -57,7 +57,10 @@ def open_or_preflight(cfg: ProjectConfig, resume: Path | None) -> tuple[Run | No
     from tunesmith.train.runs import check_new_run_dir, open_run_for_resume
 
     if resume is None:
-        check_new_run_dir(cfg)
+        from tunesmith.train.loop import _dist
+
+        if _dist()[1] == 0:  # under --nproc, rank 0 alone checks (it creates the folder the others would see)
+            check_new_run_dir(cfg)
         return None, None
     reopened = open_run_for_resume(resume, cfg)
     last = latest_checkpoint(reopened.checkpoints_dir)
