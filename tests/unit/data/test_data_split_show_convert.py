@@ -232,3 +232,20 @@ def test_convert_refuses_chat_and_preference_and_missing_index(tmp_path):
         ],
     )
     assert res.exit_code == 2 and "not an index folder" in res.output
+
+
+def test_split_keeps_a_single_example_label_in_training(tmp_path):
+    rows = [{"text": sentence(i), "label": "common"} for i in range(30)] + [
+        {"text": sentence(77, 5), "label": "lonely"}
+    ]
+    src = write_jsonl(tmp_path / "c.jsonl", rows)
+    for seed in range(5):
+        out = tmp_path / f"s{seed}"
+        assert (
+            runner.invoke(
+                app, ["data", "split", str(src), "--holdout", "0.5", "--seed", str(seed), "--out", str(out)]
+            ).exit_code
+            == 0
+        )
+        assert "lonely" in {r["label"] for r in _lines(out / "train.jsonl")}
+        assert len(_lines(out / "holdout.jsonl")) == 15
