@@ -31,6 +31,7 @@ VARIANTS = {
     "foreach_adamw": "AdamW(foreach=True)",
     "compile": "torch.compile of the decoder layers",
     "grad_ckpt": "gradient checkpointing on (TRL's default)",
+    "micro256": "256-token micro-batches (x4 accumulation gives the same step; less activation memory)",
 }
 
 
@@ -43,6 +44,8 @@ def run_variant(name: str, n_examples: int, step_tokens: int, steps: int) -> dic
     from tunesmith.train.loss import naive_sum_token_loss, sum_token_loss
     from tunesmith.train.packing import build_batches
 
+    if name == "micro256":
+        step_tokens = 256
     if name == "threads1":
         torch.set_num_threads(1)
     tok = load_tokenizer("smollm2-135m-instruct")

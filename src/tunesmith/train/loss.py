@@ -47,6 +47,11 @@ class TokenLossModule(nn.Module):
 
 def sum_token_loss(model: nn.Module, batch: Any) -> tuple[Tensor, int]:
     """Summed cross-entropy over the trained positions of ``batch`` (a ``packing.Batch``) and their count."""
+    device = next(model.parameters()).device
+    if (
+        batch.input_ids.device != device
+    ):  # packing builds CPU tensors; on a GPU they move here, once per batch
+        batch = batch.to(device)
     args = (batch.input_ids, batch.labels, batch.position_ids, batch.attention_mask)
     if isinstance(model, nn.parallel.DistributedDataParallel):
         if isinstance(model.module, TokenLossModule):
@@ -159,6 +164,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
                     grad_w.addmm_(probs.t().float(), h.float())
         ctx.save_for_backward(*(g for g in (grad_h, grad_w) if g is not None))
         ctx.has = (grad_h is not None, grad_w is not None)
+        ctx.weight_dtype = weight.dtype
         return total
 
     @staticmethod
@@ -166,6 +172,8 @@ class _LinearCrossEntropy(torch.autograd.Function):
         saved = list(ctx.saved_tensors)
         gh = saved.pop(0) * grad_out if ctx.has[0] else None
         gw = saved.pop(0) * grad_out if ctx.has[1] else None
+        if gw is not None:
+            gw = gw.to(ctx.weight_dtype)  # accumulated in fp32, returned in the weight's dtype (bf16 on GPU)
         return gh, gw, None, None, None, None
 
 
