@@ -43,6 +43,9 @@ SIZES = {  # chats: (lora train, full/qlora train, hold-out); "issue" is the 260
 }
 TOOLS = ("tunesmith", "trl_default", "trl_tuned")
 STEP_TOKENS = 1024
+# tunesmith takes each 1,024-token step as 4 micro-batches of <= 256 tokens: token-weighted accumulation
+# makes that the same step (tests/unit/train), and activations are held for 256 tokens instead of 1,024.
+MICRO_TOKENS, MICRO_STEPS = 256, 4
 LR = {"lora": 2e-4, "qlora": 2e-4, "full": 2e-5}
 
 
@@ -70,6 +73,10 @@ def run_all(size: str, methods: list[str], tools: list[str]) -> dict:
     out: dict = {"size": size, "machine": machine(), "runs": {}}
     print(f"# bench/train.py --size {size}: SmolLM2-135M, fp32 on CPU for every run (TRL: bf16=False forced)")
     print(f"# machine: {out['machine']}")
+    print(
+        f"# step = ~{STEP_TOKENS} tokens for every tool (tunesmith: {MICRO_STEPS} packed micro-batches of <= {MICRO_TOKENS} "
+        f"tokens; TRL default: 8 padded examples; TRL tuned: one packed {STEP_TOKENS}-token row), 1 epoch"
+    )
     out["matmul_peak_gflops"] = [matmul_peak()]
     print(f"# fp32 matmul peak (start): {out['matmul_peak_gflops'][0]:.1f} GFLOP/s")
     with tempfile.TemporaryDirectory(prefix="tunesmith-bench-") as tmp:
@@ -193,8 +200,8 @@ def _run_tunesmith(method: str, folder: Path, out_dir: Path):
                 "finetune": method,
                 "lr": LR[method],
                 "epochs": 1,
-                "batch_tokens": STEP_TOKENS,
-                "grad_accum": 1,
+                "batch_tokens": MICRO_TOKENS,
+                "grad_accum": MICRO_STEPS,
                 "packing": True,
                 "lr_scheduler": "cosine",
                 "warmup_ratio": 0.05,
