@@ -92,12 +92,20 @@ def test_report_html_is_self_contained(evaluated):
 
 
 def test_compare_reports_and_runs(tiny_run, evaluated):
+    from tunesmith.eval.compare import compare
+
     run_dir, out = tiny_run[0], evaluated[0]
-    res = runner.invoke(app, ["compare", str(out), str(run_dir)], catch_exceptions=False)
-    assert res.exit_code == 0, res.output
     report = json.loads((out / "report.json").read_text())
-    acc = report["candidates"]["finetuned"]["metrics"]["accuracy"]
-    assert "rep:finetuned" in res.output and f"{acc:.3f}" in res.output and "final_train_loss" in res.output
+    comp = compare([out, run_dir])
+    assert comp.columns == ["rep:base:zero-shot", "rep:base:few-shot", "rep:finetuned", "t1"]
+    rows = dict(comp.rows)
+    assert rows["accuracy"][2] == report["candidates"]["finetuned"]["metrics"]["accuracy"]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert rows["final_train_loss"][3] == summary["final_train_loss"]
+    res = runner.invoke(app, ["compare", str(out), str(run_dir)], catch_exceptions=False)
+    assert res.exit_code == 0 and "final_train_loss" in res.output
+    res = runner.invoke(app, ["compare", str(out / "predictions.jsonl")])
+    assert res.exit_code == 1 and "not valid JSON" in res.output and "Traceback" not in res.output
 
 
 def test_chat_and_extraction_tasks_on_base(tiny_model_dir, tmp_path):
