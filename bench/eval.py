@@ -43,9 +43,7 @@ def main() -> None:
 
     import torch
 
-    from tunesmith.eval.metrics import match_label
     from tunesmith.eval.prompts import query_messages
-    from tunesmith.models.generate import GenerationSettings, generate, score_labels, stop_token_ids
     from tunesmith.models.inference import load_for_inference
 
     torch.manual_seed(0)
@@ -59,41 +57,51 @@ def main() -> None:
     cands = [("base", None)] + ([("finetuned", a.adapter)] if a.adapter else [])
     for cand, adapter in cands:
         model, tok = load_for_inference(a.model if adapter is None else None, adapter, dtype="float32", device="cpu")
-        settings = GenerationSettings(max_tokens=a.max_new_tokens)
-        stops = stop_token_ids(model, tok)
-
-        def one_at_a_time() -> list[str]:
-            from tunesmith.data.tokenize import prompt_ids
-
-            out = []
-            for c in convs:
-                ids = torch.tensor([prompt_ids(tok, c)])
-                with torch.inference_mode():
-                    seq = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=a.max_new_tokens,
-                                         do_sample=False, eos_token_id=stops, pad_token_id=tok.pad_token_id)  # fmt: skip
-                out.append(tok.decode(seq[0, ids.shape[1] :], skip_special_tokens=True).strip())
-            return out
-
-        def batched() -> list[str]:
-            return [g.text for g in generate(model, tok, convs, settings, batch_size=a.batch_size)]
-
-        def scoring() -> list[str]:
-            return score_labels(model, tok, convs, labels, batch_size=a.batch_size).predictions
-
-        ref_t, ref_out = _timed(one_at_a_time, a.repeats)
-        bat_t, bat_out = _timed(batched, a.repeats)
-        ls_t, ls_out = _timed(scoring, a.repeats)
-        same = sum(x == y for x, y in zip(ref_out, bat_out, strict=True))
-        acc_gen = sum(match_label(x, labels) == g for x, g in zip(bat_out, golds, strict=True)) / len(golds)
-        acc_ref = sum(match_label(x, labels) == g for x, g in zip(ref_out, golds, strict=True)) / len(golds)
-        acc_ls = sum(p == g for p, g in zip(ls_out, golds, strict=True)) / len(golds)
         print(f"\n## {cand}" + (f" ({adapter})" if adapter else ""))
-        print(f"{'path':34} {'median s':>9} {'ms/example':>11} {'accuracy':>9} {'vs reference':>13}")
-        for name, t, acc in [("reference: one-at-a-time generate", ref_t, acc_ref), (f"tunesmith batched generate (bs {a.batch_size})", bat_t, acc_gen), ("tunesmith label scoring", ls_t, acc_ls)]:
-            print(f"{name:34} {t:9.2f} {1000 * t / len(convs):11.1f} {acc:9.3f} {ref_t / t:12.1f}x")
-        print(f"batched vs one-at-a-time: {ref_t / bat_t:.1f}x faster; identical answers {same}/{len(convs)}")
-        print(f"label scoring vs batched generation: {bat_t / ls_t:.1f}x faster; accuracy {acc_ls:.3f} vs {acc_gen:.3f} "
-              f"(generation answers that name no label: {sum(match_label(x, labels) is None for x in bat_out)}/{len(convs)})")  # fmt: skip
+        bench_candidate(model, tok, convs, golds, labels, a)
+
+
+def bench_candidate(model, tok, convs: list, golds: list[str], labels: list[str], a: argparse.Namespace) -> None:
+    """Time the three paths for one model and print medians, ratios and accuracies."""
+    import torch
+
+    from tunesmith.data.tokenize import prompt_ids
+    from tunesmith.eval.metrics import match_label
+    from tunesmith.models.generate import GenerationSettings, generate, score_labels, stop_token_ids
+
+    settings = GenerationSettings(max_tokens=a.max_new_tokens)
+    stops = stop_token_ids(model, tok)
+
+    def one_at_a_time() -> list[str]:
+        out = []
+        for c in convs:
+            ids = torch.tensor([prompt_ids(tok, c)])
+            with torch.inference_mode():
+                seq = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=a.max_new_tokens,
+                                     do_sample=False, eos_token_id=stops, pad_token_id=tok.pad_token_id)  # fmt: skip
+            out.append(tok.decode(seq[0, ids.shape[1] :], skip_special_tokens=True).strip())
+        return out
+
+    def batched() -> list[str]:
+        return [g.text for g in generate(model, tok, convs, settings, batch_size=a.batch_size)]
+
+    def scoring() -> list[str]:
+        return score_labels(model, tok, convs, labels, batch_size=a.batch_size).predictions
+
+    ref_t, ref_out = _timed(one_at_a_time, a.repeats)
+    bat_t, bat_out = _timed(batched, a.repeats)
+    ls_t, ls_out = _timed(scoring, a.repeats)
+    same = sum(x == y for x, y in zip(ref_out, bat_out, strict=True))
+    acc_gen = sum(match_label(x, labels) == g for x, g in zip(bat_out, golds, strict=True)) / len(golds)
+    acc_ref = sum(match_label(x, labels) == g for x, g in zip(ref_out, golds, strict=True)) / len(golds)
+    acc_ls = sum(p == g for p, g in zip(ls_out, golds, strict=True)) / len(golds)
+    print(f"{'path':38} {'median s':>9} {'ms/example':>11} {'accuracy':>9} {'speed vs reference':>19}")
+    paths = [("reference: one-at-a-time generate", ref_t, acc_ref), (f"tunesmith batched generate (bs {a.batch_size})", bat_t, acc_gen), ("tunesmith label scoring", ls_t, acc_ls)]
+    for name, t, acc in paths:
+        print(f"{name:38} {t:9.2f} {1000 * t / len(convs):11.1f} {acc:9.3f} {ref_t / t:18.1f}x")
+    print(f"batched vs one-at-a-time: {ref_t / bat_t:.1f}x faster; identical answers {same}/{len(convs)}")
+    print(f"label scoring vs batched generation: {bat_t / ls_t:.1f}x faster; accuracy {acc_ls:.3f} vs {acc_gen:.3f} "
+          f"(generated answers naming no label: {sum(match_label(x, labels) is None for x in bat_out)}/{len(convs)})")  # fmt: skip
 
 
 def _timed(fn, repeats: int) -> tuple[float, list[str]]:
