@@ -84,8 +84,9 @@ class RunRegistry:
     def add(self, run_id: str, run_dir: Path, method: str, finetune: str, base_model: str) -> None:
         with self._connect() as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO runs (run_id, run_dir, method, finetune, base_model, status, created_at)"
-                " VALUES (?, ?, ?, ?, ?, 'running', ?)",
+                "INSERT INTO runs (run_id, run_dir, method, finetune, base_model, status, created_at)"
+                " VALUES (?, ?, ?, ?, ?, 'running', ?)"
+                " ON CONFLICT(run_id) DO UPDATE SET status = 'running', run_dir = excluded.run_dir",
                 (run_id, str(run_dir), method, finetune, base_model, time.time()),
             )
 

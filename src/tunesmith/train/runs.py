@@ -131,6 +131,7 @@ def check_new_run_dir(cfg: ProjectConfig) -> Path:
     """The folder a new run of ``cfg`` will use, after checking it can be created; nothing is written."""
     out = cfg.train.output_dir
     check_writable(out)
+    check_sinks(cfg)
     run_id = cfg.train.run_name or default_run_id(cfg)
     run_dir = out / run_id
     if run_dir.exists():
@@ -212,6 +213,21 @@ def check_writable(folder: Path) -> None:
             f"train.output_dir {folder} is not writable (no write permission on {probe}).",
             "Set train.output_dir to a folder you can write to, e.g. train.output_dir=./runs",
         )
+
+
+_SINK_PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow"}
+
+
+def check_sinks(cfg: ProjectConfig) -> None:
+    """Refuse before anything is written when a configured metrics sink is not installed."""
+    import importlib.util
+
+    for name in cfg.train.report_to:
+        if importlib.util.find_spec(_SINK_PACKAGES[name]) is None:
+            raise TunesmithError(
+                f"train.report_to lists {name}, but the {name} package is not installed.",
+                f"pip install {name}, or remove {name} from train.report_to (metrics.jsonl is always written).",
+            )
 
 
 def peak_memory_mb() -> float:

@@ -88,3 +88,24 @@ def test_cpt_trains_on_every_token(tmp_path: Path, toy_model_dir: Path) -> None:
     assert set(s["forgetting"]) == {"before", "after", "increase"} and s["forgetting"]["before"] > 0
     reloaded = _reload(result.run_dir, "lora", toy_model_dir)
     torch.testing.assert_close(logits(reloaded, PROBE_IDS), logits(result.model, PROBE_IDS), rtol=1e-5, atol=1e-5)
+
+
+def test_early_stopping_restores_the_best_weights(tmp_path: Path, toy_model_dir: Path) -> None:
+    from safetensors.torch import load_file
+
+    from tunesmith.train.checkpoints import best_checkpoint
+
+    # a learning rate far too high for full fine-tuning: the hold-out loss gets worse after the first step
+    cfg = toy_config(tmp_path, toy_model_dir, "full", "train.lr=0.3", "train.lr_scheduler=constant",
+                     "train.eval_every=1", "train.early_stopping_patience=2")
+    result = train(cfg)
+    s = result.summary
+    assert s["status"] == "early_stopped" and s["stopped_early"] and s["steps"] < 12, s
+    assert s["weights"] == f"best (step {s['best_step']})" and s["best_val_loss"] < s["final_val_loss"]
+    best = best_checkpoint(result.run_dir / "checkpoints")
+    assert best is not None and best.name == f"step-{s['best_step']:08d}"
+    saved = load_file(str(best / "trainable.safetensors"))
+    now = trainable_state(result.model)
+    assert all(torch.equal(now[k], saved[k]) for k in saved)  # the model (and model/ on disk) is the best one
+    vals = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines() if "val_loss" in x]
+    assert min(v["val_loss"] for v in vals) == pytest.approx(s["best_val_loss"])

@@ -212,6 +212,19 @@ def test_existing_run_folder_and_unwritable_output_are_refused(tmp_path: Path) -
         check_new_run_dir(load_config(None, [f"train.output_dir={tmp_path / 'afile' / 'runs'}"]))
 
 
+def test_missing_metrics_sink_is_refused_before_writing(tmp_path: Path) -> None:
+    import importlib.util
+
+    from tunesmith.train.runs import check_new_run_dir
+
+    for sink in ("tensorboard", "mlflow"):
+        if importlib.util.find_spec(sink) is not None:
+            continue  # installed: nothing to refuse
+        with pytest.raises(TunesmithError, match=f"lists {sink}, but the {sink} package is not installed"):
+            check_new_run_dir(_cfg(tmp_path, f"train.report_to=[{sink}]"))
+        assert not (tmp_path / "runs").exists()
+
+
 def test_unwritable_output_dir_is_refused(tmp_path: Path) -> None:
     from tunesmith.train.runs import check_new_run_dir
 
