@@ -103,7 +103,7 @@ def test_compare_reports_and_runs(tiny_run, evaluated):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert rows["final_train_loss"][3] == summary["final_train_loss"]
     res = runner.invoke(app, ["compare", str(out), str(run_dir)], catch_exceptions=False)
-    assert res.exit_code == 0 and "final_train_loss" in res.output
+    assert res.exit_code == 0 and "rep:base:zero" in res.output and "accuracy" in res.output
     res = runner.invoke(app, ["compare", str(out / "predictions.jsonl")])
     assert res.exit_code == 1 and "not valid JSON" in res.output and "Traceback" not in res.output
 
