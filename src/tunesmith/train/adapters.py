@@ -15,22 +15,34 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tunesmith.config import Finetune, LoraConfig, ProjectConfig
+from tunesmith.errors import TunesmithError
 
 if TYPE_CHECKING:
     import peft
 
 
-def to_lora_config(lora: LoraConfig, finetune: Finetune) -> peft.LoraConfig:
-    """The peft ``LoraConfig`` for an adapter fine-tune (``full`` has none: asking for one is a bug)."""
+def to_lora_config(lora: LoraConfig, finetune: Finetune, model: Any = None) -> peft.LoraConfig:
+    """The peft ``LoraConfig`` for an adapter fine-tune (``full`` has none: asking for one is a bug).
+
+    peft refuses ``layers_to_transform`` with the ``all-linear`` shortcut, so with ``model`` given the
+    shortcut is expanded to the names of its linear layers (the head excluded, as peft's all-linear does)."""
     import peft
 
     if finetune == "full":
         raise ValueError("finetune: full trains every weight and has no LoRA config.")
+    targets = lora.target_modules
+    if lora.layers_to_transform is not None and targets == "all-linear":
+        if model is None:
+            raise TunesmithError(
+                "lora.layers_to_transform needs explicit lora.target_modules here (not all-linear).",
+                "List them, e.g. lora.target_modules: [q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj].",
+            )
+        targets = linear_module_names(model)
     return peft.LoraConfig(
         r=lora.r,
         lora_alpha=lora.lora_alpha,
         lora_dropout=lora.lora_dropout,
-        target_modules=lora.target_modules,
+        target_modules=targets,
         layers_to_transform=lora.layers_to_transform,
         use_dora=finetune == "dora",
         bias="none",
@@ -70,7 +82,7 @@ def build_trainable(cfg: ProjectConfig) -> Any:
         model.gradient_checkpointing_enable()
         model.enable_input_require_grads()  # frozen embeddings: let checkpointed blocks see a grad-requiring input
     model.config.use_cache = False
-    model = get_peft_model(model, to_lora_config(cfg.lora, finetune))
+    model = get_peft_model(model, to_lora_config(cfg.lora, finetune, model))
     model.train()
     return model
 
@@ -83,3 +95,16 @@ def trainable_state(model: Any) -> dict[str, Any]:
 def unwrap(model: Any) -> Any:
     """The model inside a DistributedDataParallel wrapper (or the model itself)."""
     return getattr(model, "module", model)
+
+
+def linear_module_names(model: Any) -> list[str]:
+    """Leaf names of the linear layers inside the decoder blocks (q_proj, ..., down_proj), sorted."""
+    import torch
+
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    names = {
+        name.rsplit(".", 1)[-1]
+        for name, mod in model.named_modules()
+        if (isinstance(mod, torch.nn.Linear) or "Linear" in type(mod).__name__) and mod is not head
+    }
+    return sorted(names - {"lm_head", "score"})

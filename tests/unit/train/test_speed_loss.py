@@ -155,3 +155,28 @@ def test_bf16_full_finetune_matches_naive(tiny_model_dir):
     ref.backward()
     torch.testing.assert_close(fast, ref, rtol=2e-2, atol=0.5)
     torch.testing.assert_close(g_fast.float(), head.grad.float(), rtol=5e-2, atol=5e-2)
+
+
+def test_upper_layers_only_skip_backward_below(tiny_model_dir):
+    """LoRA on the upper layer only (all-linear expanded for peft): the lower layer's output needs no grad,
+    so autograd keeps no activations there and backward stops above it."""
+    from tunesmith.config import validate_config_dict
+    from tunesmith.train.adapters import build_trainable
+
+    cfg = validate_config_dict({"model": {"name": str(tiny_model_dir)}, "lora": {"layers_to_transform": [1]}})
+    model = build_trainable(cfg)
+    adapted = {n.split(".")[4] for n, p in model.named_parameters() if p.requires_grad}
+    assert adapted == {"1"}
+    seen: dict[int, bool] = {}
+    layers = model.get_base_model().model.layers
+    for i, layer in enumerate(layers):
+        layer.register_forward_hook(
+            lambda m, a, out, i=i: seen.__setitem__(
+                i, out[0].requires_grad if isinstance(out, tuple) else out.requires_grad
+            )
+        )
+    (b,) = build_batches(_examples(model.config.vocab_size), batch_tokens=1000, packing=True, seed=0, epoch=0)
+    loss, n = sum_token_loss(model, b)
+    loss.backward()
+    assert seen == {0: False, 1: True}
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
