@@ -1,8 +1,10 @@
 """Token lengths with the model's own chat template, fast enough for 100,000 examples.
 
 Design (docs/data.md):
-- Every example is rendered with the model's chat template (transformers' ``render_jinja_template``, in
-  batches); a conversation the template rejects is reported with its line (``template_error``).
+- Examples are rendered with the model's chat template (transformers' ``render_jinja_template``, in
+  batches) when their exact text is needed: the stats sample, those that may be truncated, and at least
+  ``PROBES`` of every role shape (see ``_Renderer``). A conversation the template rejects is reported with
+  its line (``template_error``); a rejection of one member makes every member of its shape be rendered.
 - Truncation is exact for every example, without tokenizing every example: a byte-level or byte-fallback
   tokenizer never makes more tokens than the text has UTF-8 bytes, so an example whose rendered text has at
   most ``max_seq_len`` bytes cannot be truncated. Only the longer ones are tokenized. The bound is verified
@@ -26,6 +28,7 @@ from tunesmith.data.tokenize import tokenize_chat
 SAMPLE = 5_000
 MAX_EXACT_CUTS = 2_000
 BATCH = 1_000
+PROBES = 3  # conversations rendered per role shape, at least
 
 
 @dataclass(frozen=True)
@@ -51,75 +54,138 @@ class TokenResult:
 
 def measure(tokenizer: Any, convs: list[Conversation], max_seq_len: int, seed: int = 0) -> TokenResult:
     """Render, bound, sample and tokenize: see the module docstring."""
-    texts, keep, errors = _render_all(tokenizer, convs)
-    kept = [convs[i] for i in keep]
-    n = len(texts)
+    n = len(convs)
     rng = random.Random(seed)
-    sample_idx = list(range(n)) if n <= SAMPLE else sorted(rng.sample(range(n), SAMPLE))
-    sample_len = _count(tokenizer, [texts[i] for i in sample_idx])
-    n_bytes = np.fromiter((len(t.encode("utf-8")) for t in texts), dtype=np.int64, count=n)
-    bound_held = bool(np.all(sample_len <= n_bytes[sample_idx])) if n else True
-    maybe = np.flatnonzero(n_bytes > max_seq_len) if bound_held else np.arange(n)
-    known = dict(zip(sample_idx, sample_len.tolist(), strict=True))
-    todo = [int(i) for i in maybe if int(i) not in known]
+    sample = list(range(n)) if n <= SAMPLE else sorted(rng.sample(range(n), SAMPLE))
+    r = _Renderer(tokenizer, convs)
+    r.render(set(sample) | r.probes())
+    n_bytes = r.sizes()  # exact where rendered, content + the shape's constant overhead elsewhere
+    ok = [i for i in range(n) if i not in r.errors]
+    sample = [i for i in sample if i not in r.errors]
+    sample_len = _count(tokenizer, [r.texts[i] for i in sample])
+    bound_held = bool(np.all(sample_len <= n_bytes[sample])) if sample else True
+    maybe = [i for i in ok if n_bytes[i] > max_seq_len] if bound_held else ok
+    r.render(set(maybe))
+    known = dict(zip(sample, sample_len.tolist(), strict=True))
+    todo = [i for i in maybe if i not in known]
     if todo:
-        known.update(zip(todo, _count(tokenizer, [texts[i] for i in todo]).tolist(), strict=True))
-    long_ones = [int(i) for i in maybe if known[int(i)] > max_seq_len]
-    truncated = {kept[i].line: known[i] - max_seq_len for i in long_ones}
-    cuts, checked = _answer_cuts(tokenizer, [kept[i] for i in long_ones[:MAX_EXACT_CUTS]], max_seq_len)
+        known.update(zip(todo, _count(tokenizer, [r.texts[i] for i in todo]).tolist(), strict=True))
+    long_ones = [i for i in maybe if known[i] > max_seq_len]
+    truncated = {convs[i].line: known[i] - max_seq_len for i in long_ones}
+    cuts, checked = _answer_cuts(tokenizer, [convs[i] for i in long_ones[:MAX_EXACT_CUTS]], max_seq_len)
     clipped = np.minimum(sample_len, max_seq_len)
-    per_epoch = int(clipped.sum() * (n / len(sample_idx))) if len(sample_idx) else 0
+    per_epoch = int(clipped.sum() * (len(ok) / len(sample))) if sample else 0
     return TokenResult(
         lengths=sample_len,
-        n_total=n,
-        sampled=n > len(sample_idx),
+        n_total=len(ok),
+        sampled=len(ok) > len(sample),
         truncated=truncated,
         answer_cut=cuts,
         answer_cut_checked=checked,
-        template_errors=errors,
+        template_errors=sorted((convs[i].line, msg) for i, msg in r.errors.items()),
         tokens_per_epoch=per_epoch,
         bound_held=bound_held,
     )
 
 
-def _render_all(
-    tokenizer: Any, convs: list[Conversation]
-) -> tuple[list[str], list[int], list[tuple[int, str]]]:
-    texts: list[str] = []
-    keep: list[int] = []
-    errors: list[tuple[int, str]] = []
-    plain = [i for i, c in enumerate(convs) if c.messages is not None and not c.tools]
-    for start in range(0, len(plain), BATCH):
-        idx = plain[start : start + BATCH]
+class _Renderer:
+    """Renders conversations lazily. Plain conversations (role + content only) are grouped by *shape*
+    (their sequence of roles): ``PROBES`` of every shape are always rendered, so a template that rejects a
+    role order is found for every shape, and if any fails, the whole shape is rendered to name every line.
+    When every rendered member of a shape adds the same number of bytes to its contents (a template that
+    copies contents verbatim between fixed markers, as chat templates do), the others' rendered size is
+    contents + that overhead without rendering them; a shape whose overhead varies is rendered in full."""
+
+    def __init__(self, tokenizer: Any, convs: list[Conversation]) -> None:
+        self.tokenizer, self.convs = tokenizer, convs
+        self.texts: dict[int, str] = {}
+        self.errors: dict[int, str] = {}
+        self.shape: list[tuple | None] = [_shape(c) for c in convs]
+        self.content = [_content_bytes(c) for c in convs]
+        self.members: dict[tuple, list[int]] = {}
+        for i, sh in enumerate(self.shape):
+            if sh is not None:
+                self.members.setdefault(sh, []).append(i)
+        eos = tokenizer.eos_token or ""
+        for i, c in enumerate(convs):
+            if c.messages is None:
+                self.texts[i] = (c.text or "") + eos
+
+    def probes(self) -> set[int]:
+        out = {i for i, sh in enumerate(self.shape) if sh is None}
+        for idx in self.members.values():
+            out.update(idx[:PROBES])
+        return out
+
+    def render(self, idx: set[int]) -> None:
+        todo = sorted(i for i in idx if i not in self.texts and i not in self.errors)
+        plain = [i for i in todo if self.shape[i] is not None]
+        for start in range(0, len(plain), BATCH):
+            chunk = plain[start : start + BATCH]
+            try:
+                self.texts.update(
+                    zip(
+                        chunk,
+                        _render(self.tokenizer, [self.convs[i].messages for i in chunk], None),
+                        strict=True,
+                    )
+                )
+            except Exception:  # noqa: BLE001 - one bad conversation: render one by one to find it
+                for i in chunk:
+                    self._one(i)
+        for i in todo:
+            if self.shape[i] is None:
+                self._one(i)
+        failed_shapes = {self.shape[i] for i in self.errors if self.shape[i] is not None}
+        rest = {
+            i
+            for sh in failed_shapes
+            for i in self.members[sh]
+            if i not in self.texts and i not in self.errors
+        }
+        if rest:
+            self.render(rest)
+
+    def _one(self, i: int) -> None:
+        c = self.convs[i]
         try:
-            rendered = _render(tokenizer, [convs[i].messages for i in idx], None)
-        except Exception:  # noqa: BLE001 - one bad conversation: render one by one to find it
-            rendered = None
-        if rendered is not None:
-            texts += rendered
-            keep += idx
-            continue
-        for i in idx:
-            _render_one(tokenizer, convs, i, texts, keep, errors)
-    for i, c in enumerate(convs):
-        if c.messages is None:
-            eos = tokenizer.eos_token or ""
-            texts.append((c.text or "") + eos)
-            keep.append(i)
-        elif c.tools:
-            _render_one(tokenizer, convs, i, texts, keep, errors)
-    order = sorted(range(len(keep)), key=keep.__getitem__)
-    return [texts[j] for j in order], [keep[j] for j in order], errors
+            self.texts[i] = _render(self.tokenizer, [c.messages], c.tools)[0]
+        except Exception as exc:  # noqa: BLE001 - the template's own message is the useful part
+            self.errors[i] = str(exc) or type(exc).__name__
+
+    def sizes(self) -> np.ndarray:
+        overhead: dict[tuple, int] = {}
+        for sh, idx in self.members.items():
+            seen = {len(self.texts[i].encode("utf-8")) - self.content[i] for i in idx if i in self.texts}
+            if len(seen) == 1 and sum(1 for i in idx if i in self.texts) >= min(PROBES, len(idx)):
+                overhead[sh] = seen.pop()
+            else:
+                self.render(set(idx))  # overhead varies with content (or too few probes): render them all
+        out = np.zeros(len(self.convs), dtype=np.int64)
+        for i in range(len(self.convs)):
+            if i in self.texts:
+                out[i] = len(self.texts[i].encode("utf-8"))
+            elif i not in self.errors:
+                out[i] = self.content[i] + overhead[self.shape[i]]
+        return out
 
 
-def _render_one(
-    tokenizer: Any, convs: list[Conversation], i: int, texts: list, keep: list, errors: list
-) -> None:
-    try:
-        texts.append(_render(tokenizer, [convs[i].messages], convs[i].tools)[0])
-        keep.append(i)
-    except Exception as exc:  # noqa: BLE001 - the template's own message is the useful part
-        errors.append((convs[i].line, str(exc) or type(exc).__name__))
+def _shape(c: Conversation) -> tuple | None:
+    """The role sequence of a plain conversation; None when it must always be rendered (raw text is
+    handled apart; tools, tool calls and other per-message fields change the template's output)."""
+    if c.messages is None or c.tools:
+        return None
+    if any(
+        set(m) - {"role", "content", "weight"} or not isinstance(m.get("content"), str) for m in c.messages
+    ):
+        return None
+    return tuple(m["role"] for m in c.messages)
+
+
+def _content_bytes(c: Conversation) -> int:
+    if c.messages is None:
+        return len((c.text or "").encode("utf-8"))
+    return sum(len(m["content"].encode("utf-8")) for m in c.messages if isinstance(m.get("content"), str))
 
 
 def _render(tokenizer: Any, conversations: list[list[dict[str, Any]]], tools: Any) -> list[str]:

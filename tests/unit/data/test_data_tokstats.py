@@ -54,3 +54,30 @@ def test_raw_text_gets_eos_and_no_answer_cut(tok):
     assert res.lengths[0] == len(
         tok("domain text " * 100 + tok.eos_token, add_special_tokens=False)["input_ids"]
     )
+
+
+def test_template_whose_size_depends_on_content_is_rendered_in_full(
+    tok, tmp_path, tiny_model_dir, monkeypatch
+):
+    import json
+    import shutil
+
+    model = tmp_path / "echo"
+    shutil.copytree(tiny_model_dir, model)
+    cfg = json.loads((model / "tokenizer_config.json").read_text())
+    # repeats each content: the rendered size is not "contents + a constant"
+    cfg["chat_template"] = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }} {{ m['content'] }}<|im_end|>\n{% endfor %}"
+    )
+    (model / "tokenizer_config.json").write_text(json.dumps(cfg))
+    (model / "chat_template.jinja").unlink(missing_ok=True)
+    echo = load_tokenizer(str(model))
+    monkeypatch.setattr(tokstats, "SAMPLE", 10)
+    convs = [_conv(i, 60 if i in (5, 50) else 2) for i in range(80)]
+    res = measure(echo, convs, max_seq_len=150)
+    want = {
+        c.line: n - 150
+        for c in convs
+        if (n := len(echo(render(echo, c.messages), add_special_tokens=False)["input_ids"])) > 150
+    }
+    assert res.truncated == want and sorted(want) == [6, 51]
