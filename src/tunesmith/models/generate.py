@@ -19,7 +19,8 @@ Design choices:
   that batch experiences); ``completion_tokens`` counts the tokens up to and including the stop token.
 - **Label scoring** (``score_labels``): the log-likelihood of each candidate label *as the whole assistant
   answer* (label tokens plus the end-of-turn token, so a label that is a prefix of another is not
-  favoured), summed over tokens, for every (prompt, label) pair in batched forward passes (no decoding).
+  favoured), summed over tokens, for every (prompt, label) pair: one forward pass over a batch of prompts,
+  then one over all their label continuations on the prompts' KV cache (no decoding, no recomputed prompt).
   The predicted label is the argmax. It is the fairest way to score a prompted model on classification: it
   cannot answer outside the label set or with extra words.
 """
@@ -202,46 +203,65 @@ def score_labels(
     *,
     batch_size: int = 8,
 ) -> LabelScores:
-    """Log-likelihood of each label as the assistant's whole answer, for every conversation."""
-    import torch
+    """Log-likelihood of each label as the assistant's whole answer, for every conversation.
 
+    Two forward passes per batch of prompts: the prompts once (left-padded, KV cache kept), then every
+    label continuation of every prompt on a copy of its prompt's cache, so a prompt is never recomputed
+    per label (few-shot prompts are long; labels are a few tokens)."""
     labels = list(dict.fromkeys(labels))
     if not labels:
         raise TunesmithError("No candidate labels to score.", "Classification data needs at least one label.")
     t0 = time.perf_counter()
-    pairs: list[tuple[list[int], int]] = []  # (ids, number of prompt tokens)
-    n_prompt: list[int] = []
+    prompts, conts = [], []
     for msgs in conversations:
-        p_ids, conts = _label_continuations(tokenizer, list(msgs), labels)
-        n_prompt.append(len(p_ids))
-        pairs += [(p_ids + c, len(p_ids)) for c in conts]
-    device = next(model.parameters()).device
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    scores: list[float] = [0.0] * len(pairs)
-    rows_per_batch = max(1, batch_size) * len(labels)  # all labels of `batch_size` prompts per forward pass
-    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]))
-    for start in range(0, len(order), rows_per_batch):
-        idx = order[start : start + rows_per_batch]
-        width = max(len(pairs[i][0]) for i in idx)
-        ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-        att = torch.zeros((len(idx), width), dtype=torch.long)
-        for row, i in enumerate(idx):  # right padding: positions stay 0.. for every row
-            seq = pairs[i][0]
-            ids[row, : len(seq)] = torch.tensor(seq)
-            att[row, : len(seq)] = 1
-        with torch.inference_mode():
-            logits = model(input_ids=ids.to(device), attention_mask=att.to(device)).logits.float()
-        logp = torch.log_softmax(logits[:, :-1], dim=-1)
-        target = ids[:, 1:].to(device)
-        tok_lp = logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
-        for row, i in enumerate(idx):
-            seq, n_p = pairs[i]
-            scores[i] = float(tok_lp[row, n_p - 1 : len(seq) - 1].sum())
-    n_l = len(labels)
-    matrix = [scores[k * n_l : (k + 1) * n_l] for k in range(len(conversations))]
+        p_ids, c_ids = _label_continuations(tokenizer, list(msgs), labels)
+        prompts.append(p_ids)
+        conts.append(c_ids)
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    matrix: list[list[float]] = [[] for _ in prompts]
+    for start in range(0, len(order), max(1, batch_size)):
+        idx = order[start : start + batch_size]
+        rows = _score_batch(model, tokenizer, [prompts[i] for i in idx], [conts[i] for i in idx])
+        for i, row in zip(idx, rows, strict=True):
+            matrix[i] = row
     if any(not math.isfinite(x) for row in matrix for x in row):
         raise TunesmithError("Label scoring produced a non-finite log-likelihood.", "Check the model weights (NaN/inf).")
-    return LabelScores(labels, matrix, time.perf_counter() - t0, n_prompt)
+    return LabelScores(labels, matrix, time.perf_counter() - t0, [len(p) for p in prompts])
+
+
+def _score_batch(model: Any, tokenizer: Any, prompts: list[list[int]], conts: list[list[list[int]]]) -> list[list[float]]:
+    import torch
+
+    device = next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    n_l = len(conts[0])
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for r, p in enumerate(prompts):  # left padding: every prompt's last token is in the last column
+        ids[r, width - len(p) :] = torch.tensor(p)
+        mask[r, width - len(p) :] = 1
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    c_width = max(len(c) for cs in conts for c in cs)
+    c_ids = torch.full((len(prompts) * n_l, c_width), pad_id, dtype=torch.long)
+    c_mask = torch.zeros((len(prompts) * n_l, c_width), dtype=torch.long)
+    for r, cs in enumerate(conts):
+        for j, c in enumerate(cs):  # right padding after the prompt: positions continue from the prompt
+            c_ids[r * n_l + j, : len(c)] = torch.tensor(c)
+            c_mask[r * n_l + j, : len(c)] = 1
+    lengths = torch.tensor([len(p) for p in prompts]).repeat_interleave(n_l)
+    c_pos = lengths[:, None] + torch.arange(c_width)[None, :]
+    with torch.inference_mode():
+        first = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=pos.to(device), use_cache=True)
+        cache = first.cache  # transformers 5 names it `cache` (was past_key_values)
+        cache.batch_repeat_interleave(n_l)
+        full_mask = torch.cat([mask.repeat_interleave(n_l, dim=0), c_mask], dim=1)
+        second = model(input_ids=c_ids.to(device), attention_mask=full_mask.to(device), position_ids=c_pos.to(device), cache=cache, use_cache=True)
+    # the logits that predict continuation token t: the prompt's last position for t = 0, else position t - 1
+    logits = torch.cat([first.logits[:, -1:].float().repeat_interleave(n_l, dim=0), second.logits[:, :-1].float()], dim=1)
+    tok_lp = torch.log_softmax(logits, dim=-1).gather(-1, c_ids.to(device).unsqueeze(-1)).squeeze(-1)
+    sums = (tok_lp * c_mask.to(device)).sum(-1).tolist()
+    return [sums[r * n_l : (r + 1) * n_l] for r in range(len(prompts))]
 
 
 def _label_continuations(tokenizer: Any, messages: list[dict[str, Any]], labels: list[str]) -> tuple[list[int], list[list[int]]]:
