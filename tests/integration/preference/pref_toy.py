@@ -20,6 +20,12 @@ FACTS = [
     ("Where do fish live?", "Fish live in water."),
     ("What do plants need from the sun?", "Plants need light from the sun."),
     ("How many hours are in a day?", "A day has twenty four hours."),
+    ("What do cows drink?", "Cows drink water."),
+    ("What colour is grass?", "Grass is green."),
+    ("What do birds use to fly?", "Birds fly with their wings."),
+    ("What is the largest ocean?", "The Pacific is the largest ocean."),
+    ("What season comes after winter?", "Spring comes after winter."),
+    ("How many wheels does a bicycle have?", "A bicycle has two wheels."),
 ]
 
 

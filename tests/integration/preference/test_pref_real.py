@@ -1,0 +1,83 @@
+"""Preference methods on the embedded SmolLM2-135M (few pairs, short sequences, few steps).
+
+The toy preference: answers in CAPITALS are chosen over the same answers in normal case. No base model
+prefers that style (its hold-out preference accuracy starts near 0), so a rise on pairs the run never saw
+shows that the preference was learned, not memorised."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from pref_toy import caps_pairs, write_jsonl
+
+from tunesmith.config import ProjectConfig, load_config
+from tunesmith.train.api import train
+
+pytestmark = pytest.mark.real
+
+N_TRAIN = 12  # the remaining 8 facts are the hold-out
+
+
+def _cfg(tmp: Path, method: str, *overrides: str) -> ProjectConfig:
+    pairs = caps_pairs()
+    train_file = write_jsonl(tmp / "train.jsonl", pairs[:N_TRAIN])
+    hold_file = write_jsonl(tmp / "holdout.jsonl", pairs[N_TRAIN:])
+    return load_config(
+        None,
+        [
+            "model.name=smollm2-135m-instruct",
+            f"data.train={train_file}",
+            f"data.holdout={hold_file}",
+            "data.max_seq_len=96",
+            f"train.method={method}",
+            "train.batch_size=4",
+            "train.warmup_ratio=0",
+            "train.lr_scheduler=constant",
+            "lora.r=8",
+            f"train.output_dir={tmp / 'runs'}",
+            *overrides,
+        ],
+    )
+
+
+@pytest.fixture(scope="module")
+def tmp(tmp_path_factory: pytest.TempPathFactory, smollm2_dir: Path) -> Path:
+    return tmp_path_factory.mktemp("pref-real")
+
+
+@pytest.fixture(scope="module")
+def reward_run(tmp: Path):  # noqa: ANN201
+    return train(_cfg(tmp, "reward", "train.run_name=reward", "train.lr=1e-3", "train.max_steps=6"))
+
+
+def test_real_dpo_raises_holdout_preference_accuracy(tmp: Path) -> None:
+    result = train(_cfg(tmp, "dpo", "train.run_name=dpo", "train.lr=1e-3", "train.max_steps=6", "train.beta=0.1"))
+    s = result.summary
+    assert result.status == "completed" and s["holdout_pairs"] == len(caps_pairs()) - N_TRAIN
+    assert math.isfinite(s["train_loss_last"]) and s["train_loss_last"] < s["train_loss_first"]
+    assert s["holdout_preference_accuracy"] > s["holdout_preference_accuracy_before"]
+    assert s["holdout_logp_margin"] > s["holdout_logp_margin_before"]
+
+
+def test_real_reward_model_beats_chance_on_holdout(reward_run) -> None:  # noqa: ANN001
+    s = reward_run.summary
+    assert reward_run.status == "completed"
+    assert math.isfinite(s["train_loss_last"]) and s["train_loss_last"] < s["train_loss_first"]
+    assert s["holdout_pairwise_accuracy"] > 0.5  # chance is 0.5 on pairs
+    assert s["holdout_reward_margin"] > 0
+
+
+def test_real_ppo_rloo_runs_a_few_steps(tmp: Path, reward_run) -> None:  # noqa: ANN001
+    from tunesmith.models.inference import load_for_inference
+
+    result = train(_cfg(tmp, "ppo", "train.run_name=ppo", f"train.reward_model={reward_run.run_dir}", f"train.prompts={tmp / 'train.jsonl'}",
+                        "train.lr=1e-4", "train.max_steps=2", "train.num_generations=2", "train.max_completion_length=8"))  # fmt: skip
+    s = result.summary
+    assert result.status == "completed" and s["algorithm"] == "rloo" and s["steps"] == 2
+    rows = [r for r in (result.run_dir / "metrics.jsonl").read_text().splitlines() if r]
+    assert len(rows) == 2 and all('"kl"' in r and '"reward"' in r for r in rows)
+    assert all(math.isfinite(g["reward_before"]) and math.isfinite(g["reward_after"]) for g in s["probe_generations"])
+    model, _ = load_for_inference(None, result.run_dir)
+    assert model is not None
