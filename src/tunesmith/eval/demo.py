@@ -40,7 +40,7 @@ class DemoSize:
     consistency: int
 
 
-QUICK = DemoSize(n_examples=112, holdout=0.25, epochs=2, consistency=8)
+QUICK = DemoSize(n_examples=100, holdout=0.25, epochs=2, consistency=8)
 FULL = DemoSize(n_examples=400, holdout=0.2, epochs=3, consistency=24)
 
 

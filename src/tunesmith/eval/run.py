@@ -282,7 +282,7 @@ def evaluate_candidate(
         scored_by += "; label_scoring.*: the label with the highest log-likelihood as the whole answer (cannot be invalid)"
     if variants:
         v_answers = [g.text for g in generate(model, tok, variants, settings, batch_size=s.batch_size)]
-        key = (lambda a: str(M.match_label(a, labels))) if task == "classification" else (lambda a: a)
+        key = (lambda a: M.match_label(a, labels) or a) if task == "classification" else (lambda a: a)  # noqa: E731
         metrics["consistency"] = M.consistency([key(a) for a in answers[: len(variants)]], [[key(v)] for v in v_answers])
         metrics["consistency_n"] = len(variants)
     n_prompt = sum(g.prompt_tokens for g in gens)
