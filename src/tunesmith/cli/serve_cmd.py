@@ -16,6 +16,7 @@ logs_app = typer.Typer(help="Logged requests (enable with `tunesmith serve --log
 def register(app: typer.Typer) -> None:
     """Add `serve` and the `logs` group to the root app."""
     app.command("serve")(serve)
+    app.command("remote-train")(remote_train)
     app.add_typer(logs_app, name="logs")
 
 
@@ -51,6 +52,25 @@ def serve(
     app = create_app(settings)
     console.print(f"tunesmith serving on http://{host}:{port}  (dashboard at /, API at /v1, data in {settings.data_dir})")
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def remote_train(
+    config: Path = typer.Argument(..., help="Project config (YAML)."),
+    overrides: list[str] = typer.Argument(None, help="Dotted overrides, e.g. train.epochs=2."),
+    base_url: str = typer.Option(..., "--base-url", help="OpenAI-compatible API, e.g. http://127.0.0.1:8000/v1."),
+    api_key: str | None = typer.Option(None, "--api-key", envvar="OPENAI_API_KEY", help="Bearer key for that API."),
+    out: Path | None = typer.Option(None, "--out", help="Folder for the hold-out evaluation report."),
+) -> None:
+    """Fine-tune on a remote OpenAI-compatible API: validate locally, upload, start, follow, evaluate."""
+    from tunesmith.config import load_config
+    from tunesmith.serve.remote import remote_client, train_remote
+
+    cfg = load_config(config, overrides or [])
+    result = train_remote(cfg, remote_client(base_url, api_key), on_event=lambda m: console.print(f"  {m}", highlight=False), out=out)
+    console.print(f"[bold]{result.status}[/] job {result.job_id}: model [cyan]{result.fine_tuned_model}[/]")
+    if result.report:
+        metrics = result.report["candidates"]["finetuned"]["metrics"]
+        console.print("hold-out: " + ", ".join(f"{k}={v:.3f}" for k, v in metrics.items() if isinstance(v, float)))
 
 
 @logs_app.command("export")

@@ -98,6 +98,12 @@ def add_routes(app: FastAPI) -> None:
     def model_stats() -> dict:
         return {"object": "list", "data": stats.summary()}
 
+    @app.get("/v1/tunesmith/engine")
+    def engine_state() -> dict:
+        """What the serving engine holds: loaded models/adapters and the sizes of the batches it ran."""
+        engine = app.state.engine
+        return {"loaded": engine.loaded(), "batches": list(engine.batches), "loads": engine.loads}
+
 
 # --------------------------------------------------------------------------- model resolution
 
