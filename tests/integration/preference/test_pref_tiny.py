@@ -199,6 +199,16 @@ def test_eval_preference_report_compares_base_and_finetuned(tmp: Path, dpo_run, 
     assert base["reward_margin"] == 0.0  # the base is the reference: no implicit reward by definition
     assert tuned["preference_accuracy"] > base["preference_accuracy"] and tuned["reward_margin"] > 0
     assert len(report["generations"]) == 2 and {"base", "finetuned", "chosen"} <= set(report["generations"][0])
+    # the same through the CLI: tunesmith eval --model M --adapter RUN --data PAIRS --out DIR
+    from typer.testing import CliRunner
+
+    from tunesmith.cli.main import app
+
+    res = CliRunner().invoke(app, ["eval", "--model", "tiny", "--adapter", str(dpo_dir), "--data", str(tmp / "pairs.jsonl"), "--out", str(tmp / "eval-cli")])
+    assert res.exit_code == 0, res.output
+    cli = json.loads((tmp / "eval-cli" / "report.json").read_text())
+    assert cli["task"] == "preference" and set(cli["candidates"]) == {"base", "finetuned"}
+    assert cli["candidates"]["finetuned"]["metrics"]["preference_accuracy"] == report["candidates"]["finetuned"]["metrics"]["preference_accuracy"]
     # the reward run: the reward model against the base LM as a judge
     rep = evaluate(model=None, adapter=reward_run.run_dir, data=tmp / "pairs.jsonl", out=tmp / "eval-rm")
     assert rep["candidates"]["finetuned"]["metrics"]["preference_accuracy"] == 1.0

@@ -8,8 +8,8 @@ matching a requested ``json_schema`` after its retries), is asserted to appear o
 from __future__ import annotations
 
 import json
-from urllib.parse import quote
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx2
 import pytest
