@@ -66,8 +66,15 @@ def load_pairs(cfg: ProjectConfig) -> Pairs:
 
 
 def _pairs_from(path: Path) -> list[dict[str, Any]]:
-    data = load_records_or_raise(path, "preference")
-    return data.rows
+    from tunesmith.data.formats import load_data
+
+    detected = load_data(path).task
+    if detected not in (None, "preference"):
+        raise TunesmithError(
+            f"{path} holds {detected} data, but preference methods train on pairs.",
+            'Give lines like {"prompt": ..., "chosen": ..., "rejected": ...}; train on this file with method: sft.',
+        )
+    return load_records_or_raise(path, "preference").rows
 
 
 def answer_messages(prompt: list[dict[str, Any]], answer: list[dict[str, Any]]) -> list[dict[str, Any]]:
