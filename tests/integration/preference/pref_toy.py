@@ -39,6 +39,12 @@ def caps_pairs(n: int | None = None) -> list[dict]:
     return rows
 
 
+def exclaim_pairs() -> list[dict]:
+    """Chosen = the answer ending in '!', rejected = the same answer ending in '.': one token apart, at the
+    same place in every pair, so a preference learned on a few pairs carries over to unseen ones."""
+    return [{"prompt": q, "chosen": a[:-1] + "!", "rejected": a} for q, a in FACTS]
+
+
 def yes_no_pairs(n: int = 16) -> list[dict]:
     """The tiny model's task: always prefer the answer 'yes' to 'no'."""
     return [

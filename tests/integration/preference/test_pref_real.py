@@ -1,8 +1,8 @@
 """Preference methods on the embedded SmolLM2-135M (few pairs, short sequences, few steps).
 
-The toy preference: answers in CAPITALS are chosen over the same answers in normal case. No base model
-prefers that style (its hold-out preference accuracy starts near 0), so a rise on pairs the run never saw
-shows that the preference was learned, not memorised."""
+Toy preferences a base model does not hold, learned from 12 pairs and checked on 8 pairs the run never saw
+(so a rise shows the preference was learned, not memorised): DPO, answers ending in '!' over the same
+answers ending in '.'; the reward model, answers in CAPITALS over the same answers in normal case."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 
 import pytest
-from pref_toy import caps_pairs, write_jsonl
+from pref_toy import caps_pairs, exclaim_pairs, write_jsonl
 
 from tunesmith.config import ProjectConfig, load_config
 from tunesmith.train.api import train
@@ -21,9 +21,9 @@ N_TRAIN = 12  # the remaining 8 facts are the hold-out
 
 
 def _cfg(tmp: Path, method: str, *overrides: str) -> ProjectConfig:
-    pairs = caps_pairs()
-    train_file = write_jsonl(tmp / "train.jsonl", pairs[:N_TRAIN])
-    hold_file = write_jsonl(tmp / "holdout.jsonl", pairs[N_TRAIN:])
+    pairs = exclaim_pairs() if method == "dpo" else caps_pairs()
+    train_file = write_jsonl(tmp / f"{method}-train.jsonl", pairs[:N_TRAIN])
+    hold_file = write_jsonl(tmp / f"{method}-holdout.jsonl", pairs[N_TRAIN:])
     return load_config(
         None,
         [
@@ -72,7 +72,7 @@ def test_real_reward_model_beats_chance_on_holdout(reward_run) -> None:  # noqa:
 def test_real_ppo_rloo_runs_a_few_steps(tmp: Path, reward_run) -> None:  # noqa: ANN001
     from tunesmith.models.inference import load_for_inference
 
-    result = train(_cfg(tmp, "ppo", "train.run_name=ppo", f"train.reward_model={reward_run.run_dir}", f"train.prompts={tmp / 'train.jsonl'}",
+    result = train(_cfg(tmp, "ppo", "train.run_name=ppo", f"train.reward_model={reward_run.run_dir}", f"train.prompts={tmp / 'reward-train.jsonl'}",
                         "train.lr=1e-4", "train.max_steps=2", "train.num_generations=2", "train.max_completion_length=8"))  # fmt: skip
     s = result.summary
     assert result.status == "completed" and s["algorithm"] == "rloo" and s["steps"] == 2
