@@ -96,6 +96,18 @@ def test_no_train_serve_skew(served, tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     line = next(ln for ln in out.stdout.splitlines() if "model>" in ln)  # after the "you> " prompt
     assert line.split("model>", 1)[1].removeprefix("[/]").strip() == served_answers[0]
+    # tunesmith eval's own path: its prompts (system prompt from the run) and its evaluate()
+    from tunesmith.config import EvalConfig
+    from tunesmith.eval.run import EvalSpec, candidate_prompts, evaluate, prepare
+
+    holdout = tmp_path / "holdout.jsonl"
+    holdout.write_bytes(add_lines(3))
+    ctx = prepare(EvalSpec(data=holdout, adapter=run_dir, baselines=("zero-shot",), settings=EvalConfig(max_new_tokens=12)))
+    _, eval_answers = evaluate(ctx, "finetuned", model, tok)
+    convs = candidate_prompts(ctx, "finetuned")
+    via_server = [client.chat.completions.create(model=job.fine_tuned_model, messages=c, temperature=0, max_tokens=12)
+                  .choices[0].message.content for c in convs]
+    assert via_server == eval_answers
 
 
 def test_concurrent_requests_are_batched_and_match_sequential(served) -> None:
