@@ -37,6 +37,11 @@ def measure_probe_and_run(cfg_dict: dict, tmp_path: Path, probe_steps: int) -> t
     result = train(cfg)
     measured = time.perf_counter() - start
     assert result.summary["steps"] == len(probe.step_tokens)  # the probe planned the run's real steps
+    figures = {"model": cfg.model.name, "predicted_s": predicted, "measured_s": measured,
+               "error_pct": 100 * (predicted - measured) / measured, "run_steps": len(probe.step_tokens),
+               "probe_steps": probe.steps + 1, "probe_wall_s": probe.probe_wall_s, "tokens_per_s": probe.tokens_per_s}
+    (tmp_path / "probe_figures.json").write_text(json.dumps(figures))
+    print("probe figures:", figures)
     return predicted, measured, probe
 
 
