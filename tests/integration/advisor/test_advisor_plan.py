@@ -42,6 +42,8 @@ def kb_project(tmp_path: Path, model: str) -> Path:
 def plan_json(cfg: Path, sample: int) -> dict:
     res = CliRunner().invoke(app, ["plan", str(cfg), "--sample", str(sample), "--json"])
     assert res.exit_code == 0, res.output
+    (cfg.parent / "plan_figures.json").write_text(res.stdout)
+    print("plan:", res.stdout)
     return json.loads(res.stdout)
 
 
@@ -66,6 +68,8 @@ def test_plan_refuses_a_config_without_training_data(tmp_path):
 def test_plan_on_the_demo_project_recommends_fine_tuning(tmp_path, smollm2_dir):
     res = CliRunner().invoke(app, ["plan", str(demo_project(tmp_path, "smollm2-135m-instruct")), "--sample", "10"])
     assert res.exit_code == 0, res.output
+    (tmp_path / "plan_output.txt").write_text(res.stdout)
+    print(res.stdout)
     assert "Recommendation: FINE-TUNE" in res.output
     assert "zero-shot" in res.output and "few-shot" in res.output and "ms/request" in res.output
     assert "400-4,000 examples recommended" in res.output and "you have 160" in res.output
