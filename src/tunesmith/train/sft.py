@@ -62,7 +62,9 @@ def open_or_preflight(cfg: ProjectConfig, resume: Path | None) -> tuple[Run | No
         if _dist()[1] == 0:  # under --nproc, rank 0 alone checks (it creates the folder the others would see)
             check_new_run_dir(cfg)
         return None, None
-    reopened = open_run_for_resume(resume, cfg)
+    from tunesmith.train.loop import _dist
+
+    reopened = open_run_for_resume(resume, cfg, is_main=_dist()[1] == 0)
     last = latest_checkpoint(reopened.checkpoints_dir)
     if last is None:
         raise TunesmithError(
