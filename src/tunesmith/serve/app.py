@@ -14,6 +14,7 @@ Design choices:
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import os
@@ -172,7 +173,7 @@ def _file_routes(app: FastAPI, store: Store, settings: ServeSettings) -> None:
         os.replace(tmp, path)
         status, details, task, n = "processed", None, None, None
         if purpose == "fine-tune":
-            status, details, task, n = _check_training_file(path, filename)
+            status, details, task, n = await asyncio.to_thread(_check_training_file, path, filename)
         store.add_file({"id": fid, "filename": filename, "purpose": purpose, "bytes": len(data),
                         "created_at": int(time.time()), "status": status, "status_details": details,
                         "task": task, "n_examples": n})

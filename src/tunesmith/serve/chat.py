@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import struct
 import threading
@@ -257,9 +258,15 @@ def _valid_json(text: str, schema: dict) -> bool:
 
 
 def _tokenizer_for(app: FastAPI, ref: Any) -> Any:
+    return _tokenizer(ref.base if ref.kind != "model" else str(ref.weights))
+
+
+@functools.lru_cache(maxsize=32)
+def _tokenizer(name: str) -> Any:
+    """Tokenizers for splitting streamed text into token pieces (cached: loading one takes ~50 ms)."""
     from tunesmith.models.load import load_tokenizer
 
-    return load_tokenizer(ref.base) if ref.kind != "model" else load_tokenizer(str(ref.weights))
+    return load_tokenizer(name)
 
 
 async def _sse(cid: str, created: int, model: str, gen: Any, usage: dict, include_usage: bool, tok: Any) -> Any:
