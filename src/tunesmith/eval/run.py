@@ -265,23 +265,28 @@ def evaluate_candidate(
 
     s = spec.settings
     max_tokens = s.max_new_tokens
-    if task == "classification":  # a label plus a short sentence around it; more only costs time
-        max_tokens = min(max_tokens, max(len(tok(lab, add_special_tokens=False)["input_ids"]) for lab in labels) + 24)
+    if task == "classification":  # a label in a short sentence; more only costs time
+        max_tokens = min(max_tokens, max(len(tok(lab, add_special_tokens=False)["input_ids"]) for lab in labels) + 16)
     settings = GenerationSettings(max_tokens=max_tokens)
     t0 = time.perf_counter()
     gens = generate(model, tok, convs, settings, batch_size=s.batch_size)
     wall = time.perf_counter() - t0
+    timing = {"generation": wall}
     answers = [g.text for g in gens]
     refs = [reference(r, task) for r in rows]
     metrics, scored_by = task_metrics(task, rows, refs, answers, labels, s)
     if task == "classification":
+        t1 = time.perf_counter()
         ls = score_labels(model, tok, convs, labels, batch_size=s.batch_size)
+        timing["label_scoring"] = time.perf_counter() - t1
         lm = M.classification_metrics([r["label"] for r in rows], ls.predictions, labels)
         lm["ms_per_request"] = 1000 * ls.latency_s / max(1, len(rows))
         metrics["label_scoring"] = lm
         scored_by += "; label_scoring.*: the label with the highest log-likelihood as the whole answer (cannot be invalid)"
     if variants:
+        t1 = time.perf_counter()
         v_answers = [g.text for g in generate(model, tok, variants, settings, batch_size=s.batch_size)]
+        timing["consistency"] = time.perf_counter() - t1
         key = (lambda a: M.match_label(a, labels) or a) if task == "classification" else (lambda a: a)  # noqa: E731
         metrics["consistency"] = M.consistency([key(a) for a in answers[: len(variants)]], [[key(v)] for v in v_answers])
         metrics["consistency_n"] = len(variants)
@@ -299,6 +304,7 @@ def evaluate_candidate(
         metrics["reward_score"] = sum(scores) / len(scores)
     entry = {
         "metrics": metrics,
+        "timing_s": {k: round(v, 2) for k, v in timing.items()},
         "latency_ms": M.latency_summary([g.latency_s for g in gens]),
         "scored_by": scored_by,
         "completion_tokens": [g.completion_tokens for g in gens],
