@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 MODEL = "smollm2-135m-instruct"
 SIZES = {  # chats: (lora train, full/qlora train, hold-out); "issue" is the 260-chat set of issue 9
     "tiny": (8, 8, 4),
+    "quick": (24, 10, 10),
     "small": (40, 16, 16),
     "medium": (96, 32, 24),
     "issue": (260, 64, 40),
