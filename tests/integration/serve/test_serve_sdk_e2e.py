@@ -167,6 +167,27 @@ def test_embeddings_from_the_embedded_minilm(served) -> None:
         client.embeddings.create(model="text-embedding-3-small", input="x", encoding_format="float")
 
 
+def test_dpo_job_end_to_end(served) -> None:
+    import json
+    import math
+
+    app, client, _, _ = served
+    rows = [{"input": {"messages": [{"role": "user", "content": f"say {i}"}]},
+             "preferred_output": [{"role": "assistant", "content": f"The number is {i}."}],
+             "non_preferred_output": [{"role": "assistant", "content": "No."}]} for i in range(12)]
+    f = client.files.create(file=("pref.jsonl", "\n".join(json.dumps(r) for r in rows).encode()), purpose="fine-tune")
+    job = client.fine_tuning.jobs.create(model="tiny", training_file=f.id, suffix="dpo",
+                                         method={"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.2}}})
+    done = wait_for(lambda: (j := client.fine_tuning.jobs.retrieve(job.id)).status in ("succeeded", "failed") and j, 240, "the DPO job")
+    assert done.status == "succeeded", done.error
+    assert done.method.type == "dpo" and done.method.dpo.hyperparameters.beta == 0.2
+    losses = [m for m in app.state.store.metrics_series(job.id) if "train_loss" in m]
+    assert losses and abs(losses[0]["train_loss"] - math.log(2)) < 0.01  # policy == reference at step 1: loss = ln 2
+    r = client.chat.completions.create(model=done.fine_tuned_model, messages=[{"role": "user", "content": "say 3"}],
+                                       temperature=0, max_tokens=6)
+    assert r.model == done.fine_tuned_model and r.usage.completion_tokens >= 1
+
+
 def test_delete_the_fine_tuned_model_last(served) -> None:
     _, client, _, job = served
     assert client.models.delete(job.fine_tuned_model).deleted is True
