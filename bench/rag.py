@@ -28,7 +28,24 @@ import tempfile
 import time
 from pathlib import Path
 
-SYLLABLES = ["ka", "lo", "ve", "ran", "tor", "mi", "zu", "pel", "dra", "xin", "qua", "bel", "sor", "fen", "gal", "tis"]
+SYLLABLES = [
+    "ka",
+    "lo",
+    "ve",
+    "ran",
+    "tor",
+    "mi",
+    "zu",
+    "pel",
+    "dra",
+    "xin",
+    "qua",
+    "bel",
+    "sor",
+    "fen",
+    "gal",
+    "tis",
+]
 MATERIALS = ["walnut", "titanium", "recycled aluminium", "ceramic", "carbon fibre", "oak", "brass", "bamboo"]
 COLOURS = ["teal", "crimson", "ivory", "graphite", "amber", "olive", "cobalt", "sand"]
 CITIES = ["Lisbon", "Tampere", "Graz", "Osaka", "Valparaiso", "Quebec", "Dundee", "Bergen"]
@@ -71,7 +88,14 @@ def make_corpus(n_products: int, seed: int) -> tuple[dict[str, str], list[dict[s
         else:
             q = rng.choice([(f"What material is the {name} housing made of?", material),
                             (f"Where was the {name} designed?", city)])  # fmt: skip
-        questions.append({"question": q[0], "answer": q[1], "source": src, "kind": ["paraphrase", "identifier", "plain"][kind]})
+        questions.append(
+            {
+                "question": q[0],
+                "answer": q[1],
+                "source": src,
+                "kind": ["paraphrase", "identifier", "plain"][kind],
+            }
+        )
     return docs, questions
 
 
@@ -86,10 +110,14 @@ def pct(xs: list[float], p: float) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--products", type=int, default=2000, help="documents (~5 chunks each at --chunk-tokens 64)")
+    ap.add_argument(
+        "--products", type=int, default=2000, help="documents (~5 chunks each at --chunk-tokens 64)"
+    )
     ap.add_argument("--questions", type=int, default=300)
     ap.add_argument("--chunk-tokens", type=int, default=64)
-    ap.add_argument("--ref-sample", type=int, default=2000, help="chunks embedded by the reference encode run")
+    ap.add_argument(
+        "--ref-sample", type=int, default=2000, help="chunks embedded by the reference encode run"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None, help="also write the figures as JSON here")
     args = ap.parse_args()
@@ -102,7 +130,9 @@ def main() -> None:
     from tunesmith.rag.index import index_documents
 
     torch.set_default_dtype(torch.float32)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU, fp32 everywhere (ours and references)")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU, fp32 everywhere (ours and references)"
+    )
     docs, qa = make_corpus(args.products, args.seed)
     qa = qa[: args.questions] if args.questions < len(qa) else qa
     rng = random.Random(args.seed)
@@ -128,7 +158,7 @@ def main() -> None:
         t_again = time.perf_counter() - t0
         assert again.chunks_embedded == 0 and again.files_read == 0
         # edit 1% of the documents: only their changed chunks are embedded
-        edited = sorted(docs)[:: 100]
+        edited = sorted(docs)[::100]
         for rel in edited:
             p = root / rel
             p.write_text(p.read_text().replace("Wipe", "Gently wipe"))
@@ -148,10 +178,14 @@ def main() -> None:
         ids, texts = index.store.all_texts()
         sample = texts[: args.ref_sample]
         t0 = time.perf_counter()
-        emb.model.encode(sample, batch_size=64, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+        emb.model.encode(
+            sample, batch_size=64, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        )
         t_ref = time.perf_counter() - t0
         out["reference_encode"] = {"chunks": len(sample), "chunks_per_s": round(len(sample) / t_ref, 1)}
-        out["index"]["throughput_vs_plain_encode"] = round(out["index"]["chunks_per_s"] / out["reference_encode"]["chunks_per_s"], 3)
+        out["index"]["throughput_vs_plain_encode"] = round(
+            out["index"]["chunks_per_s"] / out["reference_encode"]["chunks_per_s"], 3
+        )
 
         # ---------------------------------------------------------------- retrieval quality + latency
         items = [QAItem(i, q["question"], q["answer"], q["source"]) for i, q in enumerate(qa)]
@@ -194,7 +228,11 @@ def main() -> None:
         lat, ranks = [], []
         for item in items:
             t0 = time.perf_counter()
-            docs_idx, _ = retr.retrieve(bm25s.tokenize([item.question], stopwords="en", show_progress=False), k=10, show_progress=False)
+            docs_idx, _ = retr.retrieve(
+                bm25s.tokenize([item.question], stopwords="en", show_progress=False),
+                k=10,
+                show_progress=False,
+            )
             lat.append((time.perf_counter() - t0) * 1000)
             srcs = [rows[int(ids[j])].source for j in docs_idx[0]]
             ranks.append(next((i + 1 for i, s in enumerate(srcs) if s == item.source), None))
@@ -211,11 +249,15 @@ def main() -> None:
 
 def _print(out: dict) -> None:
     ix = out["index"]
-    print(f"\ncorpus: {out['products']} documents, {ix['chunks']} chunks; {out['questions']} generated questions")
+    print(
+        f"\ncorpus: {out['products']} documents, {ix['chunks']} chunks; {out['questions']} generated questions"
+    )
     print(f"indexing: {ix['seconds']} s = {ix['chunks_per_s']} chunks/s "
           f"(plain SentenceTransformer.encode: {out['reference_encode']['chunks_per_s']} chunks/s; "
           f"ratio ours/plain {ix['throughput_vs_plain_encode']})")  # fmt: skip
-    print(f"peak RSS {ix['peak_rss_mb']} MB (+{ix['rss_growth_mb']} MB during indexing); index on disk {ix['index_size_mb']} MB")
+    print(
+        f"peak RSS {ix['peak_rss_mb']} MB (+{ix['rss_growth_mb']} MB during indexing); index on disk {ix['index_size_mb']} MB"
+    )
     print(f"re-index unchanged: {ix['reindex_unchanged_s']} s ({ix['seconds'] / max(ix['reindex_unchanged_s'], 1e-6):.0f}x faster than the build); "
           f"edit 1% of files: {ix['update_1pct_s']} s, {ix['update_1pct_embedded']} chunks embedded, {ix['update_1pct_reused']} reused")  # fmt: skip
     cols = ["recall@1", "recall@5", "recall@10", "mrr", "p50_ms", "p95_ms"]

@@ -10,7 +10,10 @@ import typer
 from tunesmith.cli.render import console, err_console
 from tunesmith.errors import TunesmithError, UsageError
 
-rag_app = typer.Typer(help="Retrieval-augmented generation: index documents, query, ask with citations, evaluate.", no_args_is_help=True)
+rag_app = typer.Typer(
+    help="Retrieval-augmented generation: index documents, query, ask with citations, evaluate.",
+    no_args_is_help=True,
+)
 
 MODE_HELP = "Retrieval mode: hybrid (BM25 + dense, reciprocal-rank fusion), dense or bm25."
 
@@ -27,12 +30,22 @@ def _check_mode(mode: str) -> str:
 
 @rag_app.command("index")
 def index_cmd(
-    docs: list[Path] = typer.Argument(..., help="Document files or folders (.txt .md .html .pdf .jsonl .csv)."),
+    docs: list[Path] = typer.Argument(
+        ..., help="Document files or folders (.txt .md .html .pdf .jsonl .csv)."
+    ),
     index: Path = typer.Option(..., "--index", help="Index folder (created if missing, updated if present)."),
-    chunk_tokens: int = typer.Option(256, "--chunk-tokens", help="Chunk size in embedder tokens (capped at the embedder's limit)."),
-    chunk_overlap: int = typer.Option(32, "--chunk-overlap", help="Tokens shared by consecutive chunks of a long section."),
-    embedder: str = typer.Option("minilm", "--embedder", help="Embedder: 'minilm' (embedded) or a sentence-transformers folder."),
-    rebuild: bool = typer.Option(False, "--rebuild", help="Drop everything in the index and rebuild it (e.g. for a new embedder)."),
+    chunk_tokens: int = typer.Option(
+        256, "--chunk-tokens", help="Chunk size in embedder tokens (capped at the embedder's limit)."
+    ),
+    chunk_overlap: int = typer.Option(
+        32, "--chunk-overlap", help="Tokens shared by consecutive chunks of a long section."
+    ),
+    embedder: str = typer.Option(
+        "minilm", "--embedder", help="Embedder: 'minilm' (embedded) or a sentence-transformers folder."
+    ),
+    rebuild: bool = typer.Option(
+        False, "--rebuild", help="Drop everything in the index and rebuild it (e.g. for a new embedder)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Index documents; re-running updates only what changed (unchanged files are not even read)."""
@@ -67,9 +80,16 @@ def index_cmd(
             highlight=False,
         )
         for issue in report.failed:
-            err_console.print(f"[yellow]skipped[/] {issue.message} {issue.hint}", highlight=False, markup=True, soft_wrap=True)
+            err_console.print(
+                f"[yellow]skipped[/] {issue.message} {issue.hint}",
+                highlight=False,
+                markup=True,
+                soft_wrap=True,
+            )
         for issue in report.warnings[:20]:
-            err_console.print(f"[dim]warning[/] {issue.message} {issue.hint}", highlight=False, soft_wrap=True)
+            err_console.print(
+                f"[dim]warning[/] {issue.message} {issue.hint}", highlight=False, soft_wrap=True
+            )
         if len(report.warnings) > 20:
             err_console.print(f"[dim]... and {len(report.warnings) - 20} more line warnings (see --json)[/]")
     if report.n_docs == 0 and report.failed:
@@ -82,7 +102,9 @@ def query_cmd(
     question: str = typer.Argument(..., help="The question or search text."),
     k: int = typer.Option(5, "-k", "--k", help="Passages to return."),
     mode: str = typer.Option("hybrid", "--mode", help=MODE_HELP),
-    rerank: Path | None = typer.Option(None, "--rerank", help="A local cross-encoder folder that re-scores the candidates."),
+    rerank: Path | None = typer.Option(
+        None, "--rerank", help="A local cross-encoder folder that re-scores the candidates."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print passages as JSON."),
 ) -> None:
     """Show the top passages with scores and sources."""
@@ -110,12 +132,22 @@ def query_cmd(
 def ask_cmd(
     index: Path = typer.Argument(..., help="Index folder."),
     question: str = typer.Argument(..., help="The question."),
-    model: str | None = typer.Option(None, "--model", help="Base model (alias or folder). Default: the run's base, else smollm2-135m-instruct."),
-    adapter: Path | None = typer.Option(None, "--adapter", help="A fine-tuned run (runs/<id>) to answer with."),
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        help="Base model (alias or folder). Default: the run's base, else smollm2-135m-instruct.",
+    ),
+    adapter: Path | None = typer.Option(
+        None, "--adapter", help="A fine-tuned run (runs/<id>) to answer with."
+    ),
     k: int = typer.Option(5, "-k", "--k", help="Passages given to the model."),
     mode: str = typer.Option("hybrid", "--mode", help=MODE_HELP),
     max_tokens: int = typer.Option(128, "--max-tokens", help="Answer length budget."),
-    min_relevance: float = typer.Option(0.25, "--min-relevance", help="Below this cosine for the best passage the answer is 'not in the documents' without asking the model."),
+    min_relevance: float = typer.Option(
+        0.25,
+        "--min-relevance",
+        help="Below this cosine for the best passage the answer is 'not in the documents' without asking the model.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print answer, citations and passages as JSON."),
 ) -> None:
     """Answer from the documents with numbered citations, or say it is not in the documents."""
@@ -127,7 +159,14 @@ def ask_cmd(
     if model is None and adapter is None:
         model = "smollm2-135m-instruct"
     lm, tok = load_for_inference(model, adapter, dtype="float32")
-    answer = ask(idx, question, make_generator(lm, tok, max_tokens), k=k, mode=_check_mode(mode), min_relevance=min_relevance)  # type: ignore[arg-type]
+    answer = ask(
+        idx,
+        question,
+        make_generator(lm, tok, max_tokens),
+        k=k,
+        mode=_check_mode(mode),
+        min_relevance=min_relevance,
+    )  # type: ignore[arg-type]
     if as_json:
         typer.echo(json.dumps({"answer": answer.text, "grounded": answer.grounded, "reason": answer.reason,
                                "citations": answer.citations, "raw": answer.raw,
@@ -137,7 +176,11 @@ def ask_cmd(
     if answer.grounded:
         for n in answer.citations:
             p = answer.passages[n - 1]
-            console.print(f"  [{n}] {p.source}" + (f" ({p.location})" if p.location else ""), highlight=False, markup=False)
+            console.print(
+                f"  [{n}] {p.source}" + (f" ({p.location})" if p.location else ""),
+                highlight=False,
+                markup=False,
+            )
     else:
         err_console.print(f"[dim]({answer.reason})[/]", highlight=False)
 
@@ -145,12 +188,22 @@ def ask_cmd(
 @rag_app.command("eval")
 def eval_cmd(
     index: Path = typer.Argument(..., help="Index folder."),
-    qa: Path = typer.Option(..., "--qa", help="JSONL: question, answer, optional source (file name or path relative to the indexed folder)."),
+    qa: Path = typer.Option(
+        ...,
+        "--qa",
+        help="JSONL: question, answer, optional source (file name or path relative to the indexed folder).",
+    ),
     k: str = typer.Option("1,5,10", "--k", help="Comma-separated k values for recall@k."),
-    model: str | None = typer.Option(None, "--model", help="Also generate answers with this model (EM, token F1, faithfulness)."),
-    adapter: Path | None = typer.Option(None, "--adapter", help="Answer with this fine-tuned run (implies answers)."),
+    model: str | None = typer.Option(
+        None, "--model", help="Also generate answers with this model (EM, token F1, faithfulness)."
+    ),
+    adapter: Path | None = typer.Option(
+        None, "--adapter", help="Answer with this fine-tuned run (implies answers)."
+    ),
     answer_k: int = typer.Option(5, "--answer-k", help="Passages given to the model for answers."),
-    out: Path = typer.Option(..., "--out", help="Output folder for rag_eval.json and rag_eval_details.jsonl."),
+    out: Path = typer.Option(
+        ..., "--out", help="Output folder for rag_eval.json and rag_eval_details.jsonl."
+    ),
 ) -> None:
     """Retrieval recall@k and MRR for dense, BM25 and hybrid; with --model, answer quality too."""
     from tunesmith.rag.evaluate import load_qa, make_batch_generator, run_rag_eval
@@ -159,7 +212,9 @@ def eval_cmd(
     try:
         ks = [int(x) for x in k.split(",") if x.strip()]
     except ValueError:
-        raise UsageError(f"--k {k!r} is not a comma-separated list of integers.", "Example: --k 1,5,10") from None
+        raise UsageError(
+            f"--k {k!r} is not a comma-separated list of integers.", "Example: --k 1,5,10"
+        ) from None
     items = load_qa(qa)
     idx = open_index(index)
     gen = None

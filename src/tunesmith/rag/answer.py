@@ -49,10 +49,15 @@ class Answer:
     support: float | None = None  # share of the raw answer's content words found in the passages
 
 
-def build_rag_messages(question: str, passages: list[Passage], system_prompt: str | None = None) -> list[dict[str, Any]]:
+def build_rag_messages(
+    question: str, passages: list[Passage], system_prompt: str | None = None
+) -> list[dict[str, Any]]:
     """Chat messages that ask ``question`` over numbered ``passages`` (the format RAFT rows train on)."""
     system = f"{system_prompt.strip()}\n\n{RAG_INSTRUCTIONS}" if system_prompt else RAG_INSTRUCTIONS
-    return [{"role": "system", "content": system}, {"role": "user", "content": format_context(question, passages)}]
+    return [
+        {"role": "system", "content": system},
+        {"role": "user", "content": format_context(question, passages)},
+    ]
 
 
 def format_context(question: str, passages: list[Passage]) -> str:
@@ -84,13 +89,20 @@ def ask(
     return check_answer(raw, passages, min_support)
 
 
-def relevance_guard(index: Index, question: str, passages: list[Passage], min_relevance: float) -> Answer | None:
+def relevance_guard(
+    index: Index, question: str, passages: list[Passage], min_relevance: float
+) -> Answer | None:
     """Guard 1: the "not in the documents" answer when retrieval found nothing close enough, else None."""
     if not passages:
         return Answer(NOT_IN_DOCUMENTS, False, "no passage matched the question")
     best = max(index.cosine(question, [p.chunk_id for p in passages]))
     if best < min_relevance:
-        return Answer(NOT_IN_DOCUMENTS, False, f"best passage similarity {best:.2f} < min_relevance {min_relevance}", passages)
+        return Answer(
+            NOT_IN_DOCUMENTS,
+            False,
+            f"best passage similarity {best:.2f} < min_relevance {min_relevance}",
+            passages,
+        )
     return None
 
 
@@ -104,7 +116,11 @@ def check_answer(raw: str, passages: list[Passage], min_support: float = 0.5) ->
     texts = [p.text for p in passages]
     overall = support(strip_citations(raw), texts)
     sentences = split_sentences(raw)
-    kept = [x for x in sentences if tokenize(strip_citations(x)) and support(strip_citations(x), texts) >= min_support]
+    kept = [
+        x
+        for x in sentences
+        if tokenize(strip_citations(x)) and support(strip_citations(x), texts) >= min_support
+    ]
     if not kept:
         return Answer(
             NOT_IN_DOCUMENTS, False,

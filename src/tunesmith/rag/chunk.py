@@ -34,7 +34,9 @@ class Chunk:
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
 
 
-def chunk_sections(sections: list[Section], tokenizer: Any, chunk_tokens: int = 256, overlap: int = 32) -> list[Chunk]:
+def chunk_sections(
+    sections: list[Section], tokenizer: Any, chunk_tokens: int = 256, overlap: int = 32
+) -> list[Chunk]:
     """Cut a document's sections into chunks of at most ``chunk_tokens`` embedder tokens."""
     if overlap >= chunk_tokens:
         raise TunesmithError(
@@ -51,7 +53,9 @@ def count_tokens(tokenizer: Any, text: str) -> int:
     return len(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
 
 
-def _split_section(section: Section, tokenizer: Any, chunk_tokens: int, overlap: int) -> list[tuple[Chunk, bool]]:
+def _split_section(
+    section: Section, tokenizer: Any, chunk_tokens: int, overlap: int
+) -> list[tuple[Chunk, bool]]:
     prefix = f"{section.heading}\n" if section.heading else ""
     n_prefix = count_tokens(tokenizer, prefix) if prefix else 0
     if n_prefix > chunk_tokens // 2:  # an absurd heading must not eat the chunk: keep its last part

@@ -49,7 +49,10 @@ def load_qa(path: Path) -> list[QAItem]:
     """Read QA.jsonl; every bad line is reported with its number, and nothing is evaluated on bad input."""
     path = Path(path)
     if not path.is_file():
-        raise TunesmithError(f"QA file {path} does not exist.", "Pass a JSONL file with question, answer and optional source per line.")
+        raise TunesmithError(
+            f"QA file {path} does not exist.",
+            "Pass a JSONL file with question, answer and optional source per line.",
+        )
     items, problems = [], []
     for i, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
         if not line.strip():
@@ -69,10 +72,18 @@ def load_qa(path: Path) -> list[QAItem]:
         src = obj.get("source")
         items.append(QAItem(i, obj["question"], obj["answer"], str(src) if src else None))
     if problems:
-        shown = "\n  ".join(problems[:10]) + (f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else "")
-        raise TunesmithError(f"{path} has {len(problems)} bad line(s):\n  {shown}", 'Each line needs {"question": ..., "answer": ..., "source"?: ...}.')
+        shown = "\n  ".join(problems[:10]) + (
+            f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+        )
+        raise TunesmithError(
+            f"{path} has {len(problems)} bad line(s):\n  {shown}",
+            'Each line needs {"question": ..., "answer": ..., "source"?: ...}.',
+        )
     if not items:
-        raise TunesmithError(f"{path} holds no QA items.", 'Add lines like {"question": "...", "answer": "...", "source": "guide.md"}.')
+        raise TunesmithError(
+            f"{path} holds no QA items.",
+            'Add lines like {"question": "...", "answer": "...", "source": "guide.md"}.',
+        )
     return items
 
 

@@ -125,7 +125,9 @@ def _clear(store: SqliteStore) -> None:
 class _Run:
     """One indexing pass: decides per file what work is needed and batches the writes."""
 
-    def __init__(self, store: SqliteStore, emb: Embedder, settings: str, chunk_tokens: int, overlap: int) -> None:
+    def __init__(
+        self, store: SqliteStore, emb: Embedder, settings: str, chunk_tokens: int, overlap: int
+    ) -> None:
         self.store, self.emb, self.settings = store, emb, settings
         self.chunk_tokens, self.overlap = chunk_tokens, overlap
         self.known = store.docs()
@@ -142,22 +144,42 @@ class _Run:
     def visit(self, f: Path, source: str) -> None:
         real = str(f.resolve())
         if source in self.seen and self.seen[source] != real:
-            self.failed.append(LoadIssue(source, f"{real} has the same name as {self.seen[source]} ({source}).", "Rename one, or index the folders into separate indexes."))
+            self.failed.append(
+                LoadIssue(
+                    source,
+                    f"{real} has the same name as {self.seen[source]} ({source}).",
+                    "Rename one, or index the folders into separate indexes.",
+                )
+            )
             return
         self.seen[source] = real
         try:
             st = f.stat()
             old = self.known.get(source)
-            if old and old.size == st.st_size and old.mtime_ns == st.st_mtime_ns and old.settings == self.settings and old.path == real:
+            if (
+                old
+                and old.size == st.st_size
+                and old.mtime_ns == st.st_mtime_ns
+                and old.settings == self.settings
+                and old.path == real
+            ):
                 self.unchanged += 1
                 return
             bad = self.known_bad.get(source)
             if bad and bad[:3] == (real, st.st_size, st.st_mtime_ns):
-                self.failed.append(LoadIssue(source, bad[3], bad[4]))  # same bad file: same message, no re-read
+                self.failed.append(
+                    LoadIssue(source, bad[3], bad[4])
+                )  # same bad file: same message, no re-read
                 return
             raw = f.read_bytes()
         except OSError as exc:
-            self.failed.append(LoadIssue(source, f"{source} cannot be read ({exc.strerror or exc}).", "Check its permissions; it was skipped."))
+            self.failed.append(
+                LoadIssue(
+                    source,
+                    f"{source} cannot be read ({exc.strerror or exc}).",
+                    "Check its permissions; it was skipped.",
+                )
+            )
             return
         self.files_read += 1
         digest = hashlib.sha256(raw).hexdigest()
@@ -178,7 +200,9 @@ class _Run:
                 self.store.record_failure(source, real, st.st_size, st.st_mtime_ns, doc.message, doc.hint)
             return
         self.warnings.extend(doc.issues)
-        chunks = chunk_sections(doc.sections, self.emb.tokenizer, min(self.chunk_tokens, self.emb.max_tokens), self.overlap)
+        chunks = chunk_sections(
+            doc.sections, self.emb.tokenizer, min(self.chunk_tokens, self.emb.max_tokens), self.overlap
+        )
         self.pending.append(_Pending(source, state, doc.title, chunks, old is None))
         self.n_pending += len(chunks)
         if self.n_pending >= FLUSH_CHUNKS:
@@ -198,7 +222,9 @@ class _Run:
         self.reused += len(all_chunks) - len(todo)
         with self.store.transaction():
             for p in self.pending:
-                vectors = np.stack([vec_of[c.hash] for c in p.chunks]) if p.chunks else np.zeros((0, 1), np.float32)
+                vectors = (
+                    np.stack([vec_of[c.hash] for c in p.chunks]) if p.chunks else np.zeros((0, 1), np.float32)
+                )
                 self.store.replace_doc(p.source, p.state, p.title, p.chunks, vectors)
                 self.added += p.is_new
                 self.updated += not p.is_new
@@ -208,6 +234,7 @@ class _Run:
     def delete_missing(self, roots: list[Path]) -> None:
         """Documents whose file lived under an indexed root (or was an indexed file) and is gone now."""
         prefixes = [str(r.resolve()) for r in roots]
+
         def under(path: str) -> bool:
             return any(path == p or path.startswith(p.rstrip(os.sep) + os.sep) for p in prefixes)
 

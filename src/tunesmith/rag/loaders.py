@@ -203,7 +203,9 @@ def _load_html(text: str, source: str) -> LoadedDocument | LoadIssue:
     parser.close()
     parser._flush()
     if not parser.sections:
-        return LoadIssue(source, f"{source} has no visible text.", "Check that it is a real page; it was skipped.")
+        return LoadIssue(
+            source, f"{source} has no visible text.", "Check that it is a real page; it was skipped."
+        )
     title = " ".join("".join(parser.title).split()) or Path(source).stem
     return LoadedDocument(title, parser.sections, [])
 
@@ -245,7 +247,9 @@ def _load_pdf(raw: bytes, source: str) -> LoadedDocument | LoadIssue:
             f"{source} has no extractable text (a scanned PDF?).",
             "Run OCR on it first (e.g. `ocrmypdf`); it was skipped.",
         )
-    title = (reader.metadata.title if reader.metadata and reader.metadata.title else None) or Path(source).stem
+    title = (reader.metadata.title if reader.metadata and reader.metadata.title else None) or Path(
+        source
+    ).stem
     return LoadedDocument(str(title), sections, [])
 
 
@@ -260,9 +264,17 @@ def _load_jsonl(text: str, source: str) -> LoadedDocument | LoadIssue:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            issues.append(LoadIssue(f"{source}:{i}", f"{source} line {i} is not valid JSON: {exc.msg}.", "Fix or remove the line."))
+            issues.append(
+                LoadIssue(
+                    f"{source}:{i}",
+                    f"{source} line {i} is not valid JSON: {exc.msg}.",
+                    "Fix or remove the line.",
+                )
+            )
             continue
-        body = next((obj[f] for f in JSONL_TEXT_FIELDS if isinstance(obj, dict) and isinstance(obj.get(f), str)), None)
+        body = next(
+            (obj[f] for f in JSONL_TEXT_FIELDS if isinstance(obj, dict) and isinstance(obj.get(f), str)), None
+        )
         if body is None or not body.strip():
             issues.append(
                 LoadIssue(
@@ -276,7 +288,11 @@ def _load_jsonl(text: str, source: str) -> LoadedDocument | LoadIssue:
         sections.append(Section(title, body.strip(), f"line {i}"))
     if not sections:
         first = issues[0].message if issues else "no rows"
-        return LoadIssue(source, f"{source} has no usable rows ({first}).", "Each line must be a JSON object with a 'text' field.")
+        return LoadIssue(
+            source,
+            f"{source} has no usable rows ({first}).",
+            "Each line must be a JSON object with a 'text' field.",
+        )
     return LoadedDocument(Path(source).stem, sections, issues)
 
 
@@ -290,7 +306,11 @@ def _load_csv(text: str, source: str) -> LoadedDocument | LoadIssue:
             if parts:
                 sections.append(Section("", "\n".join(parts), f"row {reader.line_num}"))
     except csv.Error as exc:
-        return LoadIssue(source, f"{source} is not a valid CSV file (line {reader.line_num}: {exc}).", "Fix the quoting on that line.")
+        return LoadIssue(
+            source,
+            f"{source} is not a valid CSV file (line {reader.line_num}: {exc}).",
+            "Fix the quoting on that line.",
+        )
     if not header or not sections:
         return LoadIssue(source, f"{source} has a header but no rows.", "Add rows; it was skipped.")
     return LoadedDocument(Path(source).stem, sections, [])

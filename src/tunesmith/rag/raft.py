@@ -30,7 +30,9 @@ def add_context(
     """Rows with ``messages`` = [system, user (passages + question), assistant (answer with citation)].
     Each output row also has ``rag_sources`` (the sources shown, in order) for inspection."""
     if k < 0 or distractors < 0 or k + distractors == 0:
-        raise TunesmithError(f"k={k}, distractors={distractors}: need at least one passage per row.", "Use k >= 1.")
+        raise TunesmithError(
+            f"k={k}, distractors={distractors}: need at least one passage per row.", "Use k >= 1."
+        )
     index = index_dir if isinstance(index_dir, Index) else open_index(index_dir)
     rng = random.Random(seed)
     ids, _ = index.dense
@@ -52,7 +54,9 @@ def add_context(
     return out
 
 
-def _distractors(index: Index, pool: list[int], shown: list[Passage], n: int, rng: random.Random) -> list[Passage]:
+def _distractors(
+    index: Index, pool: list[int], shown: list[Passage], n: int, rng: random.Random
+) -> list[Passage]:
     """``n`` random chunks from documents other than the retrieved ones (from any document if too few)."""
     if n == 0 or not pool:
         return []
@@ -72,10 +76,15 @@ def _split_row(row: dict[str, Any], n: int) -> tuple[str | None, str, str]:
         msgs = row["messages"]
         system = next((m.get("content") for m in msgs if m.get("role") == "system"), None)
         if not msgs or msgs[-1].get("role") != "assistant":
-            raise TunesmithError(f"Row {n}: the last message is not the assistant's answer.", "RAFT rows end with the assistant turn.")
+            raise TunesmithError(
+                f"Row {n}: the last message is not the assistant's answer.",
+                "RAFT rows end with the assistant turn.",
+            )
         users = [m for m in msgs[:-1] if m.get("role") == "user"]
         if not users:
-            raise TunesmithError(f"Row {n}: no user message to use as the question.", "Each row needs a user turn.")
+            raise TunesmithError(
+                f"Row {n}: no user message to use as the question.", "Each row needs a user turn."
+            )
         return system, str(users[-1].get("content", "")), str(msgs[-1].get("content", ""))
     if isinstance(row.get("prompt"), str) and isinstance(row.get("completion"), str):
         return None, row["prompt"], row["completion"]

@@ -87,8 +87,15 @@ def open_index(path: Path | str, embedder: Embedder | str | None = None) -> Inde
     built_with = store.meta("embedder_id")
     if built_with is None:
         store.close()
-        raise TunesmithError(f"The index at {path} is empty (no document was indexed).", "Run `tunesmith rag index DOCS... --index " + str(path) + "`.")
-    emb = get_embedder(embedder or store.meta("embedder_name") or "minilm") if not isinstance(embedder, Embedder) else embedder
+        raise TunesmithError(
+            f"The index at {path} is empty (no document was indexed).",
+            "Run `tunesmith rag index DOCS... --index " + str(path) + "`.",
+        )
+    emb = (
+        get_embedder(embedder or store.meta("embedder_name") or "minilm")
+        if not isinstance(embedder, Embedder)
+        else embedder
+    )
     if emb.id != built_with:
         name = store.meta("embedder_name")
         store.close()
@@ -110,7 +117,7 @@ def retrieve(
     if k < 1:
         raise TunesmithError(f"k must be at least 1 (got {k}).", "Pass -k 5, for example.")
     if not query.strip():
-        raise TunesmithError("The query is empty.", "Ask a question, e.g. \"How do I reset my password?\"")
+        raise TunesmithError("The query is empty.", 'Ask a question, e.g. "How do I reset my password?"')
     depth = max(FUSION_DEPTH, 4 * k) if (mode == "hybrid" or rerank is not None) else k
     ranked: list[tuple[int, float]]
     if mode == "dense":
@@ -126,7 +133,9 @@ def retrieve(
     ranked = ranked[:k]
     rows = index.store.chunks([c for c, _ in ranked])
     return [
-        Passage(rows[c].text, rows[c].source, s, c, rows[c].heading, rows[c].location) for c, s in ranked if c in rows
+        Passage(rows[c].text, rows[c].source, s, c, rows[c].heading, rows[c].location)
+        for c, s in ranked
+        if c in rows
     ]
 
 
@@ -152,13 +161,17 @@ def load_reranker(name: str | Path) -> Any:
     return CrossEncoder(str(path), device="cpu")
 
 
-def _rerank(index: Index, query: str, ranked: list[tuple[int, float]], rerank: Any) -> list[tuple[int, float]]:
+def _rerank(
+    index: Index, query: str, ranked: list[tuple[int, float]], rerank: Any
+) -> list[tuple[int, float]]:
     model = load_reranker(rerank) if isinstance(rerank, str | Path) else rerank
     rows = index.store.chunks([c for c, _ in ranked])
     ids = [c for c, _ in ranked if c in rows]
     if not ids:
         return []
-    scores = np.asarray(model.predict([(query, rows[c].text) for c in ids], show_progress_bar=False), dtype=np.float64)
+    scores = np.asarray(
+        model.predict([(query, rows[c].text) for c in ids], show_progress_bar=False), dtype=np.float64
+    )
     if scores.ndim > 1:  # a 2-class head: the "relevant" logit
         scores = scores[:, -1]
     order = np.argsort(-scores, kind="stable")

@@ -117,26 +117,52 @@ class SqliteStore:
             self.conn.execute("ROLLBACK")
             raise
 
-    def replace_doc(self, source: str, state: DocState, title: str, chunks: list, vectors: np.ndarray) -> None:
+    def replace_doc(
+        self, source: str, state: DocState, title: str, chunks: list, vectors: np.ndarray
+    ) -> None:
         self.delete_doc(source)
         self.conn.execute(
             "INSERT INTO docs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (source, state.path, state.content_hash, state.size, state.mtime_ns, title, len(chunks), state.settings),
+            (
+                source,
+                state.path,
+                state.content_hash,
+                state.size,
+                state.mtime_ns,
+                title,
+                len(chunks),
+                state.settings,
+            ),
         )
         self.conn.executemany(
             "INSERT INTO chunks(source, ord, text, heading, location, hash, vector) VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
-                (source, i, c.text, c.heading, c.location, c.hash, np.ascontiguousarray(v, dtype=np.float32).tobytes())
+                (
+                    source,
+                    i,
+                    c.text,
+                    c.heading,
+                    c.location,
+                    c.hash,
+                    np.ascontiguousarray(v, dtype=np.float32).tobytes(),
+                )
                 for i, (c, v) in enumerate(zip(chunks, vectors, strict=True))
             ],
         )
 
     def touch_doc(self, source: str, size: int, mtime_ns: int, path: str) -> None:
-        self.conn.execute("UPDATE docs SET size=?, mtime_ns=?, path=? WHERE source=?", (size, mtime_ns, path, source))
+        self.conn.execute(
+            "UPDATE docs SET size=?, mtime_ns=?, path=? WHERE source=?", (size, mtime_ns, path, source)
+        )
 
-    def record_failure(self, source: str, path: str, size: int, mtime_ns: int, message: str, hint: str) -> None:
+    def record_failure(
+        self, source: str, path: str, size: int, mtime_ns: int, message: str, hint: str
+    ) -> None:
         """Remember a bad file, so an unchanged bad file is reported again without being re-read."""
-        self.conn.execute("INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?, ?)", (source, path, size, mtime_ns, message, hint))
+        self.conn.execute(
+            "INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?, ?)",
+            (source, path, size, mtime_ns, message, hint),
+        )
 
     def failures(self) -> dict[str, tuple[str, int, int, str, str]]:
         rows = self.conn.execute("SELECT source, path, size, mtime_ns, message, hint FROM failures")
@@ -159,7 +185,9 @@ class SqliteStore:
         for i in range(0, len(unique), 500):
             part = unique[i : i + 500]
             marks = ",".join("?" * len(part))
-            for h, v in self.conn.execute(f"SELECT hash, MIN(vector) FROM chunks WHERE hash IN ({marks}) GROUP BY hash", part):
+            for h, v in self.conn.execute(
+                f"SELECT hash, MIN(vector) FROM chunks WHERE hash IN ({marks}) GROUP BY hash", part
+            ):
                 out[h] = v
         return out
 
@@ -167,7 +195,11 @@ class SqliteStore:
         """``(chunk ids, matrix n x dim)`` in id order."""
         rows = self.conn.execute("SELECT id, vector FROM chunks ORDER BY id").fetchall()
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim) if rows else np.zeros((0, dim), np.float32)
+        matrix = (
+            np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
+            if rows
+            else np.zeros((0, dim), np.float32)
+        )
         return ids, matrix
 
     def all_texts(self) -> tuple[np.ndarray, list[str]]:
@@ -179,7 +211,9 @@ class SqliteStore:
         for i in range(0, len(ids), 500):
             part = [int(x) for x in ids[i : i + 500]]
             marks = ",".join("?" * len(part))
-            for r in self.conn.execute(f"SELECT id, source, text, heading, location FROM chunks WHERE id IN ({marks})", part):
+            for r in self.conn.execute(
+                f"SELECT id, source, text, heading, location FROM chunks WHERE id IN ({marks})", part
+            ):
                 out[r[0]] = StoredChunk(*r)
         return out
 

@@ -27,6 +27,8 @@ def tiny_embedder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
                      intermediate_size=64, max_position_embeddings=512)  # fmt: skip
     BertModel(cfg).save_pretrained(d / "hf")
     tok.save_pretrained(d / "hf")
-    st = SentenceTransformer(modules=[models.Transformer(str(d / "hf"), max_seq_length=128), models.Pooling(32)], device="cpu")
+    st = SentenceTransformer(
+        modules=[models.Transformer(str(d / "hf"), max_seq_length=128), models.Pooling(32)], device="cpu"
+    )
     st.save(str(d / "st"))
     return d / "st"

@@ -45,5 +45,3 @@ class CountingEmbedder(Embedder):
             raise KeyboardInterrupt("simulated Ctrl-C in the middle of indexing")
         self.calls.append(len(texts))
         return super().encode(texts)
-
-

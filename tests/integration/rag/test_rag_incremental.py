@@ -106,13 +106,17 @@ def test_index_built_with_another_embedder_is_refused_and_left_intact(corpus, tm
 
 def test_an_interrupted_run_leaves_a_consistent_index(tmp_path, monkeypatch):
     monkeypatch.setattr("tunesmith.rag.index.FLUSH_CHUNKS", 8)  # small batches, so the run dies mid-way
-    docs = write_corpus(tmp_path / "docs", {f"d{i:03d}.txt": f"Document {i} is about topic number {i}." for i in range(40)})
+    docs = write_corpus(
+        tmp_path / "docs", {f"d{i:03d}.txt": f"Document {i} is about topic number {i}." for i in range(40)}
+    )
     idx = tmp_path / "idx"
     with pytest.raises(KeyboardInterrupt):
         index_documents([docs], idx, embedder=CountingEmbedder(fail_after=20))
     index = open_index(idx)
     n_docs, n_chunks = index.store.count()
-    assert n_docs == 16 and n_chunks == n_docs  # two whole batches of 8; the third rolled back  # whole batches only: no doc without its chunks
+    assert (
+        n_docs == 16 and n_chunks == n_docs
+    )  # two whole batches of 8; the third rolled back  # whole batches only: no doc without its chunks
     assert all(p.source.startswith("d") for p in retrieve(index, "topic number 7", k=3, mode="bm25"))
     index.close()
     emb = CountingEmbedder()
@@ -125,7 +129,9 @@ def test_ten_thousand_files(tmp_path):
     docs = tmp_path / "many"
     docs.mkdir()
     for i in range(10_000):
-        (docs / f"f{i:05d}.txt").write_text(f"Shared paragraph number {i % 50} about widgets." if i % 1000 else "")
+        (docs / f"f{i:05d}.txt").write_text(
+            f"Shared paragraph number {i % 50} about widgets." if i % 1000 else ""
+        )
     emb = CountingEmbedder()
     rep = index_documents([docs], tmp_path / "idx", embedder=emb)
     assert rep.files_seen == 10_000 and rep.n_docs == 9_990 and len(rep.failed) == 10

@@ -34,7 +34,9 @@ def test_answer_with_a_citation_to_the_right_document(smol, index):
     answer = ask(index, "What is the capital of Freedonia?", make_generator(*smol, max_tokens=40), k=3)
     assert answer.grounded, answer
     assert "Fredville" in answer.text
-    assert answer.citations and all(answer.passages[n - 1].source == "geo/freedonia.txt" for n in answer.citations)
+    assert answer.citations and all(
+        answer.passages[n - 1].source == "geo/freedonia.txt" for n in answer.citations
+    )
 
 
 def test_question_outside_the_documents_gets_not_in_the_documents(smol, index):
@@ -47,7 +49,9 @@ def test_rag_eval_with_a_model_scores_answers(smol, index, tmp_path):
         QAItem(1, "What is the capital of Freedonia?", "Fredville", "geo/freedonia.txt"),
         QAItem(3, "Who won the 1998 football world cup?", "Not in the documents", None),
     ]
-    result = run_rag_eval(index, items, [1, 5], tmp_path, generate_many=make_batch_generator(*smol, max_tokens=24), answer_k=3)
+    result = run_rag_eval(
+        index, items, [1, 5], tmp_path, generate_many=make_batch_generator(*smol, max_tokens=24), answer_k=3
+    )
     a = result["answers"]
     assert a["n"] == 2 and a["not_in_documents"] == 1 and a["answered"] == 1 and a["attempted"] == 1
     # the refusal matches its reference exactly (EM 1); the Fredville answer has F1 > 0 but is a sentence

@@ -104,7 +104,11 @@ def test_cli_index_query_eval(built, tmp_path):
     assert json.loads(res.stdout)["unchanged"] == 6
     res = runner.invoke(app, ["rag", "query", str(idx), "capital of Freedonia", "-k", "2", "--json"])
     passages = json.loads(res.stdout)
-    assert len(passages) == 2 and passages[0]["source"] == "geo/freedonia.txt" and "Fredville" in passages[0]["text"]
+    assert (
+        len(passages) == 2
+        and passages[0]["source"] == "geo/freedonia.txt"
+        and "Fredville" in passages[0]["text"]
+    )
     qa = tmp_path / "qa.jsonl"
     qa.write_text(
         '{"question": "What is the capital of Freedonia?", "answer": "Fredville", "source": "geo/freedonia.txt"}\n'
@@ -130,7 +134,9 @@ def test_cli_bad_input_is_a_clear_error(built, tmp_path):
     runner = CliRunner()
     qa = tmp_path / "qa.jsonl"
     qa.write_text('{"question": "q", "answer": "a"}\n{"question": ""}\nnot json\n')
-    res = runner.invoke(app, ["rag", "eval", str(built / "idx"), "--qa", str(qa), "--out", str(tmp_path / "o")])
+    res = runner.invoke(
+        app, ["rag", "eval", str(built / "idx"), "--qa", str(qa), "--out", str(tmp_path / "o")]
+    )
     assert res.exit_code != 0 and isinstance(res.exception, TunesmithError)
     assert "qa.jsonl:2: missing or empty question and answer" in res.exception.message
     assert "qa.jsonl:3: not valid JSON" in res.exception.message

@@ -29,7 +29,9 @@ def test_short_section_is_one_chunk_that_starts_with_its_heading(tok):
     assert len(chunks) == 1
     assert chunks[0].text == "Guide > Install\nRun pip install widget."
     assert chunks[0].location == "line 3"
-    assert chunks[0].n_tokens == count_tokens(tok, "Guide > Install\n") + count_tokens(tok, "Run pip install widget.")
+    assert chunks[0].n_tokens == count_tokens(tok, "Guide > Install\n") + count_tokens(
+        tok, "Run pip install widget."
+    )
 
 
 def test_long_section_windows_fit_overlap_and_keep_the_heading(tok):
@@ -53,7 +55,9 @@ def test_zero_overlap_covers_without_repeating(tok):
     body = " ".join(_sentences(40))
     chunks = chunk_sections([Section("", body, "line 1")], tok, 48, 0)
     joined = " ".join(c.text for c in chunks)
-    assert sum(joined.count(s) for s in _sentences(40)) <= 40 + len(chunks)  # at most one split sentence per cut
+    assert sum(joined.count(s) for s in _sentences(40)) <= 40 + len(
+        chunks
+    )  # at most one split sentence per cut
     for s in _sentences(40):
         assert s.split()[-1] in joined
 

@@ -51,7 +51,12 @@ def test_rrf_rewards_agreement_over_a_single_first_place():
 
 
 def test_bm25_tokenizer_drops_stopwords_and_stems_plurals():
-    assert tokenize("The Widgets are resetting, and the widget resets!") == ["widget", "reset", "widget", "reset"]
+    assert tokenize("The Widgets are resetting, and the widget resets!") == [
+        "widget",
+        "reset",
+        "widget",
+        "reset",
+    ]
     assert tokenize("What is it?") == []
 
 
@@ -61,7 +66,9 @@ def test_bm25_tokenizer_drops_stopwords_and_stems_plurals():
 def test_recall_and_mrr_hand_computed():
     # first relevant ranks of 4 questions: 1, 3, none, 7 ; ks = 1, 5, 10
     m = retrieval_metrics([1, 3, None, 7], [1, 5, 10])
-    assert m == pytest.approx({"recall@1": 0.25, "recall@5": 0.5, "recall@10": 0.75, "mrr": (1 + 1 / 3 + 0 + 1 / 7) / 4})
+    assert m == pytest.approx(
+        {"recall@1": 0.25, "recall@5": 0.5, "recall@10": 0.75, "mrr": (1 + 1 / 3 + 0 + 1 / 7) / 4}
+    )
     # MRR only counts ranks within max(k)
     assert retrieval_metrics([7], [1, 5])["mrr"] == 0.0
 
@@ -93,7 +100,9 @@ def test_answer_metrics_hand_computed():
     ps = [P("Refunds take 14 days to process.")]
     items = [QAItem(1, "q1", "14 days", None), QAItem(2, "q2", "free", None), QAItem(3, "q3", "blue", None)]
     answers = [
-        check_answer("Refunds take 14 days.", ps),  # grounded, faithful, F1 vs "14 days" = 2*(2/3*1)/(5/3) = 0.8
+        check_answer(
+            "Refunds take 14 days.", ps
+        ),  # grounded, faithful, F1 vs "14 days" = 2*(2/3*1)/(5/3) = 0.8
         check_answer("Not in the documents.", ps),  # not answered
         check_answer("Refunds take 14 days to process, sky.", ps, min_support=0.0),  # answered, support 5/6
     ]
@@ -122,15 +131,28 @@ def test_unsupported_answer_becomes_not_in_the_documents():
     ps = [P("The pro plan costs 42 euros per month.")]
     made_up = check_answer("The enterprise tier includes unlimited llamas and a castle.", ps)
     assert not made_up.grounded and made_up.text == NOT_IN_DOCUMENTS
-    assert "no sentence" in made_up.reason and made_up.raw.startswith("The enterprise") and made_up.support == 0.0
+    assert (
+        "no sentence" in made_up.reason
+        and made_up.raw.startswith("The enterprise")
+        and made_up.support == 0.0
+    )
     refusal = check_answer("I'm sorry, the passages do not contain that information.", ps)
     assert not refusal.grounded and refusal.text == NOT_IN_DOCUMENTS
     good = check_answer("The pro plan costs 42 euros per month.", ps)
-    assert good.grounded and good.text == "The pro plan costs 42 euros per month [1]." and good.citations == [1]
+    assert (
+        good.grounded and good.text == "The pro plan costs 42 euros per month [1]." and good.citations == [1]
+    )
     # a made-up sentence after a supported one is dropped, not shown with a citation
-    mixed = check_answer("The pro plan costs 42 euros per month. It also includes a free castle in Spain.", ps)
-    assert mixed.text == "The pro plan costs 42 euros per month [1]." and "1 unsupported sentence(s) dropped" in mixed.reason
-    assert mixed.support == pytest.approx(7 / 12)  # pro plan cost 42 euro per month | also include free castle spain
+    mixed = check_answer(
+        "The pro plan costs 42 euros per month. It also includes a free castle in Spain.", ps
+    )
+    assert (
+        mixed.text == "The pro plan costs 42 euros per month [1]."
+        and "1 unsupported sentence(s) dropped" in mixed.reason
+    )
+    assert mixed.support == pytest.approx(
+        7 / 12
+    )  # pro plan cost 42 euro per month | also include free castle spain
 
 
 def test_support_is_share_of_content_words_found():
@@ -141,10 +163,15 @@ def test_support_is_share_of_content_words_found():
 
 
 def test_build_rag_messages_numbers_passages_with_sources():
-    ps = [Passage("Text one.", "a.md", 0.5, 1, "H", "line 3"), Passage("Text two.", "b.pdf", 0.4, 2, "", "page 2")]
+    ps = [
+        Passage("Text one.", "a.md", 0.5, 1, "H", "line 3"),
+        Passage("Text two.", "b.pdf", 0.4, 2, "", "page 2"),
+    ]
     msgs = build_rag_messages("What?", ps, system_prompt="You are Support Bot.")
     assert [m["role"] for m in msgs] == ["system", "user"]
-    assert msgs[0]["content"].startswith("You are Support Bot.") and "Not in the documents" in msgs[0]["content"]
+    assert (
+        msgs[0]["content"].startswith("You are Support Bot.") and "Not in the documents" in msgs[0]["content"]
+    )
     user = msgs[1]["content"]
     assert "[1] (a.md, line 3)\nText one." in user and "[2] (b.pdf, page 2)\nText two." in user
     assert user.endswith("Question: What?")
