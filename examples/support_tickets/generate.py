@@ -104,7 +104,8 @@ def make_ticket(rng: random.Random, label: str) -> dict[str, str]:
         parts.insert(rng.choice([1, 2]), trigger)
     elif rng.random() < 0.3:
         parts.insert(1, rng.choice(DECOYS))  # urgency words without a trigger do not escalate
-    parts += [rng.choice(DETAILS), rng.choice(SIGNOFFS)]
+    details = [d for d in DETAILS if label != "priority" or "only me" not in d]  # no contradiction with an outage
+    parts += [rng.choice(details), rng.choice(SIGNOFFS)]
     text = " ".join(p for p in parts if p).format(**fill)
     text = text[0].upper() + text[1:]
     return {"text": text, "label": label}

@@ -44,7 +44,7 @@ class DemoSize:
 # Sized for 2 CPU cores: a LoRA step runs ~120 tokens/s (faster with adapters on the upper layers only) and a
 # prompt is read at a few hundred tokens/s, so the few-shot baseline (k examples in every prompt) costs as much
 # as a fine-tuning epoch. --quick keeps CI under three minutes.
-QUICK = DemoSize(n_examples=96, holdout=0.25, epochs=2, consistency=6, few_shot_k=2)
+QUICK = DemoSize(n_examples=96, holdout=0.25, epochs=3, consistency=6, few_shot_k=2)
 FULL = DemoSize(n_examples=400, holdout=0.2, epochs=3, consistency=24, few_shot_k=4)
 
 

@@ -23,9 +23,9 @@ def test_quick_demo_fine_tuned_beats_prompted_baselines(tmp_path, smollm2_dir):
     ft = cands["finetuned"]["metrics"]
     for base in ("base:zero-shot", "base:few-shot"):
         b = cands[base]["metrics"]
-        # clearly better, by both scorings: the generated answer and the label log-likelihood
-        assert ft["accuracy"] >= b["accuracy"] + 0.2, (base, ft["accuracy"], b["accuracy"])
-        assert ft["label_scoring"]["accuracy"] >= b["label_scoring"]["accuracy"] + 0.2
+        # clearly better (10 points or more), by both scorings: the generated answer and the label log-likelihood
+        assert ft["accuracy"] >= b["accuracy"] + 0.1, (base, ft["accuracy"], b["accuracy"])
+        assert ft["label_scoring"]["accuracy"] >= b["label_scoring"]["accuracy"] + 0.1
     assert report["gate"]["passed"] is True
     stages = [s["stage"] for s in report["demo"]["stages"]]
     assert stages == ["generate data", "check data", "split (stratified)", "prompted baselines", "fine-tune (LoRA)", "evaluate fine-tuned", "report"]
