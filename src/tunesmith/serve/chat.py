@@ -50,24 +50,20 @@ def add_routes(app: FastAPI) -> None:
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Any:
         body: wire.ChatRequest = await json_body(request, wire.ChatRequest)
-        store: Store = app.state.store
         ref = await asyncio.to_thread(resolve_model, app, body.model)
         messages = [_message(m, i) for i, m in enumerate(body.messages)]
         settings = _settings(body)
         schema = _response_schema(body)
         t0 = time.perf_counter()
-        gen = await _generate(app, ref, messages, settings, schema)
-        latency = (time.perf_counter() - t0) * 1000
-        stats.add(body.model, latency, gen.completion_tokens)
-        if app.state.settings.log_requests:
-            store.log_request({"created_at": time.time(), "model": body.model, "messages": json.dumps(messages),
-                               "response": gen.text, "latency_ms": latency, "prompt_tokens": gen.prompt_tokens,
-                               "completion_tokens": gen.completion_tokens, "status": 200, "stream": int(bool(body.stream))})
         cid, created = new_id("chatcmpl-"), int(time.time())
-        usage = {"prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens,
-                 "total_tokens": gen.prompt_tokens + gen.completion_tokens}
-        if body.stream:
-            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        include_usage = bool(body.stream and body.stream_options and body.stream_options.include_usage)
+        if body.stream and schema is None:  # tokens are sent as they are decoded
+            return StreamingResponse(_live_sse(app, body, ref, messages, settings, cid, created, include_usage, t0),
+                                     media_type="text/event-stream")
+        gen = await _generate(app, ref, messages, settings, schema)
+        _record(app, body, messages, gen, t0)
+        usage = _usage(gen)
+        if body.stream:  # json response_format: the answer is validated (and maybe retried) before it is sent
             tok = _tokenizer_for(app, ref)
             return StreamingResponse(_sse(cid, created, body.model, gen, usage, include_usage, tok), media_type="text/event-stream")
         return JSONResponse({
@@ -76,6 +72,50 @@ def add_routes(app: FastAPI) -> None:
                          "finish_reason": gen.finish_reason, "logprobs": None}],
             "usage": usage, "system_fingerprint": "tunesmith",
         })
+
+    def _record(app: FastAPI, body: wire.ChatRequest, messages: list[dict[str, Any]], gen: Any, t0: float) -> None:
+        latency = (time.perf_counter() - t0) * 1000
+        stats.add(body.model, latency, gen.completion_tokens)
+        if app.state.settings.log_requests:
+            app.state.store.log_request({"created_at": time.time(), "model": body.model, "messages": json.dumps(messages),
+                                         "response": gen.text, "latency_ms": latency, "prompt_tokens": gen.prompt_tokens,
+                                         "completion_tokens": gen.completion_tokens, "status": 200, "stream": int(bool(body.stream))})
+
+    async def _live_sse(app: FastAPI, body: wire.ChatRequest, ref: Any, messages: list[dict[str, Any]], settings: Any,
+                        cid: str, created: int, include_usage: bool, t0: float) -> Any:
+        loop = asyncio.get_running_loop()
+        pieces: asyncio.Queue[str] = asyncio.Queue()
+        fut = app.state.engine.submit(ref, messages, settings, on_text=lambda d: loop.call_soon_threadsafe(pieces.put_nowait, d))
+        done_fut = asyncio.wrap_future(fut)
+        chunk = _chunker(cid, created, body.model, include_usage)
+        yield chunk({"role": "assistant", "content": ""})
+        sent = ""
+        while not done_fut.done():
+            getter = asyncio.ensure_future(pieces.get())
+            finished, _ = await asyncio.wait({getter, done_fut}, return_when=asyncio.FIRST_COMPLETED)
+            if getter in finished:
+                sent += getter.result()
+                yield chunk({"content": getter.result()})
+            else:
+                getter.cancel()
+        while not pieces.empty():
+            piece = pieces.get_nowait()
+            sent += piece
+            yield chunk({"content": piece})
+        try:
+            gen = done_fut.result()
+        except Exception as exc:  # noqa: BLE001 - after the stream started, errors travel as an SSE error event
+            msg = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+            yield f"data: {json.dumps({'error': {'message': msg, 'type': 'server_error', 'param': None, 'code': 'generation_failed'}})}\n\n"
+            yield "data: [DONE]\n\n"
+            return
+        if gen.text.startswith(sent) and len(gen.text) > len(sent):
+            yield chunk({"content": gen.text[len(sent):]})
+        _record(app, body, messages, gen, t0)
+        yield chunk({}, gen.finish_reason)
+        if include_usage:
+            yield chunk({}, choices=False, use=_usage(gen))
+        yield "data: [DONE]\n\n"
 
     @app.post("/v1/embeddings")
     async def embeddings(request: Request) -> dict:
@@ -269,7 +309,12 @@ def _tokenizer(name: str) -> Any:
     return load_tokenizer(name)
 
 
-async def _sse(cid: str, created: int, model: str, gen: Any, usage: dict, include_usage: bool, tok: Any) -> Any:
+def _usage(gen: Any) -> dict[str, int]:
+    return {"prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens,
+            "total_tokens": gen.prompt_tokens + gen.completion_tokens}
+
+
+def _chunker(cid: str, created: int, model: str, include_usage: bool) -> Any:
     def chunk(delta: dict, finish: str | None = None, choices: bool = True, use: dict | None = None) -> str:
         c: dict[str, Any] = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
                              "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}] if choices else []}
@@ -277,6 +322,12 @@ async def _sse(cid: str, created: int, model: str, gen: Any, usage: dict, includ
             c["usage"] = use
         return f"data: {json.dumps(c)}\n\n"
 
+    return chunk
+
+
+async def _sse(cid: str, created: int, model: str, gen: Any, usage: dict, include_usage: bool, tok: Any) -> Any:
+    """A finished answer as SSE chunks (used when the answer had to be validated before sending)."""
+    chunk = _chunker(cid, created, model, include_usage)
     yield chunk({"role": "assistant", "content": ""})
     for piece in _pieces(gen.text, tok):
         yield chunk({"content": piece})

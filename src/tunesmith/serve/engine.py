@@ -49,6 +49,7 @@ class _Request:
     messages: list[dict[str, Any]]
     settings: Any  # GenerationSettings
     future: Future = field(default_factory=Future)
+    on_text: Any = None  # called from the engine thread with each new piece of answer text (streaming)
 
 
 @dataclass
@@ -76,8 +77,9 @@ class Engine:
         self.batches: list[int] = []  # sizes of the batches run (observability + tests)
         self.loads = 0
 
-    def submit(self, ref: ModelRef, messages: list[dict[str, Any]], settings: Any) -> Future:
-        req = _Request(ref, messages, settings)
+    def submit(self, ref: ModelRef, messages: list[dict[str, Any]], settings: Any, on_text: Any = None) -> Future:
+        """Queue one conversation; ``on_text`` (optional) receives the answer text as it is decoded."""
+        req = _Request(ref, messages, settings, on_text=on_text)
         self._queue.put(req)
         return req.future
 
@@ -133,6 +135,10 @@ class Engine:
 
         try:
             model, tok, ctx = self._activate(batch[0].ref)
+            if any(r.on_text for r in batch):
+                from tunesmith.serve.streaming import observed
+
+                model = observed(model, tok, batch)
             with ctx:
                 gens = generate(model, tok, [r.messages for r in batch], batch[0].settings, batch_size=len(batch))
             self.batches.append(len(batch))

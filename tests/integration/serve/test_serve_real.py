@@ -41,4 +41,10 @@ def test_smollm2_served_answers_match_generate_and_batch(tmp_path: Path, smollm2
     first_word = sequential[0].split()[1]
     cut = ask(QUESTIONS[0], stop=[first_word]).choices[0]
     assert first_word not in cut.message.content and cut.finish_reason == "stop"
+    from tunesmith.serve.engine import ModelRef
+
+    pieces: list[str] = []
+    gen = app.state.engine.submit(ModelRef(base=MODEL), [{"role": "user", "content": QUESTIONS[0]}], GenerationSettings(max_tokens=16),
+                                  on_text=pieces.append).result()
+    assert len(pieces) > 3 and "".join(pieces) == gen.text == sequential[0]  # token by token, same text
     app.state.engine.close()

@@ -128,6 +128,24 @@ def test_concurrent_requests_are_batched_and_match_sequential(served) -> None:
     assert max(engine.batches[before:]) > 1  # at least one real batch formed
 
 
+def test_streaming_pieces_arrive_before_the_answer_is_done(served) -> None:
+    """Live streaming: the engine hands out text while decoding; the pieces add up to the final answer."""
+    from tunesmith.models.generate import GenerationSettings
+    from tunesmith.serve.chat import resolve_model
+
+    app, _, _, job = served
+    ref = resolve_model(app, job.fine_tuned_model)
+    for stop in ((), ("um",)):
+        pieces: list[tuple[str, bool]] = []
+        holder: dict = {}
+        fut = app.state.engine.submit(ref, PROMPT, GenerationSettings(max_tokens=12, stop=stop),
+                                      on_text=lambda d: pieces.append((d, holder["fut"].done())))
+        holder["fut"] = fut
+        gen = fut.result()
+        assert gen.text.startswith("".join(p for p, _ in pieces))  # never more than, or other than, the answer
+        assert pieces and not pieces[0][1]  # the first piece came while the answer was still being decoded
+
+
 def test_lru_budget_unloads_and_reloads_adapters(served) -> None:
     from tunesmith.models.generate import GenerationSettings
     from tunesmith.serve.chat import resolve_model

@@ -30,9 +30,12 @@ class ScriptedEngine:
         self.texts = list(texts or ["scripted answer"])
         self.calls: list[tuple] = []
 
-    def submit(self, ref, messages, settings) -> Future:  # noqa: ANN001
+    def submit(self, ref, messages, settings, on_text=None) -> Future:  # noqa: ANN001
         self.calls.append((ref, messages, settings))
         text = self.texts.pop(0) if len(self.texts) > 1 else self.texts[0]
+        if on_text is not None:  # streamed: the text arrives in pieces before the result
+            for i in range(0, len(text), 4):
+                on_text(text[i : i + 4])
         fut: Future = Future()
         fut.set_result(Generation(text, 7, 3, 0.01, "stop"))
         return fut
