@@ -45,6 +45,7 @@ def serve(
     for b in base_model:
         if not Path(b).is_dir() and b not in ("smollm2-135m-instruct", "tiny"):
             fail(f"--base-model {b}: not an alias or an existing model folder.", "Pass a local folder saved with save_pretrained.")
+    _check_port(host, port)
     settings = ServeSettings(data_dir=data_dir, api_keys=list(api_key), concurrency=concurrency, log_requests=log_requests,
                              max_upload_bytes=max_upload_mb << 20, cors_origins=list(cors_origin), max_batch=max_batch,
                              model_budget_bytes=model_budget_mb << 20, extra_base_models=list(base_model),
@@ -110,6 +111,17 @@ def logs_correct(
     if not _store(data_dir).correct_log(log_id, answer):
         fail(f"No logged request with id {log_id}.", "List them with `tunesmith logs export OUT` and look at the ids.")
     console.print(json.dumps({"id": log_id, "corrected": True}))
+
+
+def _check_port(host: str, port: int) -> None:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+    except OSError as exc:
+        fail(f"Cannot listen on {host}:{port}: {exc.strerror}.", "Pick another --port, or stop the program using it.")
 
 
 def _store(data_dir: Path):
