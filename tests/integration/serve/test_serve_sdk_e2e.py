@@ -137,9 +137,12 @@ def test_streaming_pieces_arrive_before_the_answer_is_done(served) -> None:
     ref = resolve_model(app, job.fine_tuned_model)
     for stop in ((), ("um",)):
         pieces: list[tuple[str, bool]] = []
-        holder: dict = {}
-        fut = app.state.engine.submit(ref, PROMPT, GenerationSettings(max_tokens=12, stop=stop),
-                                      on_text=lambda d: pieces.append((d, holder["fut"].done())))
+        holder: dict = {"fut": None}
+
+        def on_text(d: str, pieces=pieces, holder=holder) -> None:
+            pieces.append((d, holder["fut"] is not None and holder["fut"].done()))
+
+        fut = app.state.engine.submit(ref, PROMPT, GenerationSettings(max_tokens=12, stop=stop), on_text=on_text)
         holder["fut"] = fut
         gen = fut.result()
         assert gen.text.startswith("".join(p for p, _ in pieces))  # never more than, or other than, the answer
