@@ -68,7 +68,10 @@ class _Streamer:
                 safe = safe[:-1]
         if safe.startswith(row.sent) and len(safe) > len(row.sent):
             delta, row.sent = safe[len(row.sent):], safe
-            row.request.on_text(delta)
+            try:
+                row.request.on_text(delta)
+            except Exception:  # noqa: BLE001 - a gone listener must not break the batch it shares
+                row.done = True
 
 
 class _Observed:
