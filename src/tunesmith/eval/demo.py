@@ -121,8 +121,9 @@ def run(out: Path, *, quick: bool = False, model: str | None = None, on_stage: C
 def demo_config(out: Path, size: DemoSize, model: str | None) -> ProjectConfig:
     """The example's config with the demo's folders, sizes and gate."""
     cfg = load_config(EXAMPLE_DIR / "tunesmith.yaml")
-    if model:
+    if model and model != cfg.model.name:
         cfg.model.name = model
+        cfg.lora.layers_to_transform = None  # the example's layer choice is SmolLM2's (30 layers)
     cfg.train.output_dir = out / "runs"
     cfg.train.run_name = "support-tickets-lora"
     cfg.train.epochs = size.epochs
