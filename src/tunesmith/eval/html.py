@@ -80,8 +80,8 @@ def _gate(gate: dict[str, Any]) -> str:
 
 def _table(task: str, cands: dict[str, Any]) -> str:
     cols = [c for c in HEADLINE.get(task, []) if any(metric(v["metrics"], c) is not None for v in cands.values())]
-    extra = [("latency p50 ms", lambda v: v["latency_ms"]["p50"], False), ("latency p95 ms", lambda v: v["latency_ms"]["p95"], False),
-             ("tokens/s", lambda v: v["metrics"].get("tokens_per_s"), True), ("$ per 1k requests", lambda v: v["metrics"].get("cost_per_1k_requests_usd"), False)]  # fmt: skip
+    extra = [("latency p50 ms", lambda v: v["latency_ms"]["p50"], 0), ("latency p95 ms", lambda v: v["latency_ms"]["p95"], 0),
+             ("tokens/s", lambda v: v["metrics"].get("tokens_per_s"), 1), ("$ per 1k requests", lambda v: v["metrics"].get("cost_per_1k_requests_usd"), 4)]  # fmt: skip
     head = "".join(f"<th>{escape(c)}</th>" for c in [*cols, *(e[0] for e in extra)])
     rows = []
     for name, v in cands.items():
@@ -90,9 +90,8 @@ def _table(task: str, cands: dict[str, Any]) -> str:
             x = metric(v["metrics"], c)
             best = x is not None and x == max((metric(o["metrics"], c) or -1e9) for o in cands.values()) and c != "invalid_rate"
             cells.append(f'<td class="{"best" if best and len(cands) > 1 else ""}">{_fmt(x)}</td>')
-        for _, get, _higher in extra:
-            x = get(v)
-            cells.append(f"<td>{_fmt(x, 4 if x is not None and x < 0.1 else 1)}</td>")
+        for _, get, digits in extra:
+            cells.append(f"<td>{_fmt(get(v), digits)}</td>")
         rows.append(f"<tr><td><b>{escape(name)}</b></td>{''.join(cells)}</tr>")
     return f"<table><tr><th>candidate</th>{head}</tr>{''.join(rows)}</table>"
 
@@ -140,13 +139,13 @@ def _legend(names: list[str], y: float, x0: float) -> str:
 def _confusion(name: str, m: dict[str, Any]) -> str:
     conf = m["confusion"]
     labels, cols, mat = conf["labels"], conf["columns"], conf["matrix"]
-    cell, lw, top = 40, 120, 90
+    cell, lw, top = 40, 120, 100
     W, H = lw + cell * len(cols) + 10, top + cell * len(labels) + 10
     peak = max([max(r) for r in mat] + [1])
     out = [f'<div class="card"><b>{escape(name)}</b><br><svg width="{W}" height="{H}" role="img" aria-label="confusion matrix {escape(name)}">']
     for j, c in enumerate(cols):
         x = lw + j * cell + cell / 2
-        out.append(f'<text transform="translate({x + 4},{top - 6}) rotate(-50)" font-size="11">{escape(c[:18])}</text>')
+        out.append(f'<text transform="translate({x - 4},{top - 6}) rotate(-50)" font-size="11">{escape(c[:18])}</text>')
     for i, lab in enumerate(labels):
         y = top + i * cell
         out.append(f'<text x="{lw - 6}" y="{y + cell / 2 + 4}" font-size="11" text-anchor="end">{escape(lab[:18])}</text>')
