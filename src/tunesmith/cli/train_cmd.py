@@ -38,8 +38,12 @@ def train_command(
     from tunesmith.config import load_config
 
     cfg = load_config(config, overrides or [])
+    from transformers.utils import logging as hf_logging
+
     from tunesmith.cli.render import console
     from tunesmith.train.api import train
+
+    hf_logging.disable_progress_bar()  # our bar is the progress; "Loading weights" bars would interleave
 
     stop = _StopFlag()
     with _progress(console) as on_progress:
