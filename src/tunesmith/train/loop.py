@@ -61,6 +61,7 @@ class LoopState:
     best_step: int | None = None
     bad_evals: int = 0
     stopped_early: bool = False
+    data_fingerprint: str | None = None  # of the tokenized train set: a resume on changed data is refused
 
 
 @dataclass(frozen=True)
@@ -96,9 +97,15 @@ def fit(
     fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
     optimizer = torch.optim.AdamW(params, lr=t.resolved_lr(), weight_decay=t.weight_decay, fused=fused)
     scheduler = build_scheduler(optimizer, t.lr_scheduler, round(t.warmup_ratio * total_steps), total_steps)
-    state = LoopState()
+    fingerprint = data_fingerprint(train)
+    state = LoopState(data_fingerprint=fingerprint)
     if resume_from is not None:
         state = load_checkpoint(resume_from, model, optimizer, scheduler)
+        if state.data_fingerprint not in (None, fingerprint):
+            raise TunesmithError(
+                f"Cannot resume from {resume_from}: the training data changed since the run started.",
+                "Restore the original data file, or start a new run.",
+            )
     else:
         _seed_everything(t.seed)
     engine = _wrap_distributed(model) if world > 1 else model
@@ -182,6 +189,16 @@ def accumulate_gradients(engine: Any, micro: list[Batch], rank: int = 0, world: 
     if world > 1:
         loss_sum = _all_reduce_float(loss_sum)
     return loss_sum, n_total, n_local, sum(b.n_tokens for b in mine) if weight else 0
+
+
+def data_fingerprint(examples: list[Tokenized]) -> str:
+    """A hash of the token ids and labels of the training set (its order included)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for ex in examples:
+        h.update(repr((ex.input_ids, ex.labels)).encode())
+    return h.hexdigest()[:16]
 
 
 def evaluate(model: Any, examples: list[Tokenized], cfg: ProjectConfig) -> float:

@@ -100,3 +100,14 @@ def test_resume_refuses_changed_config_and_missing_checkpoint(tmp_path: Path, to
     changed = toy_config(tmp_path, toy_model_dir, "lora", "train.run_name=empty", "train.lr=0.5")
     with pytest.raises(TunesmithError, match=r"differs from the run's in train\.lr"):
         train(changed, resume=run_dir)
+
+
+def test_resume_refuses_changed_data(tmp_path: Path, toy_model_dir: Path) -> None:
+    cfg = toy_config(tmp_path, toy_model_dir, "lora", "train.run_name=r", "train.max_steps=4")
+    steps: list[int] = []
+    first = train(cfg, on_progress=lambda e: steps.append(1) if e["event"] == "step" else None, should_stop=lambda: len(steps) >= 1)
+    assert first.status == "stopped"
+    data = tmp_path / "train.jsonl"
+    data.write_text(data.read_text().replace("Is apple", "Is mango"))
+    with pytest.raises(TunesmithError, match="training data changed"):
+        train(cfg, resume=first.run_dir)
