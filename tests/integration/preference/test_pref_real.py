@@ -66,7 +66,9 @@ def test_real_reward_model_beats_chance_on_holdout(reward_run) -> None:  # noqa:
     assert reward_run.status == "completed"
     assert math.isfinite(s["train_loss_last"]) and s["train_loss_last"] < s["train_loss_first"]
     assert s["holdout_pairwise_accuracy"] > 0.5  # chance is 0.5 on pairs
-    assert s["holdout_reward_margin"] > 0
+    # CAPITALS are visible even to the untrained head (it ranks most hold-out pairs right by luck of its
+    # random projection), so the learning shows in the margin, which grows many times over
+    assert s["holdout_reward_margin"] > 5 * max(s["holdout_reward_margin_before"], 0.1)
 
 
 def test_real_ppo_rloo_runs_a_few_steps(tmp: Path, reward_run) -> None:  # noqa: ANN001
