@@ -41,12 +41,13 @@ def eval_cmd(
     reward: Path | None = typer.Option(None, "--reward", help="A reward run: adds reward_score for chat/completion answers."),
     system_prompt: str | None = typer.Option(None, "--system-prompt", help="System prompt (default: the config's, else generated from the labels/keys)."),
     max_examples: int | None = typer.Option(None, "--max-examples", help="Evaluate only the first N examples."),
+    max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", min=1, help="Generation budget per answer (default: eval.max_new_tokens)."),
 ) -> None:
     """Evaluate a fine-tuned run against prompted baselines on the same hold-out, and write the report."""
-    _guard(_eval, data, out, model, adapter, baselines, train, config, require, task, rag_index, reward, system_prompt, max_examples)
+    _guard(_eval, data, out, model, adapter, baselines, train, config, require, task, rag_index, reward, system_prompt, max_examples, max_new_tokens)
 
 
-def _eval(data, out, model, adapter, baselines, train, config, require, task, rag_index, reward, system_prompt, max_examples) -> None:
+def _eval(data, out, model, adapter, baselines, train, config, require, task, rag_index, reward, system_prompt, max_examples, max_new_tokens) -> None:
     from tunesmith.config import load_config
     from tunesmith.eval.run import EvalSpec, run
 
@@ -56,6 +57,8 @@ def _eval(data, out, model, adapter, baselines, train, config, require, task, ra
     settings = cfg.eval.model_copy(update={"require": [*cfg.eval.require, *require]})
     if max_examples is not None:
         settings = settings.model_copy(update={"max_examples": max_examples})
+    if max_new_tokens is not None:
+        settings = settings.model_copy(update={"max_new_tokens": max_new_tokens})
     names = tuple(b.strip() for b in baselines.split(",") if b.strip())
     spec = EvalSpec(
         data=Path(data), out=Path(out), model=model or (cfg.model.name if config else None), adapter=adapter,

@@ -110,11 +110,11 @@ def test_compare_reports_and_runs(tiny_run, evaluated):
 
 def test_chat_and_extraction_tasks_on_base(tiny_model_dir, tmp_path):
     res = _eval(["--data", str(ASSETS / "chat.jsonl"), "--model", str(tiny_model_dir), "--out", str(tmp_path / "c"),
-                 "--baselines", "zero-shot,few-shot", "--train", str(ASSETS / "chat.jsonl"), "--max-examples", "4"])  # fmt: skip
+                 "--baselines", "zero-shot,few-shot", "--train", str(ASSETS / "chat.jsonl"), "--max-examples", "4", "--max-new-tokens", "12"])  # fmt: skip
     assert res.exit_code == 0, res.output
     m = json.loads((tmp_path / "c" / "report.json").read_text())["candidates"]["base:few-shot"]["metrics"]
     assert {"token_f1", "rouge_l", "exact_match", "consistency"} <= set(m)
-    res = _eval(["--data", str(ASSETS / "extraction.jsonl"), "--model", str(tiny_model_dir), "--out", str(tmp_path / "x"), "--baselines", "zero-shot"])
+    res = _eval(["--data", str(ASSETS / "extraction.jsonl"), "--model", str(tiny_model_dir), "--out", str(tmp_path / "x"), "--baselines", "zero-shot", "--max-new-tokens", "12"])
     assert res.exit_code == 0, res.output
     m = json.loads((tmp_path / "x" / "report.json").read_text())["candidates"]["base:zero-shot"]["metrics"]
     assert {"valid_json_rate", "exact_match", "field_f1", "per_field"} <= set(m)
