@@ -17,7 +17,9 @@ Design choices (docs/preference.md):
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,9 +72,10 @@ def build_reward_model(cfg: ProjectConfig) -> tuple[Any, Any]:
     torch.manual_seed(cfg.train.seed)
     path = resolve_model_dir(cfg.model.name)
     tokenizer = load_tokenizer(cfg.model.name)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        str(path), num_labels=1, dtype=resolve_dtype(cfg.model.dtype, "cpu" if not torch.cuda.is_available() else "cuda")
-    )
+    with _quiet_load_report():  # "score.weight MISSING": the new head is meant to start untrained
+        model = AutoModelForSequenceClassification.from_pretrained(
+            str(path), num_labels=1, dtype=resolve_dtype(cfg.model.dtype, "cpu" if not torch.cuda.is_available() else "cuda")
+        )
     model.config.pad_token_id = tokenizer.pad_token_id
     if cfg.train.finetune == "full":
         return model, tokenizer
@@ -183,7 +186,8 @@ def load_reward_scorer(run_dir: Path, *, max_len: int = 1024) -> RewardScorer:
         base = run_base_model(run_dir)
         if base is None:
             raise TunesmithError(f"Cannot tell which base model {run_dir} was trained on.", "Its summary.json is missing.")
-        head = AutoModelForSequenceClassification.from_pretrained(str(resolve_model_dir(base)), num_labels=1, dtype=torch.float32)
+        with _quiet_load_report():  # the head is missing from the base; the adapter restores the trained one
+            head = AutoModelForSequenceClassification.from_pretrained(str(resolve_model_dir(base)), num_labels=1, dtype=torch.float32)
         head.config.pad_token_id = tokenizer.pad_token_id
         model = PeftModel.from_pretrained(head, str(folder))
     if getattr(model.config, "num_labels", 1) != 1:
@@ -191,3 +195,17 @@ def load_reward_scorer(run_dir: Path, *, max_len: int = 1024) -> RewardScorer:
     model.config.pad_token_id = tokenizer.pad_token_id
     model.eval()
     return RewardScorer(model, tokenizer, max_len)
+
+
+@contextlib.contextmanager
+def _quiet_load_report() -> Iterator[None]:
+    """transformers logs a load report naming the newly created ``score`` head as MISSING; for a reward model
+    that is expected, and the report would read like an error to users of ``tunesmith score``."""
+    from transformers.utils import logging as hf_logging
+
+    old = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(old)

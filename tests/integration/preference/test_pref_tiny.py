@@ -170,7 +170,7 @@ def test_score_refuses_a_policy_run(tmp: Path, dpo_run) -> None:  # noqa: ANN001
     assert "method: dpo run, not a reward model" in str(res.exception)
 
 
-def test_ppo_rloo_raises_reward_of_greedy_answers(tmp: Path, reward_run) -> None:  # noqa: ANN001
+def test_ppo_rloo_raises_sampled_reward(tmp: Path, reward_run) -> None:  # noqa: ANN001
     from tunesmith.models.inference import load_for_inference
 
     result = train(_cfg(tmp, "ppo", "train.run_name=ppo", f"train.reward_model={reward_run.run_dir}", f"train.prompts={tmp / 'pairs.jsonl'}",
