@@ -137,6 +137,8 @@ def demo_cmd(
     def on_stage(name: str, state: str) -> None:
         if state == "start":
             console.print(f"[bold]>[/] {name} ...", highlight=False)
+        elif state != "done":
+            console.print(f"    {state}", highlight=False)
 
     result = _guard(run, out, quick=quick, model=model, on_stage=on_stage)
     render_report(result.report)

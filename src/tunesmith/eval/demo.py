@@ -100,7 +100,7 @@ def run(out: Path, *, quick: bool = False, model: str | None = None, on_stage: C
     with stage("fine-tune (LoRA)"):
         from tunesmith.train.api import train
 
-        trained = train(cfg)
+        trained = train(cfg, on_progress=lambda e: _train_progress(e, notify))
         if trained.status not in ("completed", "early_stopped"):
             raise TunesmithError(f"Training ended with status {trained.status}.", f"See {trained.run_dir}/summary.json.")
         result.run_dir = trained.run_dir
@@ -116,6 +116,11 @@ def run(out: Path, *, quick: bool = False, model: str | None = None, on_stage: C
 
     (out / "report" / "report.json").write_text(json.dumps(result.report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return result
+
+
+def _train_progress(event: dict[str, Any], notify: Callable[[str, str], None]) -> None:
+    if event.get("event") == "step" and (event["step"] % 10 == 0 or event["step"] == event.get("total_steps")):
+        notify("fine-tune (LoRA)", f"step {event['step']}/{event.get('total_steps')}  loss {event.get('loss', float('nan')):.3f}")
 
 
 def demo_config(out: Path, size: DemoSize, model: str | None) -> ProjectConfig:
