@@ -221,16 +221,29 @@ class MetricsSink:
         self.should_stop = should_stop
         self.total_steps = total_steps
         self.stopped = False
+        self._last: tuple[float, float] | None = None
 
     def add(self, step: int, logs: dict[str, Any]) -> None:
         row = {"step": step, **{k: float(v) for k, v in logs.items() if isinstance(v, int | float)}}
         if "train_runtime" in row:  # the Trainer's end-of-run aggregate, not a step
             return
+        self._add_speed(row)
         self.history.append(row)
         if self._write is not None:
             self._write(row)
         if self.on_progress is not None:
-            self.on_progress({"event": "step", "step": step, "total_steps": self.total_steps, "loss": row.get("loss"), "lr": row.get("learning_rate")})
+            self.on_progress({"event": "step", "step": step, "total_steps": self.total_steps, "loss": row.get("loss"),
+                              "lr": row.get("learning_rate"), "tokens_per_s": row.get("tokens_per_s")})  # fmt: skip
+
+    def _add_speed(self, row: dict[str, float]) -> None:
+        """tokens_per_s from TRL's cumulative ``num_tokens`` between two logged steps (wall clock)."""
+        import time
+
+        now, tokens = time.monotonic(), row.get("num_tokens")
+        if tokens is not None and self._last is not None and now > self._last[0]:
+            row["tokens_per_s"] = (tokens - self._last[1]) / (now - self._last[0])
+        if tokens is not None:
+            self._last = (now, tokens)
 
     def series(self, key: str) -> list[float]:
         return [r[key] for r in self.history if key in r]
@@ -241,7 +254,10 @@ def _callback(sink: MetricsSink) -> TrainerCallback:
 
     class _ToSink(TrainerCallback):
         def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            import time
+
             sink.total_steps = state.max_steps
+            sink._last = (time.monotonic(), 0.0)  # TRL's num_tokens counts from 0: step 1 gets a speed too
             if sink.on_progress is not None:
                 sink.on_progress({"event": "start", "step": 0, "total_steps": state.max_steps, "resumed": False})
 
