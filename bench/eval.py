@@ -38,7 +38,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--max-new-tokens", type=int, default=24)
     ap.add_argument("--model", default=MODEL, help="base model (the tiny one for a smoke run)")
-    ap.add_argument("--adapter", type=Path, default=None, help="also score a fine-tuned run (e.g. a demo's runs/ folder)")
+    ap.add_argument(
+        "--adapter", type=Path, default=None, help="also score a fine-tuned run (e.g. a demo's runs/ folder)"
+    )
     a = ap.parse_args()
 
     import torch
@@ -56,12 +58,16 @@ def main() -> None:
           f"n={a.n}, max_new_tokens={a.max_new_tokens}, batch size {a.batch_size}, medians of {a.repeats}")  # fmt: skip
     cands = [("base", None)] + ([("finetuned", a.adapter)] if a.adapter else [])
     for cand, adapter in cands:
-        model, tok = load_for_inference(a.model if adapter is None else None, adapter, dtype="float32", device="cpu")
+        model, tok = load_for_inference(
+            a.model if adapter is None else None, adapter, dtype="float32", device="cpu"
+        )
         print(f"\n## {cand}" + (f" ({adapter})" if adapter else ""))
         bench_candidate(model, tok, convs, golds, labels, a)
 
 
-def bench_candidate(model, tok, convs: list, golds: list[str], labels: list[str], a: argparse.Namespace) -> None:
+def bench_candidate(
+    model, tok, convs: list, golds: list[str], labels: list[str], a: argparse.Namespace
+) -> None:
     """Time the three paths for one model and print medians, ratios and accuracies."""
     import torch
 
@@ -96,7 +102,11 @@ def bench_candidate(model, tok, convs: list, golds: list[str], labels: list[str]
     acc_ref = sum(match_label(x, labels) == g for x, g in zip(ref_out, golds, strict=True)) / len(golds)
     acc_ls = sum(p == g for p, g in zip(ls_out, golds, strict=True)) / len(golds)
     print(f"{'path':38} {'median s':>9} {'ms/example':>11} {'accuracy':>9} {'speed vs reference':>19}")
-    paths = [("reference: one-at-a-time generate", ref_t, acc_ref), (f"tunesmith batched generate (bs {a.batch_size})", bat_t, acc_gen), ("tunesmith label scoring", ls_t, acc_ls)]
+    paths = [
+        ("reference: one-at-a-time generate", ref_t, acc_ref),
+        (f"tunesmith batched generate (bs {a.batch_size})", bat_t, acc_gen),
+        ("tunesmith label scoring", ls_t, acc_ls),
+    ]
     for name, t, acc in paths:
         print(f"{name:38} {t:9.2f} {1000 * t / len(convs):11.1f} {acc:9.3f} {ref_t / t:18.1f}x")
     print(f"batched vs one-at-a-time: {ref_t / bat_t:.1f}x faster; identical answers {same}/{len(convs)}")
@@ -114,7 +124,9 @@ def _timed(fn, repeats: int) -> tuple[float, list[str]]:
 
 
 def _tickets(n: int) -> list[dict]:
-    spec = importlib.util.spec_from_file_location("gen", ROOT / "examples" / "support_tickets" / "generate.py")
+    spec = importlib.util.spec_from_file_location(
+        "gen", ROOT / "examples" / "support_tickets" / "generate.py"
+    )
     gen = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(gen)  # type: ignore[union-attr]
     return gen.generate(n, seed=11)

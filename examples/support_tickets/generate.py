@@ -25,10 +25,49 @@ from pathlib import Path
 
 LABELS = ("account", "billing", "priority", "technical")
 
-GREETINGS = ["", "Hi,", "Hello,", "Hi team,", "Hello support,", "Good morning,", "Hey,", "Dear Northwind,", "To whom it may concern,"]
-SIGNOFFS = ["", "Thanks.", "Thanks in advance.", "Regards, {name}", "Cheers, {name}", "Best, {name}", "- {name}", "Thank you!"]
-NAMES = ["Priya", "Tomas", "Mei", "Jordan", "Aisha", "Lukas", "Sofia", "Daniel", "Keiko", "Omar", "Elena", "Sam"]
-PRODUCTS = ["the desktop app", "the iOS app", "the Android app", "the web dashboard", "the sync client", "the reporting module"]
+GREETINGS = [
+    "",
+    "Hi,",
+    "Hello,",
+    "Hi team,",
+    "Hello support,",
+    "Good morning,",
+    "Hey,",
+    "Dear Northwind,",
+    "To whom it may concern,",
+]
+SIGNOFFS = [
+    "",
+    "Thanks.",
+    "Thanks in advance.",
+    "Regards, {name}",
+    "Cheers, {name}",
+    "Best, {name}",
+    "- {name}",
+    "Thank you!",
+]
+NAMES = [
+    "Priya",
+    "Tomas",
+    "Mei",
+    "Jordan",
+    "Aisha",
+    "Lukas",
+    "Sofia",
+    "Daniel",
+    "Keiko",
+    "Omar",
+    "Elena",
+    "Sam",
+]
+PRODUCTS = [
+    "the desktop app",
+    "the iOS app",
+    "the Android app",
+    "the web dashboard",
+    "the sync client",
+    "the reporting module",
+]
 MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October"]
 
 TOPICS: dict[str, list[str]] = {
@@ -70,10 +109,22 @@ TOPICS: dict[str, list[str]] = {
     ],
 }
 DETAILS = [
-    "", "This started on {month} {day}.", "It happened again this morning.", "I tried another browser, same thing.",
-    "Our account ID is NW-{acct}.", "I already restarted everything.", "A screenshot is attached.", "It affects only me as far as I know.",
+    "",
+    "This started on {month} {day}.",
+    "It happened again this morning.",
+    "I tried another browser, same thing.",
+    "Our account ID is NW-{acct}.",
+    "I already restarted everything.",
+    "A screenshot is attached.",
+    "It affects only me as far as I know.",
 ]
-DECOYS = ["This is urgent.", "Please help ASAP!", "Need this fixed quickly.", "URGENT:", "High importance, please reply today."]
+DECOYS = [
+    "This is urgent.",
+    "Please help ASAP!",
+    "Need this fixed quickly.",
+    "URGENT:",
+    "High importance, please reply today.",
+]
 # The escalation policy (not stated in any prompt): any one of these routes the ticket to priority.
 TRIGGERS = [
     "We are on the Enterprise plan.",
@@ -104,7 +155,9 @@ def make_ticket(rng: random.Random, label: str) -> dict[str, str]:
         parts.insert(rng.choice([1, 2]), trigger)
     elif rng.random() < 0.3:
         parts.insert(1, rng.choice(DECOYS))  # urgency words without a trigger do not escalate
-    details = [d for d in DETAILS if label != "priority" or "only me" not in d]  # no contradiction with an outage
+    details = [
+        d for d in DETAILS if label != "priority" or "only me" not in d
+    ]  # no contradiction with an outage
     parts += [rng.choice(details), rng.choice(SIGNOFFS)]
     text = " ".join(p for p in parts if p).format(**fill)
     text = text[0].upper() + text[1:]
@@ -140,7 +193,9 @@ def write_all(path: Path, n: int, seed: int = 7) -> Path:
     """Write ``n`` tickets to one JSONL file (the demo checks and splits it itself)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in generate(n, seed)), encoding="utf-8")
+    path.write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in generate(n, seed)), encoding="utf-8"
+    )
     return path
 
 

@@ -30,24 +30,85 @@ def _guard(fn: Any, *args: Any, **kwargs: Any) -> Any:
 def eval_cmd(
     data: Path = typer.Option(..., "--data", help="Hold-out file (JSONL/CSV) with reference answers."),
     out: Path = typer.Option(..., "--out", help="Folder for report.json, report.html and predictions.jsonl."),
-    model: str | None = typer.Option(None, "--model", help="Base model (alias or folder). Default: the run's base, else smollm2-135m-instruct."),
-    adapter: Path | None = typer.Option(None, "--adapter", help="A training run folder (runs/<id>) to evaluate as 'finetuned'."),
-    baselines: str = typer.Option("zero-shot,few-shot", "--baselines", help="Prompted baselines: any of zero-shot,few-shot,rag ('' for none)."),
-    train: Path | None = typer.Option(None, "--train", help="Training file the few-shot examples are drawn from (default: the run's data.train)."),
-    config: Path | None = typer.Option(None, "--config", help="Project config whose eval section sets k, batch size, format rules, prices."),
-    require: list[str] = typer.Option([], "--require", help='Release gate rule, e.g. "finetuned.accuracy>=0.9" (repeatable). Exit 1 when one fails.'),
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        help="Base model (alias or folder). Default: the run's base, else smollm2-135m-instruct.",
+    ),
+    adapter: Path | None = typer.Option(
+        None, "--adapter", help="A training run folder (runs/<id>) to evaluate as 'finetuned'."
+    ),
+    baselines: str = typer.Option(
+        "zero-shot,few-shot",
+        "--baselines",
+        help="Prompted baselines: any of zero-shot,few-shot,rag ('' for none).",
+    ),
+    train: Path | None = typer.Option(
+        None,
+        "--train",
+        help="Training file the few-shot examples are drawn from (default: the run's data.train).",
+    ),
+    config: Path | None = typer.Option(
+        None, "--config", help="Project config whose eval section sets k, batch size, format rules, prices."
+    ),
+    require: list[str] = typer.Option(
+        [],
+        "--require",
+        help='Release gate rule, e.g. "finetuned.accuracy>=0.9" (repeatable). Exit 1 when one fails.',
+    ),
     task: str | None = typer.Option(None, "--task", help="Force the data format (detected when omitted)."),
     rag_index: Path | None = typer.Option(None, "--rag-index", help="Index folder for the rag baseline."),
-    reward: Path | None = typer.Option(None, "--reward", help="A reward run: adds reward_score for chat/completion answers."),
-    system_prompt: str | None = typer.Option(None, "--system-prompt", help="System prompt (default: the config's, else generated from the labels/keys)."),
-    max_examples: int | None = typer.Option(None, "--max-examples", help="Evaluate only the first N examples."),
-    max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", min=1, help="Generation budget per answer (default: eval.max_new_tokens)."),
+    reward: Path | None = typer.Option(
+        None, "--reward", help="A reward run: adds reward_score for chat/completion answers."
+    ),
+    system_prompt: str | None = typer.Option(
+        None,
+        "--system-prompt",
+        help="System prompt (default: the config's, else generated from the labels/keys).",
+    ),
+    max_examples: int | None = typer.Option(
+        None, "--max-examples", help="Evaluate only the first N examples."
+    ),
+    max_new_tokens: int | None = typer.Option(
+        None, "--max-new-tokens", min=1, help="Generation budget per answer (default: eval.max_new_tokens)."
+    ),
 ) -> None:
     """Evaluate a fine-tuned run against prompted baselines on the same hold-out, and write the report."""
-    _guard(_eval, data, out, model, adapter, baselines, train, config, require, task, rag_index, reward, system_prompt, max_examples, max_new_tokens)
+    _guard(
+        _eval,
+        data,
+        out,
+        model,
+        adapter,
+        baselines,
+        train,
+        config,
+        require,
+        task,
+        rag_index,
+        reward,
+        system_prompt,
+        max_examples,
+        max_new_tokens,
+    )
 
 
-def _eval(data, out, model, adapter, baselines, train, config, require, task, rag_index, reward, system_prompt, max_examples, max_new_tokens) -> None:
+def _eval(
+    data,
+    out,
+    model,
+    adapter,
+    baselines,
+    train,
+    config,
+    require,
+    task,
+    rag_index,
+    reward,
+    system_prompt,
+    max_examples,
+    max_new_tokens,
+) -> None:
     from tunesmith.config import load_config
     from tunesmith.eval.run import EvalSpec, run
 
@@ -66,11 +127,15 @@ def _eval(data, out, model, adapter, baselines, train, config, require, task, ra
         rag_index=rag_index or cfg.rag.index, reward_run=reward, system_prompt=system_prompt or cfg.data.system_prompt,
     )  # fmt: skip
     with console.status("Evaluating...") as status:
-        result = run(spec, on_progress=lambda e: status.update(f"Evaluating {e['name']} on {e['n']} examples..."))
+        result = run(
+            spec, on_progress=lambda e: status.update(f"Evaluating {e['name']} on {e['n']} examples...")
+        )
     render_report(result.report)
     console.print(f"Report: {Path(out) / 'report.html'}  (json: {Path(out) / 'report.json'})")
     if not result.gate_passed:
-        raise TunesmithError("The release gate failed (see the rules above).", "Improve the model or adjust --require.")
+        raise TunesmithError(
+            "The release gate failed (see the rules above).", "Improve the model or adjust --require."
+        )
 
 
 def render_report(report: dict[str, Any]) -> None:
@@ -82,14 +147,20 @@ def render_report(report: dict[str, Any]) -> None:
     if report.get("task") == "preference":
         table = Table(title=f"preference: {report.get('n_pairs', '?')} pairs")
         table.add_column("candidate")
-        keys = sorted({k for c in cands.values() for k, v in c.get("metrics", {}).items() if isinstance(v, int | float)})
+        keys = sorted(
+            {k for c in cands.values() for k, v in c.get("metrics", {}).items() if isinstance(v, int | float)}
+        )
         for k in keys:
             table.add_column(k, justify="right")
         for name, c in cands.items():
             table.add_row(name, *[_fmt(c.get("metrics", {}).get(k)) for k in keys])
         console.print(table)
     else:
-        keys = [k for k in HEADLINE.get(report.get("task", ""), []) if any(metric(c["metrics"], k) is not None for c in cands.values())]
+        keys = [
+            k
+            for k in HEADLINE.get(report.get("task", ""), [])
+            if any(metric(c["metrics"], k) is not None for c in cands.values())
+        ]
         table = Table(title=f"{report.get('task')}: {report.get('n')} hold-out examples")
         table.add_column("candidate")
         for k in [*keys, "p50 ms", "p95 ms", "tok/s", "$/1k req"]:
@@ -108,7 +179,11 @@ def _fmt(x: Any, digits: int = 3) -> str:
     return "-" if not isinstance(x, int | float) else f"{x:.{digits}f}"
 
 
-def compare_cmd(paths: list[Path] = typer.Argument(..., help="report.json files, eval --out folders, demo folders or run folders.")) -> None:
+def compare_cmd(
+    paths: list[Path] = typer.Argument(
+        ..., help="report.json files, eval --out folders, demo folders or run folders."
+    ),
+) -> None:
     """Put evaluation reports and training runs side by side."""
     from rich.table import Table
 
@@ -120,14 +195,20 @@ def compare_cmd(paths: list[Path] = typer.Argument(..., help="report.json files,
     for c in comp.columns:
         table.add_column(c, justify="right")
     for key, vals in comp.rows:
-        table.add_row(key, *[_fmt(v) if isinstance(v, float) else ("-" if v is None else str(v)) for v in vals])
+        table.add_row(
+            key, *[_fmt(v) if isinstance(v, float) else ("-" if v is None else str(v)) for v in vals]
+        )
     console.print(table)
 
 
 def demo_cmd(
     out: Path = typer.Option(Path("demo-out"), "--out", help="Folder for the data, the run and the report."),
-    quick: bool = typer.Option(False, "--quick", help="Smaller data and fewer steps (about 3 minutes instead of 15)."),
-    model: str | None = typer.Option(None, "--model", help="Base model (default: the example config's, SmolLM2-135M)."),
+    quick: bool = typer.Option(
+        False, "--quick", help="Smaller data and fewer steps (about 3 minutes instead of 15)."
+    ),
+    model: str | None = typer.Option(
+        None, "--model", help="Base model (default: the example config's, SmolLM2-135M)."
+    ),
 ) -> None:
     """The main job end to end: check data, split, prompted baselines, LoRA fine-tune, evaluate, report."""
     from rich.table import Table

@@ -15,7 +15,17 @@ from typing import Any
 from tunesmith.errors import TunesmithError
 from tunesmith.eval.html import HEADLINE, metric
 
-RUN_KEYS = ("method", "finetune", "status", "steps", "final_train_loss", "best_val_loss", "tokens_trained", "wall_time_s", "peak_memory_mb")
+RUN_KEYS = (
+    "method",
+    "finetune",
+    "status",
+    "steps",
+    "final_train_loss",
+    "best_val_loss",
+    "tokens_trained",
+    "wall_time_s",
+    "peak_memory_mb",
+)
 
 
 @dataclass(frozen=True)
@@ -27,7 +37,9 @@ class Comparison:
 def compare(paths: list[Path]) -> Comparison:
     """One table for every report candidate and run in ``paths``."""
     if not paths:
-        raise TunesmithError("Nothing to compare.", "Pass report.json files, eval --out folders or run folders.")
+        raise TunesmithError(
+            "Nothing to compare.", "Pass report.json files, eval --out folders or run folders."
+        )
     sources = [load_source(Path(p)) for p in paths]
     columns: list[str] = []
     values: list[dict[str, Any]] = []
@@ -51,18 +63,36 @@ def compare(paths: list[Path]) -> Comparison:
 
 def load_source(path: Path) -> tuple[str, str, dict[str, Any]]:
     """``(label, "report"|"run", data)`` for one argument."""
-    candidates = [path] if path.is_file() else [path / "report.json", path / "report" / "report.json", path / "summary.json"]
+    candidates = (
+        [path]
+        if path.is_file()
+        else [path / "report.json", path / "report" / "report.json", path / "summary.json"]
+    )
     for f in candidates:
         if f.is_file():
             try:
                 data = json.loads(f.read_text(encoding="utf-8"))
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise TunesmithError(f"{f} is not valid JSON: {exc}", "Pass a report.json written by tunesmith eval.") from None
+                raise TunesmithError(
+                    f"{f} is not valid JSON: {exc}", "Pass a report.json written by tunesmith eval."
+                ) from None
             if not isinstance(data, dict):
-                raise TunesmithError(f"{f} does not hold a JSON object.", "Pass a report.json or a run folder.")
+                raise TunesmithError(
+                    f"{f} does not hold a JSON object.", "Pass a report.json or a run folder."
+                )
             kind = "report" if "candidates" in data else "run" if f.name == "summary.json" else ""
             if not kind:
-                raise TunesmithError(f"{f} is neither an evaluation report nor a run summary.", "Pass a report.json written by tunesmith eval, or a run folder.")
-            label = path.stem if path.is_file() and path.name != "report.json" else (path.parent.name if path.is_file() else path.name)
+                raise TunesmithError(
+                    f"{f} is neither an evaluation report nor a run summary.",
+                    "Pass a report.json written by tunesmith eval, or a run folder.",
+                )
+            label = (
+                path.stem
+                if path.is_file() and path.name != "report.json"
+                else (path.parent.name if path.is_file() else path.name)
+            )
             return label, kind, data
-    raise TunesmithError(f"{path} holds no report.json or summary.json.", "Pass an eval --out folder, a report.json or a training run folder.")
+    raise TunesmithError(
+        f"{path} holds no report.json or summary.json.",
+        "Pass an eval --out folder, a report.json or a training run folder.",
+    )

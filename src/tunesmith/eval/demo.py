@@ -60,7 +60,13 @@ class DemoResult:
         return bool(self.report.get("gate", {}).get("passed"))
 
 
-def run(out: Path, *, quick: bool = False, model: str | None = None, on_stage: Callable[[str, str], None] | None = None) -> DemoResult:
+def run(
+    out: Path,
+    *,
+    quick: bool = False,
+    model: str | None = None,
+    on_stage: Callable[[str, str], None] | None = None,
+) -> DemoResult:
     """Run the whole demo into ``out`` (created; refuses a non-empty folder that is not an earlier demo)."""
     out = _prepare_out(Path(out))
     size = QUICK if quick else FULL
@@ -83,7 +89,9 @@ def run(out: Path, *, quick: bool = False, model: str | None = None, on_stage: C
     with stage("split (stratified)"):
         from tunesmith.data.split import split_file
 
-        split = split_file(all_rows, out / "data", holdout=size.holdout, seed=cfg.data.seed, task="classification")
+        split = split_file(
+            all_rows, out / "data", holdout=size.holdout, seed=cfg.data.seed, task="classification"
+        )
         cfg.data.train, cfg.data.holdout = split.train_path, split.holdout_path
     from tunesmith.eval import run as ev
     from tunesmith.models.inference import load_for_inference
@@ -102,25 +110,43 @@ def run(out: Path, *, quick: bool = False, model: str | None = None, on_stage: C
 
         trained = train(cfg, on_progress=lambda e: _train_progress(e, notify))
         if trained.status not in ("completed", "early_stopped"):
-            raise TunesmithError(f"Training ended with status {trained.status}.", f"See {trained.run_dir}/summary.json.")
+            raise TunesmithError(
+                f"Training ended with status {trained.status}.", f"See {trained.run_dir}/summary.json."
+            )
         result.run_dir = trained.run_dir
     with stage("evaluate fine-tuned"):
         ctx = ev.with_adapter(ctx, trained.run_dir)
-        model_ft = trained.model if trained.model is not None else load_for_inference(cfg.model.name, trained.run_dir)[0]
+        model_ft = (
+            trained.model
+            if trained.model is not None
+            else load_for_inference(cfg.model.name, trained.run_dir)[0]
+        )
         model_ft.eval()
         results["finetuned"] = ev.evaluate(ctx, "finetuned", model_ft, tok)
     with stage("report"):
         result.report = ev.finish(ctx, results).report
-    result.report["demo"] = {"quick": quick, "stages": [{"stage": n, "seconds": round(s, 2)} for n, s in result.stages], "run_dir": str(trained.run_dir), "train_summary": trained.summary}
+    result.report["demo"] = {
+        "quick": quick,
+        "stages": [{"stage": n, "seconds": round(s, 2)} for n, s in result.stages],
+        "run_dir": str(trained.run_dir),
+        "train_summary": trained.summary,
+    }
     import json
 
-    (out / "report" / "report.json").write_text(json.dumps(result.report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out / "report" / "report.json").write_text(
+        json.dumps(result.report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     return result
 
 
 def _train_progress(event: dict[str, Any], notify: Callable[[str, str], None]) -> None:
-    if event.get("event") == "step" and (event["step"] % 10 == 0 or event["step"] == event.get("total_steps")):
-        notify("fine-tune (LoRA)", f"step {event['step']}/{event.get('total_steps')}  loss {event.get('loss', float('nan')):.3f}")
+    if event.get("event") == "step" and (
+        event["step"] % 10 == 0 or event["step"] == event.get("total_steps")
+    ):
+        notify(
+            "fine-tune (LoRA)",
+            f"step {event['step']}/{event.get('total_steps')}  loss {event.get('loss', float('nan')):.3f}",
+        )
 
 
 def demo_config(out: Path, size: DemoSize, model: str | None) -> ProjectConfig:
@@ -142,16 +168,28 @@ def check_data(path: Path, cfg: ProjectConfig) -> None:
     from tunesmith.data.check import validate_data
     from tunesmith.models.load import load_tokenizer
 
-    report = validate_data(path, task="classification", tokenizer=load_tokenizer(cfg.model.name), max_seq_len=cfg.data.max_seq_len, system_prompt=cfg.data.system_prompt)
+    report = validate_data(
+        path,
+        task="classification",
+        tokenizer=load_tokenizer(cfg.model.name),
+        max_seq_len=cfg.data.max_seq_len,
+        system_prompt=cfg.data.system_prompt,
+    )
     if not report.ok:
         first = "; ".join(f"line {e.line}: {e.message}" for e in report.errors[:3])
-        raise TunesmithError(f"The generated demo data failed its check: {first}", "This is a bug in the demo generator; please report it.")
+        raise TunesmithError(
+            f"The generated demo data failed its check: {first}",
+            "This is a bug in the demo generator; please report it.",
+        )
 
 
 def _generator() -> Any:
     path = EXAMPLE_DIR / "generate.py"
     if not path.exists():
-        raise TunesmithError(f"The demo example is missing ({path}).", "Run the demo from a checkout of the tunesmith repository (make demo).")
+        raise TunesmithError(
+            f"The demo example is missing ({path}).",
+            "Run the demo from a checkout of the tunesmith repository (make demo).",
+        )
     spec = importlib.util.spec_from_file_location("tunesmith_demo_generate", path)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(module)  # type: ignore[union-attr]
@@ -162,7 +200,9 @@ def _prepare_out(out: Path) -> Path:
     if out.exists() and not out.is_dir():
         raise TunesmithError(f"--out {out} is a file.", "Pass a folder (created when missing).")
     if out.exists() and any(out.iterdir()) and not (out / "report").exists() and not (out / "data").exists():
-        raise TunesmithError(f"--out {out} is not empty and holds no earlier demo.", "Pass a new or empty folder.")
+        raise TunesmithError(
+            f"--out {out} is not empty and holds no earlier demo.", "Pass a new or empty folder."
+        )
     import shutil
 
     for sub in ("data", "runs", "report"):  # an earlier demo in the same folder is replaced

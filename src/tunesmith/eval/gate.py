@@ -47,7 +47,10 @@ def parse_rules(rules: list[str]) -> list[Rule]:
             )
         for side in (m["left"], m["right"]):
             if _number(side) is None and "." not in side:
-                raise TunesmithError(f"Gate rule {text!r}: {side!r} is neither a number nor candidate.metric.", "Write e.g. finetuned.accuracy.")
+                raise TunesmithError(
+                    f"Gate rule {text!r}: {side!r} is neither a number nor candidate.metric.",
+                    "Write e.g. finetuned.accuracy.",
+                )
         out.append(Rule(text, m["left"], m["op"], m["right"]))
     return out
 
@@ -59,12 +62,20 @@ def evaluate_gate(rules: list[str], candidates: dict[str, Any]) -> dict[str, Any
         try:
             left, right = _value(rule.left, candidates), _value(rule.right, candidates)
         except KeyError as exc:
-            results.append({"rule": rule.text, "passed": False, "left": None, "right": None, "message": str(exc.args[0])})
+            results.append(
+                {"rule": rule.text, "passed": False, "left": None, "right": None, "message": str(exc.args[0])}
+            )
             continue
         ok = bool(_OPS[rule.op](left, right))
         verdict = "holds" if ok else "FAILED"
         results.append(
-            {"rule": rule.text, "passed": ok, "left": left, "right": right, "message": f"{rule.left} = {left:.4g} {rule.op} {rule.right} = {right:.4g}: {verdict}"}
+            {
+                "rule": rule.text,
+                "passed": ok,
+                "left": left,
+                "right": right,
+                "message": f"{rule.left} = {left:.4g} {rule.op} {rule.right} = {right:.4g}: {verdict}",
+            }
         )
     return {"passed": all(r["passed"] for r in results), "rules": results}
 
@@ -75,14 +86,20 @@ def _value(side: str, candidates: dict[str, Any]) -> float:
         return num
     names = sorted((n for n in candidates if side.startswith(n + ".")), key=len, reverse=True)
     if not names:
-        raise KeyError(f"{side!r}: no candidate of that name in this report (candidates: {', '.join(candidates)}).")
+        raise KeyError(
+            f"{side!r}: no candidate of that name in this report (candidates: {', '.join(candidates)})."
+        )
     name = names[0]
     path = side[len(name) + 1 :].split(".")
     node: Any = candidates[name] if path[0] == "latency_ms" else candidates[name].get("metrics", {})
     for part in path:
         if not isinstance(node, dict) or part not in node:
-            options = ", ".join(k for k, v in (node.items() if isinstance(node, dict) else []) if not isinstance(v, list))
-            raise KeyError(f"{side!r}: {name} has no metric {'.'.join(path)!r} (available here: {options or 'none'}).")
+            options = ", ".join(
+                k for k, v in (node.items() if isinstance(node, dict) else []) if not isinstance(v, list)
+            )
+            raise KeyError(
+                f"{side!r}: {name} has no metric {'.'.join(path)!r} (available here: {options or 'none'})."
+            )
         node = node[part]
     if not isinstance(node, int | float) or isinstance(node, bool):
         raise KeyError(f"{side!r} is not a number (it is {type(node).__name__}).")

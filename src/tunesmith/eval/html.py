@@ -37,7 +37,7 @@ def render_html(report: dict[str, Any]) -> str:
     parts = [
         f"<h1>Evaluation report: {escape(str(task))}</h1>",
         f'<p class="sub">{report.get("n", 0)} hold-out examples &middot; data <code>{escape(str(report.get("data", "")))}</code>'
-        + (f' &middot; run <code>{escape(str(report["adapter"]))}</code>' if report.get("adapter") else "")
+        + (f" &middot; run <code>{escape(str(report['adapter']))}</code>" if report.get("adapter") else "")
         + "</p>",
         _gate(report.get("gate") or {}),
         "<h2>Headline</h2>",
@@ -46,13 +46,22 @@ def render_html(report: dict[str, Any]) -> str:
         f'<div class="card">{_bars(task, cands)}</div>',
     ]
     if task == "classification":
-        mats = "".join(_confusion(name, c["metrics"]) for name, c in cands.items() if "confusion" in c.get("metrics", {}))
-        parts += ["<h2>Confusion matrices</h2>", '<p class="note">Rows: the right label; columns: the answer (greedy, matched). Darker = more.</p>', f'<div class="grid">{mats}</div>']
+        mats = "".join(
+            _confusion(name, c["metrics"]) for name, c in cands.items() if "confusion" in c.get("metrics", {})
+        )
+        parts += [
+            "<h2>Confusion matrices</h2>",
+            '<p class="note">Rows: the right label; columns: the answer (greedy, matched). Darker = more.</p>',
+            f'<div class="grid">{mats}</div>',
+        ]
     curves = report.get("training") or {}
     if curves:
         parts += ["<h2>Training and validation loss</h2>", f'<div class="card">{_lines(curves)}</div>']
     if report.get("lengths"):
-        hists = "".join(_histogram(name, vals, PALETTE[i % len(PALETTE)]) for i, (name, vals) in enumerate(report["lengths"].items()))
+        hists = "".join(
+            _histogram(name, vals, PALETTE[i % len(PALETTE)])
+            for i, (name, vals) in enumerate(report["lengths"].items())
+        )
         parts += ["<h2>Answer lengths (tokens)</h2>", f'<div class="grid">{hists}</div>']
     parts += ["<h2>How each number was scored</h2>", _scoring(report.get("scoring") or {})]
     parts += ["<h2>Where the candidates disagree</h2>", _examples(report.get("examples") or [], list(cands))]
@@ -74,12 +83,17 @@ def _gate(gate: dict[str, Any]) -> str:
     if not rules:
         return '<div class="card">No release gate rules were given.</div>'
     verdict = '<span class="pass">PASSED</span>' if gate.get("passed") else '<span class="fail">FAILED</span>'
-    items = "".join(f'<li class="{"ok" if r["passed"] else "bad"}">{"&#10003;" if r["passed"] else "&#10007;"} <code>{escape(r["rule"])}</code>: {escape(r["message"])}</li>' for r in rules)
+    items = "".join(
+        f'<li class="{"ok" if r["passed"] else "bad"}">{"&#10003;" if r["passed"] else "&#10007;"} <code>{escape(r["rule"])}</code>: {escape(r["message"])}</li>'
+        for r in rules
+    )
     return f'<div class="card"><b>Release gate: {verdict}</b><ul>{items}</ul></div>'
 
 
 def _table(task: str, cands: dict[str, Any]) -> str:
-    cols = [c for c in HEADLINE.get(task, []) if any(metric(v["metrics"], c) is not None for v in cands.values())]
+    cols = [
+        c for c in HEADLINE.get(task, []) if any(metric(v["metrics"], c) is not None for v in cands.values())
+    ]
     extra = [("latency p50 ms", lambda v: v["latency_ms"]["p50"], 0), ("latency p95 ms", lambda v: v["latency_ms"]["p95"], 0),
              ("tokens/s", lambda v: v["metrics"].get("tokens_per_s"), 1), ("$ per 1k requests", lambda v: v["metrics"].get("cost_per_1k_requests_usd"), 4)]  # fmt: skip
     head = "".join(f"<th>{escape(c)}</th>" for c in [*cols, *(e[0] for e in extra)])
@@ -88,7 +102,11 @@ def _table(task: str, cands: dict[str, Any]) -> str:
         cells = []
         for c in cols:
             x = metric(v["metrics"], c)
-            best = x is not None and x == max((metric(o["metrics"], c) or -1e9) for o in cands.values()) and c != "invalid_rate"
+            best = (
+                x is not None
+                and x == max((metric(o["metrics"], c) or -1e9) for o in cands.values())
+                and c != "invalid_rate"
+            )
             cells.append(f'<td class="{"best" if best and len(cands) > 1 else ""}">{_fmt(x)}</td>')
         for _, get, digits in extra:
             cells.append(f"<td>{_fmt(get(v), digits)}</td>")
@@ -103,7 +121,11 @@ def _fmt(x: float | None, digits: int = 3) -> str:
 def _bars(task: str, cands: dict[str, Any]) -> str:
     """Grouped bars: one group per metric in [0, 1], one bar per candidate."""
     names = list(cands)
-    mets = [m for m in HEADLINE.get(task, []) if m != "reward_score" and any(metric(c["metrics"], m) is not None for c in cands.values())]
+    mets = [
+        m
+        for m in HEADLINE.get(task, [])
+        if m != "reward_score" and any(metric(c["metrics"], m) is not None for c in cands.values())
+    ]
     if not mets:
         return "<p>No metrics.</p>"
     W, H, left, bottom = 980, 260, 40, 40
@@ -112,7 +134,9 @@ def _bars(task: str, cands: dict[str, Any]) -> str:
     out = [f'<svg viewBox="0 0 {W} {H + 30}" width="100%" role="img" aria-label="metrics per candidate">']
     for t in range(0, 11, 2):
         y = H - bottom - (H - bottom - 10) * t / 10
-        out.append(f'<line x1="{left}" x2="{W}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e5e7eb"/><text x="{left - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end">{t / 10:.1f}</text>')
+        out.append(
+            f'<line x1="{left}" x2="{W}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e5e7eb"/><text x="{left - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end">{t / 10:.1f}</text>'
+        )
     for gi, m in enumerate(mets):
         x0 = left + gi * gw + (gw - bw * len(names)) / 2
         for ni, name in enumerate(names):
@@ -121,9 +145,15 @@ def _bars(task: str, cands: dict[str, Any]) -> str:
                 continue
             h = (H - bottom - 10) * max(0.0, min(1.0, val))
             x = x0 + ni * bw
-            out.append(f'<rect x="{x:.1f}" y="{H - bottom - h:.1f}" width="{bw - 3:.1f}" height="{h:.1f}" fill="{PALETTE[ni % len(PALETTE)]}"><title>{escape(name)} {escape(m)} = {val:.3f}</title></rect>')
-            out.append(f'<text x="{x + (bw - 3) / 2:.1f}" y="{H - bottom - h - 3:.1f}" font-size="10" text-anchor="middle">{val:.2f}</text>')
-        out.append(f'<text x="{left + gi * gw + gw / 2:.1f}" y="{H - bottom + 16}" font-size="12" text-anchor="middle">{escape(m)}</text>')
+            out.append(
+                f'<rect x="{x:.1f}" y="{H - bottom - h:.1f}" width="{bw - 3:.1f}" height="{h:.1f}" fill="{PALETTE[ni % len(PALETTE)]}"><title>{escape(name)} {escape(m)} = {val:.3f}</title></rect>'
+            )
+            out.append(
+                f'<text x="{x + (bw - 3) / 2:.1f}" y="{H - bottom - h - 3:.1f}" font-size="10" text-anchor="middle">{val:.2f}</text>'
+            )
+        out.append(
+            f'<text x="{left + gi * gw + gw / 2:.1f}" y="{H - bottom + 16}" font-size="12" text-anchor="middle">{escape(m)}</text>'
+        )
     out.append(_legend(names, H + 8, left))
     return "".join(out) + "</svg>"
 
@@ -131,7 +161,9 @@ def _bars(task: str, cands: dict[str, Any]) -> str:
 def _legend(names: list[str], y: float, x0: float) -> str:
     parts, x = [], x0
     for i, n in enumerate(names):
-        parts.append(f'<rect x="{x}" y="{y}" width="12" height="12" fill="{PALETTE[i % len(PALETTE)]}"/><text x="{x + 16}" y="{y + 11}" font-size="12">{escape(n)}</text>')
+        parts.append(
+            f'<rect x="{x}" y="{y}" width="12" height="12" fill="{PALETTE[i % len(PALETTE)]}"/><text x="{x + 16}" y="{y + 11}" font-size="12">{escape(n)}</text>'
+        )
         x += 30 + 7.5 * len(n)
     return "".join(parts)
 
@@ -142,18 +174,34 @@ def _confusion(name: str, m: dict[str, Any]) -> str:
     cell, lw, top = 40, 120, 100
     W, H = lw + cell * len(cols) + 10, top + cell * len(labels) + 10
     peak = max([max(r) for r in mat] + [1])
-    out = [f'<div class="card"><b>{escape(name)}</b><br><svg width="{W}" height="{H}" role="img" aria-label="confusion matrix {escape(name)}">']
+    out = [
+        f'<div class="card"><b>{escape(name)}</b><br><svg width="{W}" height="{H}" role="img" aria-label="confusion matrix {escape(name)}">'
+    ]
     for j, c in enumerate(cols):
         x = lw + j * cell + cell / 2
-        out.append(f'<text transform="translate({x - 4},{top - 6}) rotate(-50)" font-size="11">{escape(c[:18])}</text>')
+        out.append(
+            f'<text transform="translate({x - 4},{top - 6}) rotate(-50)" font-size="11">{escape(c[:18])}</text>'
+        )
     for i, lab in enumerate(labels):
         y = top + i * cell
-        out.append(f'<text x="{lw - 6}" y="{y + cell / 2 + 4}" font-size="11" text-anchor="end">{escape(lab[:18])}</text>')
+        out.append(
+            f'<text x="{lw - 6}" y="{y + cell / 2 + 4}" font-size="11" text-anchor="end">{escape(lab[:18])}</text>'
+        )
         for j, v in enumerate(mat[i]):
             a = v / peak
-            color = f"rgba(31,122,77,{0.1 + 0.9 * a:.2f})" if j == i else f"rgba(176,58,72,{0.08 + 0.9 * a:.2f})" if v else "#f7f7f9"
-            out.append(f'<rect x="{lw + j * cell}" y="{y}" width="{cell - 2}" height="{cell - 2}" fill="{color}"/>')
-            out.append(f'<text x="{lw + j * cell + cell / 2 - 1}" y="{y + cell / 2 + 4}" font-size="12" text-anchor="middle" fill="{"#fff" if a > 0.55 else "#222"}">{v}</text>')
+            color = (
+                f"rgba(31,122,77,{0.1 + 0.9 * a:.2f})"
+                if j == i
+                else f"rgba(176,58,72,{0.08 + 0.9 * a:.2f})"
+                if v
+                else "#f7f7f9"
+            )
+            out.append(
+                f'<rect x="{lw + j * cell}" y="{y}" width="{cell - 2}" height="{cell - 2}" fill="{color}"/>'
+            )
+            out.append(
+                f'<text x="{lw + j * cell + cell / 2 - 1}" y="{y + cell / 2 + 4}" font-size="12" text-anchor="middle" fill="{"#fff" if a > 0.55 else "#222"}">{v}</text>'
+            )
     return "".join(out) + "</svg></div>"
 
 
@@ -171,17 +219,25 @@ def _lines(curves: dict[str, list[list[float]]]) -> str:
     for t in range(5):
         v = y_min + span * t / 4
         _, y = xy([0, v])
-        out.append(f'<line x1="{left}" x2="{W - 20}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e5e7eb"/><text x="{left - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end">{v:.2f}</text>')
-    out.append(f'<text x="{W / 2}" y="{H}" font-size="12" text-anchor="middle">optimizer step (max {x_max:g})</text>')
+        out.append(
+            f'<line x1="{left}" x2="{W - 20}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e5e7eb"/><text x="{left - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end">{v:.2f}</text>'
+        )
+    out.append(
+        f'<text x="{W / 2}" y="{H}" font-size="12" text-anchor="middle">optimizer step (max {x_max:g})</text>'
+    )
     colors = {"loss": "#2a6fb0", "val_loss": "#c28b2c"}
     for key, series in curves.items():
         path = " ".join(f"{x:.1f},{y:.1f}" for x, y in map(xy, series))
-        out.append(f'<polyline fill="none" stroke="{colors.get(key, "#555")}" stroke-width="2" points="{path}"/>')
+        out.append(
+            f'<polyline fill="none" stroke="{colors.get(key, "#555")}" stroke-width="2" points="{path}"/>'
+        )
         for x, y in map(xy, series if key == "val_loss" or len(series) < 40 else []):
             out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{colors.get(key, "#555")}"/>')
     x = left
     for key in curves:
-        out.append(f'<rect x="{x}" y="{H + 10}" width="12" height="12" fill="{colors.get(key, "#555")}"/><text x="{x + 16}" y="{H + 21}" font-size="12">{escape("training loss" if key == "loss" else "validation loss (hold-out)")}</text>')
+        out.append(
+            f'<rect x="{x}" y="{H + 10}" width="12" height="12" fill="{colors.get(key, "#555")}"/><text x="{x + 16}" y="{H + 21}" font-size="12">{escape("training loss" if key == "loss" else "validation loss (hold-out)")}</text>'
+        )
         x += 220
     return "".join(out) + "</svg>"
 
@@ -197,11 +253,17 @@ def _histogram(name: str, values: list[int], color: str, bins: int = 12) -> str:
         counts[min(bins - 1, int((v - lo) / width))] += 1
     peak = max(counts)
     bw = (W - 20) / bins
-    out = [f'<div class="card"><b>{escape(name)}</b> <span class="note">mean {sum(values) / len(values):.1f}, range {lo}&ndash;{hi}</span><br><svg width="{W}" height="{H + 16}">']
+    out = [
+        f'<div class="card"><b>{escape(name)}</b> <span class="note">mean {sum(values) / len(values):.1f}, range {lo}&ndash;{hi}</span><br><svg width="{W}" height="{H + 16}">'
+    ]
     for i, c in enumerate(counts):
         h = (H - 10) * c / peak
-        out.append(f'<rect x="{10 + i * bw:.1f}" y="{H - h:.1f}" width="{bw - 2:.1f}" height="{h:.1f}" fill="{color}"><title>{lo + i * width:.0f}-{lo + (i + 1) * width:.0f} tokens: {c}</title></rect>')
-    out.append(f'<text x="10" y="{H + 13}" font-size="11">{lo}</text><text x="{W - 10}" y="{H + 13}" font-size="11" text-anchor="end">{hi} tokens</text>')
+        out.append(
+            f'<rect x="{10 + i * bw:.1f}" y="{H - h:.1f}" width="{bw - 2:.1f}" height="{h:.1f}" fill="{color}"><title>{lo + i * width:.0f}-{lo + (i + 1) * width:.0f} tokens: {c}</title></rect>'
+        )
+    out.append(
+        f'<text x="10" y="{H + 13}" font-size="11">{lo}</text><text x="{W - 10}" y="{H + 13}" font-size="11" text-anchor="end">{hi} tokens</text>'
+    )
     return "".join(out) + "</svg></div>"
 
 
@@ -217,7 +279,10 @@ def _examples(examples: list[dict[str, Any]], names: list[str]) -> str:
     rows = []
     for ex in examples:
         cells = "".join(
-            f'<td class="{"ok" if ex["correct"].get(n) else "bad"}">{escape(str(ex["answers"].get(n, ""))[:240])}</td>' for n in names
+            f'<td class="{"ok" if ex["correct"].get(n) else "bad"}">{escape(str(ex["answers"].get(n, ""))[:240])}</td>'
+            for n in names
         )
-        rows.append(f'<tr><td>{escape(ex["input"][:300])}</td><td>{escape(str(ex["reference"])[:200])}</td>{cells}</tr>')
+        rows.append(
+            f"<tr><td>{escape(ex['input'][:300])}</td><td>{escape(str(ex['reference'])[:200])}</td>{cells}</tr>"
+        )
     return f'<table class="ex"><tr><th>input</th><th>expected</th>{head}</tr>{"".join(rows)}</table><p class="note">Green: right; red: wrong.</p>'

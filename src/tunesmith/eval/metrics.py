@@ -44,7 +44,9 @@ def match_label(answer: str, labels: Sequence[str]) -> str | None:
 # --------------------------------------------------------------------------- classification
 
 
-def classification_metrics(golds: Sequence[str], preds: Sequence[str | None], labels: Sequence[str]) -> dict[str, Any]:
+def classification_metrics(
+    golds: Sequence[str], preds: Sequence[str | None], labels: Sequence[str]
+) -> dict[str, Any]:
     """Accuracy, macro-F1 over ``labels``, per-label precision/recall/F1, confusion matrix, invalid rate.
 
     ``preds`` holds the matched label or None (invalid answer). The confusion matrix rows are the gold
@@ -181,7 +183,9 @@ def rouge_l(prediction: str, reference: str) -> float:
     return _f1(lcs / len(p), lcs / len(r))
 
 
-def format_check(answer: str, regex: str | None = None, schema: dict[str, Any] | None = None, max_chars: int | None = None) -> list[str]:
+def format_check(
+    answer: str, regex: str | None = None, schema: dict[str, Any] | None = None, max_chars: int | None = None
+) -> list[str]:
     """The format rules an answer breaks (empty list = passes). ``regex`` is searched (anchor it yourself)."""
     broken = []
     if regex is not None and not re.search(regex, answer):
@@ -207,7 +211,9 @@ def generation_metrics(references: Sequence[str], answers: Sequence[str], **rule
     out: dict[str, Any] = {
         "token_f1": _mean([token_f1(a, r) for a, r in zip(answers, references, strict=True)]),
         "rouge_l": _mean([rouge_l(a, r) for a, r in zip(answers, references, strict=True)]),
-        "exact_match": _ratio(sum(normalize(a) == normalize(r) for a, r in zip(answers, references, strict=True)), n),
+        "exact_match": _ratio(
+            sum(normalize(a) == normalize(r) for a, r in zip(answers, references, strict=True)), n
+        ),
     }
     if any(v is not None for v in rules.values()):
         out["format_pass_rate"] = _ratio(sum(not format_check(a, **rules) for a in answers), n)
@@ -220,7 +226,9 @@ def generation_metrics(references: Sequence[str], answers: Sequence[str], **rule
 def consistency(originals: Sequence[str], variants: Sequence[Sequence[str]]) -> float:
     """Share of inputs whose answers to every reworded variant equal (normalised) the original answer."""
     _same_length(originals, variants)
-    same = sum(all(normalize(v) == normalize(o) for v in vs) for o, vs in zip(originals, variants, strict=True))
+    same = sum(
+        all(normalize(v) == normalize(o) for v in vs) for o, vs in zip(originals, variants, strict=True)
+    )
     return _ratio(same, len(originals))
 
 
@@ -241,7 +249,10 @@ def latency_summary(latencies_s: Sequence[float]) -> dict[str, float]:
 
 
 def cost_per_1k_requests(
-    seconds_per_request: float, tokens_per_request: float, usd_per_hour: float, usd_per_1k_tokens: float | None = None
+    seconds_per_request: float,
+    tokens_per_request: float,
+    usd_per_hour: float,
+    usd_per_1k_tokens: float | None = None,
 ) -> float:
     """USD per 1,000 requests: by tokens when a token price is given, else by machine time."""
     if usd_per_1k_tokens is not None:

@@ -30,7 +30,10 @@ def query_messages(record: dict[str, Any], task: Task, system_prompt: str | None
     """The conversation up to (not including) the reference answer."""
     msgs = to_chat(record, task, system_prompt)
     if msgs[-1]["role"] != "assistant":
-        raise TunesmithError("A hold-out example has no reference answer to compare with.", "End each example with the assistant's answer.")
+        raise TunesmithError(
+            "A hold-out example has no reference answer to compare with.",
+            "End each example with the assistant's answer.",
+        )
     return msgs[:-1]
 
 
@@ -66,7 +69,10 @@ def select_shots(
 ) -> list[list[dict[str, Any]]]:
     """``k`` examples from ``pool`` for every query (see module docstring)."""
     if not pool:
-        raise TunesmithError("The few-shot baseline needs training examples to draw from.", "Pass --train FILE (or evaluate a run whose config names data.train).")
+        raise TunesmithError(
+            "The few-shot baseline needs training examples to draw from.",
+            "Pass --train FILE (or evaluate a run whose config names data.train).",
+        )
     q_text = [input_text(r, task) for r in queries]
     p_text = [input_text(r, task) for r in pool]
     if selection == "random":
@@ -81,7 +87,9 @@ def select_shots(
     sims = _cosine_matrix(q_text, p_text)
     out = []
     for qi, q in enumerate(q_text):
-        ranked = sorted((i for i in range(len(pool)) if p_text[i].strip() != q.strip()), key=lambda i: -sims[qi][i])
+        ranked = sorted(
+            (i for i in range(len(pool)) if p_text[i].strip() != q.strip()), key=lambda i: -sims[qi][i]
+        )
         out.append([pool[i] for i in reversed(ranked[:k])])  # most similar last
     return out
 

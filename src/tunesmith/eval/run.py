@@ -80,7 +80,9 @@ class EvalContext:
     run_cfg: dict[str, Any]
 
 
-def run(spec: EvalSpec, *, models: dict[str, tuple[Any, Any]] | None = None, on_progress: Progress | None = None) -> EvalResult:
+def run(
+    spec: EvalSpec, *, models: dict[str, tuple[Any, Any]] | None = None, on_progress: Progress | None = None
+) -> EvalResult:
     """Evaluate every candidate of ``spec``. ``models`` may hold already-loaded ``base`` / ``finetuned``
     ``(model, tokenizer)`` pairs."""
     started = time.perf_counter()
@@ -119,19 +121,28 @@ def with_adapter(ctx: EvalContext, adapter: Path) -> EvalContext:
     """The same context for a run trained after it was prepared (the demo's baselines-first order)."""
     spec = replace(ctx.spec, adapter=Path(adapter))
     run_cfg = _run_config(spec.adapter)
-    return replace(ctx, spec=spec, run_cfg=run_cfg, system=ctx.spec.system_prompt or run_cfg.get("system_prompt") or ctx.system)
+    return replace(
+        ctx,
+        spec=spec,
+        run_cfg=run_cfg,
+        system=ctx.spec.system_prompt or run_cfg.get("system_prompt") or ctx.system,
+    )
 
 
 def evaluate(ctx: EvalContext, name: str, model: Any, tok: Any) -> tuple[dict[str, Any], list[str]]:
     """One candidate's report entry and answers."""
     t0 = time.perf_counter()
     convs = candidate_prompts(ctx, name)
-    entry, answers = evaluate_candidate(model, tok, convs, _variants(ctx, name, convs), ctx.rows, ctx.task, ctx.labels, ctx.spec)
+    entry, answers = evaluate_candidate(
+        model, tok, convs, _variants(ctx, name, convs), ctx.rows, ctx.task, ctx.labels, ctx.spec
+    )
     entry["wall_s"] = round(time.perf_counter() - t0, 2)
     return entry, answers
 
 
-def finish(ctx: EvalContext, results: dict[str, tuple[dict[str, Any], list[str]]], started: float | None = None) -> EvalResult:
+def finish(
+    ctx: EvalContext, results: dict[str, tuple[dict[str, Any], list[str]]], started: float | None = None
+) -> EvalResult:
     """Gate, report.json, predictions.jsonl and report.html."""
     spec = ctx.spec
     candidates = {k: v[0] for k, v in results.items()}
@@ -152,7 +163,10 @@ def load_inputs(spec: EvalSpec) -> tuple[Any, list[dict[str, Any]], dict[str, An
     """The hold-out, the few-shot pool (``--train`` or the run's ``data.train``) and facts from the run."""
     holdout = load_records_or_raise(spec.data, spec.task, spec.columns)
     if holdout.task == "text":
-        raise TunesmithError(f"{spec.data} holds raw text; there is no reference answer to evaluate against.", "Evaluate on chat, completion, classification or extraction data.")
+        raise TunesmithError(
+            f"{spec.data} holds raw text; there is no reference answer to evaluate against.",
+            "Evaluate on chat, completion, classification or extraction data.",
+        )
     run_cfg = _run_config(spec.adapter)
     train_path = spec.train or run_cfg.get("train")
     pool: list[dict[str, Any]] = []
@@ -169,7 +183,11 @@ def _run_config(adapter: Path | None) -> dict[str, Any]:
     for f in (Path(adapter) / "config.resolved.yaml", Path(adapter).parent / "config.resolved.yaml"):
         if f.exists():
             data = (yaml.safe_load(f.read_text()) or {}).get("data", {})
-            return {"train": data.get("train"), "system_prompt": data.get("system_prompt"), "run_dir": str(f.parent)}
+            return {
+                "train": data.get("train"),
+                "system_prompt": data.get("system_prompt"),
+                "run_dir": str(f.parent),
+            }
     return {}
 
 
@@ -182,22 +200,42 @@ def _peek_task(spec: EvalSpec) -> str | None:
 def _check_baselines(spec: EvalSpec) -> None:
     for b in spec.baselines:
         if b not in BASELINES:
-            raise TunesmithError(f"Unknown baseline {b!r}.", f"Use a comma-separated subset of {', '.join(BASELINES)}.")
+            raise TunesmithError(
+                f"Unknown baseline {b!r}.", f"Use a comma-separated subset of {', '.join(BASELINES)}."
+            )
     if "rag" in spec.baselines and spec.rag_index is None:
-        raise TunesmithError("The rag baseline needs an index.", "Pass --rag-index DIR (built with `tunesmith rag index`), or drop rag from --baselines.")
+        raise TunesmithError(
+            "The rag baseline needs an index.",
+            "Pass --rag-index DIR (built with `tunesmith rag index`), or drop rag from --baselines.",
+        )
     if not spec.baselines and spec.adapter is None:
-        raise TunesmithError("Nothing to evaluate: no baselines and no --adapter.", "Pass --baselines zero-shot or --adapter RUN.")
+        raise TunesmithError(
+            "Nothing to evaluate: no baselines and no --adapter.",
+            "Pass --baselines zero-shot or --adapter RUN.",
+        )
 
 
 def _preference(spec: EvalSpec) -> EvalResult:
     if spec.adapter is None:
-        raise TunesmithError("Preference data is evaluated for a trained run.", "Pass --adapter RUN (a dpo, ppo, reward or sft run).")
+        raise TunesmithError(
+            "Preference data is evaluated for a trained run.",
+            "Pass --adapter RUN (a dpo, ppo, reward or sft run).",
+        )
     from tunesmith.eval.preference import evaluate
 
-    report = evaluate(model=spec.model, adapter=spec.adapter, data=spec.data, out=spec.out, max_examples=spec.settings.max_examples, reward_model=spec.reward_run)
+    report = evaluate(
+        model=spec.model,
+        adapter=spec.adapter,
+        data=spec.data,
+        out=spec.out,
+        max_examples=spec.settings.max_examples,
+        reward_model=spec.reward_run,
+    )
     report["gate"] = evaluate_gate(spec.settings.require, report.get("candidates", {}))
     if spec.out is not None:
-        (Path(spec.out) / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+        (Path(spec.out) / "report.json").write_text(
+            json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8"
+        )
     return EvalResult(report, spec.out)
 
 
@@ -252,13 +290,24 @@ def _model_for(name: str, spec: EvalSpec, loaded: dict[str, tuple[Any, Any]]) ->
         if key == "finetuned":
             loaded[key] = load_for_inference(spec.model, spec.adapter)
         else:
-            base = spec.model or (run_base_model(spec.adapter) if spec.adapter else None) or "smollm2-135m-instruct"
+            base = (
+                spec.model
+                or (run_base_model(spec.adapter) if spec.adapter else None)
+                or "smollm2-135m-instruct"
+            )
             loaded[key] = load_for_inference(base, None)
     return loaded[key]
 
 
 def evaluate_candidate(
-    model: Any, tok: Any, convs: list[list[dict]], variants: list[list[dict]], rows: list[dict], task: Task, labels: list[str], spec: EvalSpec
+    model: Any,
+    tok: Any,
+    convs: list[list[dict]],
+    variants: list[list[dict]],
+    rows: list[dict],
+    task: Task,
+    labels: list[str],
+    spec: EvalSpec,
 ) -> tuple[dict[str, Any], list[str]]:
     """Generate, score and time one candidate; returns its report entry and its answers."""
     from tunesmith.models.generate import GenerationSettings, generate, score_labels
@@ -266,7 +315,9 @@ def evaluate_candidate(
     s = spec.settings
     max_tokens = s.max_new_tokens
     if task == "classification":  # a label in a short sentence; more only costs time
-        max_tokens = min(max_tokens, max(len(tok(lab, add_special_tokens=False)["input_ids"]) for lab in labels) + 16)
+        max_tokens = min(
+            max_tokens, max(len(tok(lab, add_special_tokens=False)["input_ids"]) for lab in labels) + 16
+        )
     settings = GenerationSettings(max_tokens=max_tokens)
     t0 = time.perf_counter()
     gens = generate(model, tok, convs, settings, batch_size=s.batch_size)
@@ -288,19 +339,25 @@ def evaluate_candidate(
         v_answers = [g.text for g in generate(model, tok, variants, settings, batch_size=s.batch_size)]
         timing["consistency"] = time.perf_counter() - t1
         key = (lambda a: M.match_label(a, labels) or a) if task == "classification" else (lambda a: a)  # noqa: E731
-        metrics["consistency"] = M.consistency([key(a) for a in answers[: len(variants)]], [[key(v)] for v in v_answers])
+        metrics["consistency"] = M.consistency(
+            [key(a) for a in answers[: len(variants)]], [[key(v)] for v in v_answers]
+        )
         metrics["consistency_n"] = len(variants)
     n_prompt = sum(g.prompt_tokens for g in gens)
     n_completion = sum(g.completion_tokens for g in gens)
     metrics["tokens_per_s"] = n_completion / wall if wall > 0 else 0.0
-    metrics["cost_per_1k_requests_usd"] = M.cost_per_1k_requests(wall / len(rows), (n_prompt + n_completion) / len(rows), s.machine_usd_per_hour, s.price_per_1k_tokens)
+    metrics["cost_per_1k_requests_usd"] = M.cost_per_1k_requests(
+        wall / len(rows), (n_prompt + n_completion) / len(rows), s.machine_usd_per_hour, s.price_per_1k_tokens
+    )
     metrics["mean_completion_tokens"] = n_completion / len(rows)
     metrics["mean_prompt_tokens"] = n_prompt / len(rows)
     if spec.reward_run is not None and task in ("chat", "completion"):
         from tunesmith.train.reward import load_reward_scorer
 
         scorer = load_reward_scorer(spec.reward_run)
-        scores = scorer.score([[*c, {"role": "assistant", "content": a}] for c, a in zip(convs, answers, strict=True)])
+        scores = scorer.score(
+            [[*c, {"role": "assistant", "content": a}] for c, a in zip(convs, answers, strict=True)]
+        )
         metrics["reward_score"] = sum(scores) / len(scores)
     entry = {
         "metrics": metrics,
@@ -314,7 +371,9 @@ def evaluate_candidate(
     return entry, answers
 
 
-def task_metrics(task: Task, rows: list[dict], refs: list[str], answers: list[str], labels: list[str], s: EvalConfig) -> tuple[dict[str, Any], str]:
+def task_metrics(
+    task: Task, rows: list[dict], refs: list[str], answers: list[str], labels: list[str], s: EvalConfig
+) -> tuple[dict[str, Any], str]:
     """The metrics for ``task`` and a sentence saying how they were scored."""
     if task == "classification":
         preds = [M.match_label(a, labels) for a in answers]
@@ -331,15 +390,31 @@ def task_metrics(task: Task, rows: list[dict], refs: list[str], answers: list[st
 # --------------------------------------------------------------------------- report
 
 
-def build_report(spec: EvalSpec, task: Task, rows: list[dict], system: str | None, labels: list[str], candidates: dict, answers: dict, run_cfg: dict) -> dict[str, Any]:
+def build_report(
+    spec: EvalSpec,
+    task: Task,
+    rows: list[dict],
+    system: str | None,
+    labels: list[str],
+    candidates: dict,
+    answers: dict,
+    run_cfg: dict,
+) -> dict[str, Any]:
     """report.json: the issue's shape plus how things were scored, examples and the training curves."""
     few = f"few-shot: {spec.settings.few_shot_k} training examples per question, chosen by " + (
-        "similarity (cosine of minilm embeddings; the most similar last)" if spec.settings.few_shot_selection == "similar" else f"random draw (seed {spec.seed})"
+        "similarity (cosine of minilm embeddings; the most similar last)"
+        if spec.settings.few_shot_selection == "similar"
+        else f"random draw (seed {spec.seed})"
     )
     return {
         "task": task,
         "n": len(rows),
-        "candidates": {k: {kk: vv for kk, vv in v.items() if kk not in ("completion_tokens", "label_scoring_predictions")} for k, v in candidates.items()},
+        "candidates": {
+            k: {
+                kk: vv for kk, vv in v.items() if kk not in ("completion_tokens", "label_scoring_predictions")
+            }
+            for k, v in candidates.items()
+        },
         "labels": labels,
         "system_prompt": system,
         "scoring": {
@@ -347,7 +422,9 @@ def build_report(spec: EvalSpec, task: Task, rows: list[dict], system: str | Non
             f"(batch size {spec.settings.batch_size})",
             "few_shot": few,
             "consistency": f"the first {spec.settings.consistency_examples} hold-out inputs re-asked with light rewording (greeting, sign-off, case, spacing); share answered the same",
-            "cost": f"${spec.settings.price_per_1k_tokens}/1k tokens" if spec.settings.price_per_1k_tokens is not None else f"measured machine time x ${spec.settings.machine_usd_per_hour}/hour",
+            "cost": f"${spec.settings.price_per_1k_tokens}/1k tokens"
+            if spec.settings.price_per_1k_tokens is not None
+            else f"measured machine time x ${spec.settings.machine_usd_per_hour}/hour",
             **{k: v["scored_by"] for k, v in candidates.items()},
         },
         "model": spec.model,
@@ -359,17 +436,29 @@ def build_report(spec: EvalSpec, task: Task, rows: list[dict], system: str | Non
     }
 
 
-def disagreements(rows: list[dict], task: Task, labels: list[str], candidates: dict, answers: dict, limit: int = 30) -> list[dict[str, Any]]:
+def disagreements(
+    rows: list[dict], task: Task, labels: list[str], candidates: dict, answers: dict, limit: int = 30
+) -> list[dict[str, Any]]:
     """Hold-out examples where the candidates' answers differ (normalised), first ``limit``."""
     out = []
     for i, r in enumerate(rows):
         got = {name: answers[name][i] for name in candidates}
-        keys = {M.normalize(str(M.match_label(a, labels)) if task == "classification" else a) for a in got.values()}
+        keys = {
+            M.normalize(str(M.match_label(a, labels)) if task == "classification" else a)
+            for a in got.values()
+        }
         if len(keys) <= 1:
             continue
         ref = reference(r, task)
-        ok = {n: (M.match_label(a, labels) == r["label"]) if task == "classification" else M.normalize(a) == M.normalize(ref) for n, a in got.items()}
-        out.append({"index": i, "input": input_text(r, task), "reference": ref, "answers": got, "correct": ok})
+        ok = {
+            n: (M.match_label(a, labels) == r["label"])
+            if task == "classification"
+            else M.normalize(a) == M.normalize(ref)
+            for n, a in got.items()
+        }
+        out.append(
+            {"index": i, "input": input_text(r, task), "reference": ref, "answers": got, "correct": ok}
+        )
         if len(out) >= limit:
             break
     return out
@@ -392,13 +481,28 @@ def training_curves(run_dir: Path) -> dict[str, list[list[float]]]:
     return curves
 
 
-def write_report(out: Path, report: dict[str, Any], rows: list[dict], task: Task, answers: dict[str, list[str]]) -> None:
+def write_report(
+    out: Path, report: dict[str, Any], rows: list[dict], task: Task, answers: dict[str, list[str]]
+) -> None:
     from tunesmith.eval.html import render_html
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out / "report.json").write_text(
+        json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     with open(out / "predictions.jsonl", "w", encoding="utf-8") as fh:
         for i, r in enumerate(rows):
-            fh.write(json.dumps({"index": i, "input": input_text(r, task), "reference": reference(r, task), **{k: v[i] for k, v in answers.items()}}, ensure_ascii=False) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "index": i,
+                        "input": input_text(r, task),
+                        "reference": reference(r, task),
+                        **{k: v[i] for k, v in answers.items()},
+                    },
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
     (out / "report.html").write_text(render_html(report), encoding="utf-8")

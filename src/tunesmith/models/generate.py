@@ -53,7 +53,9 @@ class GenerationSettings:
         if self.max_tokens < 1:
             raise TunesmithError(f"max_tokens is {self.max_tokens}.", "Give max_tokens >= 1.")
         if self.temperature < 0:
-            raise TunesmithError(f"temperature is {self.temperature}.", "Use 0 (greedy) or a positive temperature.")
+            raise TunesmithError(
+                f"temperature is {self.temperature}.", "Use 0 (greedy) or a positive temperature."
+            )
         if not 0 < self.top_p <= 1:
             raise TunesmithError(f"top_p is {self.top_p}.", "Use 0 < top_p <= 1.")
 
@@ -129,17 +131,23 @@ def generate_from_ids(
     if batch_size < 1:
         raise TunesmithError(f"batch_size is {batch_size}.", "Use batch_size >= 1.")
     if any(len(p) == 0 for p in prompts):
-        raise TunesmithError("An empty prompt was given to generate.", "Every prompt needs at least one token.")
+        raise TunesmithError(
+            "An empty prompt was given to generate.", "Every prompt needs at least one token."
+        )
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     out: list[Generation | None] = [None] * len(prompts)
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        for i, gen in zip(idx, _generate_batch(model, tokenizer, [prompts[i] for i in idx], settings), strict=True):
+        for i, gen in zip(
+            idx, _generate_batch(model, tokenizer, [prompts[i] for i in idx], settings), strict=True
+        ):
             out[i] = gen
     return [g for g in out if g is not None]
 
 
-def _generate_batch(model: Any, tokenizer: Any, prompts: list[list[int]], s: GenerationSettings) -> list[Generation]:
+def _generate_batch(
+    model: Any, tokenizer: Any, prompts: list[list[int]], s: GenerationSettings
+) -> list[Generation]:
     import torch
 
     device = next(model.parameters()).device
@@ -225,11 +233,15 @@ def score_labels(
         for i, row in zip(idx, rows, strict=True):
             matrix[i] = row
     if any(not math.isfinite(x) for row in matrix for x in row):
-        raise TunesmithError("Label scoring produced a non-finite log-likelihood.", "Check the model weights (NaN/inf).")
+        raise TunesmithError(
+            "Label scoring produced a non-finite log-likelihood.", "Check the model weights (NaN/inf)."
+        )
     return LabelScores(labels, matrix, time.perf_counter() - t0, [len(p) for p in prompts])
 
 
-def _score_batch(model: Any, tokenizer: Any, prompts: list[list[int]], conts: list[list[list[int]]]) -> list[list[float]]:
+def _score_batch(
+    model: Any, tokenizer: Any, prompts: list[list[int]], conts: list[list[list[int]]]
+) -> list[list[float]]:
     import torch
 
     device = next(model.parameters()).device
@@ -252,19 +264,34 @@ def _score_batch(model: Any, tokenizer: Any, prompts: list[list[int]], conts: li
     lengths = torch.tensor([len(p) for p in prompts]).repeat_interleave(n_l)
     c_pos = lengths[:, None] + torch.arange(c_width)[None, :]
     with torch.inference_mode():
-        first = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=pos.to(device), use_cache=True)
+        first = model(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            position_ids=pos.to(device),
+            use_cache=True,
+        )
         cache = first.cache  # transformers 5 names it `cache` (was past_key_values)
         cache.batch_repeat_interleave(n_l)
         full_mask = torch.cat([mask.repeat_interleave(n_l, dim=0), c_mask], dim=1)
-        second = model(input_ids=c_ids.to(device), attention_mask=full_mask.to(device), position_ids=c_pos.to(device), cache=cache, use_cache=True)
+        second = model(
+            input_ids=c_ids.to(device),
+            attention_mask=full_mask.to(device),
+            position_ids=c_pos.to(device),
+            cache=cache,
+            use_cache=True,
+        )
     # the logits that predict continuation token t: the prompt's last position for t = 0, else position t - 1
-    logits = torch.cat([first.logits[:, -1:].float().repeat_interleave(n_l, dim=0), second.logits[:, :-1].float()], dim=1)
+    logits = torch.cat(
+        [first.logits[:, -1:].float().repeat_interleave(n_l, dim=0), second.logits[:, :-1].float()], dim=1
+    )
     tok_lp = torch.log_softmax(logits, dim=-1).gather(-1, c_ids.to(device).unsqueeze(-1)).squeeze(-1)
     sums = (tok_lp * c_mask.to(device)).sum(-1).tolist()
     return [sums[r * n_l : (r + 1) * n_l] for r in range(len(prompts))]
 
 
-def _label_continuations(tokenizer: Any, messages: list[dict[str, Any]], labels: list[str]) -> tuple[list[int], list[list[int]]]:
+def _label_continuations(
+    tokenizer: Any, messages: list[dict[str, Any]], labels: list[str]
+) -> tuple[list[int], list[list[int]]]:
     """Prompt ids and, per label, the ids the template writes for that assistant answer (label + end-of-turn)."""
     prefix = render(tokenizer, messages, add_generation_prompt=True)
     p_ids = tokenizer(prefix, add_special_tokens=False)["input_ids"]

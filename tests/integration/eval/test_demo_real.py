@@ -28,7 +28,15 @@ def test_quick_demo_fine_tuned_beats_prompted_baselines(tmp_path, smollm2_dir):
         assert ft["label_scoring"]["accuracy"] >= b["label_scoring"]["accuracy"] + 0.1
     assert report["gate"]["passed"] is True
     stages = [s["stage"] for s in report["demo"]["stages"]]
-    assert stages == ["generate data", "check data", "split (stratified)", "prompted baselines", "fine-tune (LoRA)", "evaluate fine-tuned", "report"]
+    assert stages == [
+        "generate data",
+        "check data",
+        "split (stratified)",
+        "prompted baselines",
+        "fine-tune (LoRA)",
+        "evaluate fine-tuned",
+        "report",
+    ]
     assert report["training"]["loss"] and report["demo"]["train_summary"]["status"] == "completed"
     assert (out / "report" / "report.html").stat().st_size > 5000
     assert "Time per stage" in res.output and "Prompted baseline vs fine-tuned" in res.output

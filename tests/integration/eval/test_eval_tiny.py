@@ -34,7 +34,14 @@ def tiny_run(tmp_path_factory, tiny_model_dir) -> tuple[Path, Path, Path]:
         {
             "model": {"name": str(tiny_model_dir)},
             "data": {"train": str(tr), "holdout": str(ho), "max_seq_len": 128},
-            "train": {"lr": 5e-3, "max_steps": 3, "batch_tokens": 512, "output_dir": str(root / "runs"), "run_name": "t1", "eval_every": 1},
+            "train": {
+                "lr": 5e-3,
+                "max_steps": 3,
+                "batch_tokens": 512,
+                "output_dir": str(root / "runs"),
+                "run_name": "t1",
+                "eval_every": 1,
+            },
         }
     )
     res = train(cfg)
@@ -67,7 +74,14 @@ def test_eval_report_shape_metrics_and_gate(evaluated):
         assert set(cand) >= {"metrics", "latency_ms"}
         assert cand["latency_ms"]["p95"] >= cand["latency_ms"]["p50"] > 0
         m = cand["metrics"]
-        for key in ("accuracy", "macro_f1", "invalid_rate", "consistency", "tokens_per_s", "cost_per_1k_requests_usd"):
+        for key in (
+            "accuracy",
+            "macro_f1",
+            "invalid_rate",
+            "consistency",
+            "tokens_per_s",
+            "cost_per_1k_requests_usd",
+        ):
             assert isinstance(m[key], float), key
         assert 0 <= m["label_scoring"]["accuracy"] <= 1 and m["label_scoring"]["invalid_rate"] == 0.0
         assert sum(map(sum, m["confusion"]["matrix"])) == 10
@@ -77,9 +91,13 @@ def test_eval_report_shape_metrics_and_gate(evaluated):
     preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     labels = report["labels"]
     for name, cand in report["candidates"].items():
-        recomputed = classification_metrics([p["reference"] for p in preds], [match_label(p[name], labels) for p in preds], labels)
+        recomputed = classification_metrics(
+            [p["reference"] for p in preds], [match_label(p[name], labels) for p in preds], labels
+        )
         assert cand["metrics"]["accuracy"] == pytest.approx(recomputed["accuracy"])
-    assert report["training"]["loss"] and report["training"]["val_loss"]  # curves read from the run's metrics.jsonl
+    assert (
+        report["training"]["loss"] and report["training"]["val_loss"]
+    )  # curves read from the run's metrics.jsonl
     assert "similarity" in report["scoring"]["few_shot"]
 
 
@@ -114,7 +132,20 @@ def test_chat_and_extraction_tasks_on_base(tiny_model_dir, tmp_path):
     assert res.exit_code == 0, res.output
     m = json.loads((tmp_path / "c" / "report.json").read_text())["candidates"]["base:few-shot"]["metrics"]
     assert {"token_f1", "rouge_l", "exact_match", "consistency"} <= set(m)
-    res = _eval(["--data", str(ASSETS / "extraction.jsonl"), "--model", str(tiny_model_dir), "--out", str(tmp_path / "x"), "--baselines", "zero-shot", "--max-new-tokens", "12"])
+    res = _eval(
+        [
+            "--data",
+            str(ASSETS / "extraction.jsonl"),
+            "--model",
+            str(tiny_model_dir),
+            "--out",
+            str(tmp_path / "x"),
+            "--baselines",
+            "zero-shot",
+            "--max-new-tokens",
+            "12",
+        ]
+    )
     assert res.exit_code == 0, res.output
     m = json.loads((tmp_path / "x" / "report.json").read_text())["candidates"]["base:zero-shot"]["metrics"]
     assert {"valid_json_rate", "exact_match", "field_f1", "per_field"} <= set(m)
@@ -130,7 +161,21 @@ def test_chat_and_extraction_tasks_on_base(tiny_model_dir, tmp_path):
     ],
 )
 def test_bad_input_is_one_clear_error(args, message, tiny_model_dir, tmp_path):
-    res = runner.invoke(app, ["eval", "--data", str(ASSETS / "classification.jsonl"), "--model", str(tiny_model_dir), "--out", str(tmp_path / "o"), *args])
+    res = runner.invoke(
+        app,
+        [
+            "eval",
+            "--data",
+            str(ASSETS / "classification.jsonl"),
+            "--model",
+            str(tiny_model_dir),
+            "--out",
+            str(tmp_path / "o"),
+            *args,
+        ],
+    )
     assert res.exit_code == 1 and message in res.output and "Traceback" not in res.output
-    res = runner.invoke(app, ["eval", "--data", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o")])
+    res = runner.invoke(
+        app, ["eval", "--data", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o")]
+    )
     assert res.exit_code != 0 and "does not exist" in res.output and "Traceback" not in res.output

@@ -23,7 +23,9 @@ def test_generator_is_seeded_balanced_and_follows_the_policy():
     assert len({r["text"] for r in rows}) == 200
     for r in rows:  # priority exactly when a trigger is present, whatever the topic
         assert (r["label"] == "priority") == bool(TRIGGER.search(r["text"])), r
-    decoys = [r for r in rows if r["label"] != "priority" and re.search(r"urgent|asap", r["text"], re.IGNORECASE)]
+    decoys = [
+        r for r in rows if r["label"] != "priority" and re.search(r"urgent|asap", r["text"], re.IGNORECASE)
+    ]
     assert len(decoys) >= 10  # urgency words alone must not predict the label
     assert len({r["text"].split(".")[0] for r in rows}) > 100  # varied wording
 

@@ -12,14 +12,25 @@ from tunesmith.eval.prompts import few_shot_messages, input_text, reword, select
 pytestmark = pytest.mark.unit
 
 CANDS = {
-    "base:few-shot": {"metrics": {"accuracy": 0.5, "label_scoring": {"accuracy": 0.6}}, "latency_ms": {"p50": 100.0, "p95": 180.0}},
-    "finetuned": {"metrics": {"accuracy": 0.92, "label_scoring": {"accuracy": 0.95}}, "latency_ms": {"p50": 40.0, "p95": 55.0}},
+    "base:few-shot": {
+        "metrics": {"accuracy": 0.5, "label_scoring": {"accuracy": 0.6}},
+        "latency_ms": {"p50": 100.0, "p95": 180.0},
+    },
+    "finetuned": {
+        "metrics": {"accuracy": 0.92, "label_scoring": {"accuracy": 0.95}},
+        "latency_ms": {"p50": 40.0, "p95": 55.0},
+    },
 }
 
 
 def test_gate_rules_pass_fail_and_compare_candidates():
     gate = evaluate_gate(
-        ["finetuned.accuracy>=0.9", "finetuned.accuracy>base:few-shot.accuracy", "finetuned.latency_ms.p95<50", "base:few-shot.label_scoring.accuracy==0.6"],
+        [
+            "finetuned.accuracy>=0.9",
+            "finetuned.accuracy>base:few-shot.accuracy",
+            "finetuned.latency_ms.p95<50",
+            "base:few-shot.label_scoring.accuracy==0.6",
+        ],
         CANDS,
     )
     assert [r["passed"] for r in gate["rules"]] == [True, True, False, True]

@@ -20,7 +20,10 @@ pytestmark = pytest.mark.unit
 
 CONVS = [
     [{"role": "user", "content": "hello"}],
-    [{"role": "system", "content": "Route the ticket."}, {"role": "user", "content": "my invoice is wrong and I want a refund now"}],
+    [
+        {"role": "system", "content": "Route the ticket."},
+        {"role": "user", "content": "my invoice is wrong and I want a refund now"},
+    ],
     [{"role": "user", "content": "password reset"}],
 ]
 

@@ -28,7 +28,9 @@ def test_classification_metrics_hand_computed():
     assert m["accuracy"] == pytest.approx(3 / 6)
     assert m["invalid_rate"] == pytest.approx(1 / 6)
     # a: tp 2, fp 1 (the c), fn 1 -> P 2/3, R 2/3, F1 2/3
-    assert m["per_label"]["a"] == pytest.approx({"precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3, "support": 3})
+    assert m["per_label"]["a"] == pytest.approx(
+        {"precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3, "support": 3}
+    )
     # b: tp 1, fp 1, fn 1 (the invalid) -> 1/2, 1/2, 1/2 ; c: tp 0 -> 0
     assert m["per_label"]["b"]["f1"] == pytest.approx(0.5)
     assert m["per_label"]["c"] == pytest.approx({"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1})
@@ -48,7 +50,9 @@ def test_extraction_metrics_hand_computed():
     assert m["valid_json_rate"] == pytest.approx(2 / 3)
     assert m["exact_match"] == pytest.approx(1 / 3)
     # name: tp 2, fp 0, fn 1 -> P 1, R 2/3 ; amount: tp 1, fp 1, fn 2 -> P 1/2, R 1/3 ; city: fp 1
-    assert m["per_field"]["name"]["precision"] == 1.0 and m["per_field"]["name"]["recall"] == pytest.approx(2 / 3)
+    assert m["per_field"]["name"]["precision"] == 1.0 and m["per_field"]["name"]["recall"] == pytest.approx(
+        2 / 3
+    )
     assert m["per_field"]["amount"]["precision"] == pytest.approx(0.5)
     assert m["per_field"]["amount"]["recall"] == pytest.approx(1 / 3)
     assert m["per_field"]["city"]["precision"] == 0.0
@@ -79,10 +83,16 @@ def test_format_rules():
 
 
 def test_consistency_latency_cost():
-    assert M.consistency(["billing", "tech"], [["Billing.", "billing"], ["tech", "billing"]]) == pytest.approx(0.5)
+    assert M.consistency(
+        ["billing", "tech"], [["Billing.", "billing"], ["tech", "billing"]]
+    ) == pytest.approx(0.5)
     # numpy linear percentile of [10, 20, 30, 40]: p50 = 25, p95 = 30 + 0.85 * 10 = 38.5
     lat = M.latency_summary([0.01, 0.02, 0.03, 0.04])
-    assert lat["p50"] == pytest.approx(25) and lat["p95"] == pytest.approx(38.5) and lat["mean"] == pytest.approx(25)
+    assert (
+        lat["p50"] == pytest.approx(25)
+        and lat["p95"] == pytest.approx(38.5)
+        and lat["mean"] == pytest.approx(25)
+    )
     # 0.36 s per request at $1/hour -> 1000 * 0.36 / 3600 = $0.10 per 1,000 requests
     assert M.cost_per_1k_requests(0.36, 100, usd_per_hour=1.0) == pytest.approx(0.1)
     assert M.cost_per_1k_requests(0.36, 150, usd_per_hour=1.0, usd_per_1k_tokens=0.002) == pytest.approx(0.3)
