@@ -22,7 +22,7 @@ from tunesmith.serve.testing import in_process_client
 
 pytestmark = pytest.mark.integration
 
-OVERRIDES = ["train.max_steps=8", "train.save_every=2", "train.keep_checkpoints=10", "data.max_seq_len=64"]
+OVERRIDES = ["train.max_steps=6", "train.save_every=2", "train.keep_checkpoints=10", "data.max_seq_len=64"]
 HYPER = {"learning_rate_multiplier": 50, "n_epochs": 20}
 TOL = 1e-3  # relative; the training engine's own resume test holds 1e-4
 
@@ -68,7 +68,7 @@ def test_kill_worker_mid_training_resumes_to_the_same_loss(tmp_path: Path) -> No
         assert 2 <= resumed_from <= max(killed_at, 2)
         step_a, loss_a = final_train_loss(store, victim.id)
         step_b, loss_b = final_train_loss(store, reference.id)
-        assert step_a == step_b == 8
+        assert step_a == step_b == 6
         assert abs(loss_a - loss_b) <= TOL * abs(loss_b), (loss_a, loss_b)
         ckpt_steps = [c["step"] for c in store.list_checkpoints(victim.id, None, 100)[0]]
         assert len(ckpt_steps) == len(set(ckpt_steps))  # every checkpoint recorded once
@@ -120,7 +120,7 @@ def test_kill_server_mid_training_restart_finishes_the_job(tmp_path: Path) -> No
         msgs = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=100)]
         assert any(m.startswith("Job restarted (attempt 2) from step") for m in msgs)
         step, loss = final_train_loss(store, job.id)
-        assert step == 8 and loss > 0
+        assert step == 6 and loss > 0
         r = client.chat.completions.create(model=done.fine_tuned_model, messages=[{"role": "user", "content": "add 1 2"}],
                                            temperature=0, max_tokens=4)
         assert r.usage.completion_tokens >= 1
