@@ -38,22 +38,27 @@ for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def _root(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
+    ctx: typer.Context,
+    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
 ) -> None:
     if version:
         from tunesmith import __version__
 
         typer.echo(__version__)
         raise typer.Exit()
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit()
 
 
 def main() -> None:
-    """Console entry point: renders TunesmithError as message + hint (never a traceback)."""
+    """Console entry point. Usage errors are click's (exit 2, with the usage line); a TunesmithError is
+    rendered as message + hint with its exit code (never a traceback)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        app(standalone_mode=False)
+        app()  # standalone mode: click prints usage errors and exits with their codes
     except TunesmithError as exc:
         from tunesmith.cli.render import print_error
 
@@ -61,17 +66,6 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        sys.exit(1)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
 
 
 if __name__ == "__main__":
