@@ -15,7 +15,6 @@ app = typer.Typer(
     name="tunesmith",
     help="Self-hosted fine-tuning workbench: check data, train (LoRA/QLoRA/DoRA/full, DPO, reward, RLHF), "
     "evaluate against prompted baselines, RAG, estimate cost, and serve an OpenAI-compatible API.",
-    no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
