@@ -344,7 +344,7 @@ def expected_cost(cfg: ProjectConfig, recommendation: str, baselines: list[Basel
         out["train_cpu_hours"] = cpu.hours
         out["train_text"] = (f"{cfg.train.finetune} fine-tuning, {est.workload.tokens:,.0f} tokens: ~{_dur(cpu.hours)} on "
                              f"this CPU (uncalibrated; `tunesmith estimate --probe` measures it)"
-                             + (f", ~{_dur(cheapest.hours)} / ${cheapest.cost_usd:,.2f} on {cheapest.name}" if cheapest else ""))
+                             + (f", ~{_dur(cheapest.hours)} / {_usd(cheapest.cost_usd)} on {cheapest.name}" if cheapest else ""))
         if cheapest:
             out["train_gpu"] = {"gpu": cheapest.name, "hours": cheapest.hours, "usd": cheapest.cost_usd}
     if "rag" in recommendation and index_s is not None:
@@ -382,7 +382,13 @@ def _notes(p: Profile) -> list[str]:
     return notes
 
 
+def _usd(x: float) -> str:
+    return "<$0.01" if x < 0.01 else f"${x:,.2f}"
+
+
 def _dur(hours: float) -> str:
+    if hours < 1 / 3600:
+        return "<1 s"
     if hours < 1 / 60:
         return f"{hours * 3600:.0f} s"
     return f"{hours * 60:.0f} min" if hours < 1 else f"{hours:.1f} h"
