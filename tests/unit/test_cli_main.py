@@ -42,3 +42,12 @@ def test_help_does_not_import_torch():
     code = "import sys; from tunesmith.cli import main; print('torch' in sys.modules, 'transformers' in sys.modules)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.stdout.strip() == "False False", r.stdout + r.stderr
+
+
+def test_error_text_is_not_rich_markup(capsys):
+    from tunesmith.cli.render import print_error
+    from tunesmith.errors import TunesmithError
+
+    print_error(TunesmithError("line 3: [bold]x[/bold] and [invalid_json]", "use [brackets]"))
+    err = capsys.readouterr().err
+    assert "[bold]x[/bold] and [invalid_json]" in err and "use [brackets]" in err

@@ -13,9 +13,12 @@ err_console = Console(stderr=True)
 
 
 def print_error(exc: TunesmithError) -> None:
-    err_console.print(f"[bold red]Error:[/] {exc.message}", highlight=False, markup=True, soft_wrap=True)
+    """Message and hint as plain text: user data in a message (``[brackets]`` in a line) is never markup."""
+    from rich.text import Text
+
+    err_console.print(Text.assemble(("Error: ", "bold red"), exc.message), soft_wrap=True)
     if exc.hint:
-        err_console.print(f"[yellow]Hint:[/] {exc.hint}", highlight=False, soft_wrap=True)
+        err_console.print(Text.assemble(("Hint: ", "yellow"), exc.hint), soft_wrap=True)
 
 
 def fail(message: str, hint: str | None = None, code: int = 1) -> None:
