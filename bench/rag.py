@@ -173,6 +173,8 @@ def main() -> None:
             "update_1pct_embedded": upd.chunks_embedded, "update_1pct_reused": upd.chunks_reused,
         }  # fmt: skip
 
+        print("index:", json.dumps(out["index"]), flush=True)  # partial figures survive a timeout
+
         # ---------------------------------------------------------------- reference embedding throughput
         index = open_index(idx)
         ids, texts = index.store.all_texts()
@@ -205,6 +207,7 @@ def main() -> None:
                              "p50_ms": round(statistics.median(lat), 2), "p95_ms": round(pct(lat, 95), 2),
                              **{f"recall@5_{k}": round(retrieval_metrics(v, [5])["recall@5"], 3) for k, v in sorted(by_kind.items())}}  # fmt: skip
         out["retrieval"] = results
+        print("retrieval:", json.dumps(results), flush=True)
 
         # ---------------------------------------------------------------- references: ST semantic_search, bm25s default
         import bm25s
