@@ -82,7 +82,7 @@ def _add_context(rows: list[dict], index: Path | str, k: int, distractors: int, 
     if not Path(index).is_dir():
         raise TunesmithError(
             f"--with-context {index} is not an index folder.",
-            "Build one first with `tunesmith rag index DOCS --out INDEX`.",
+            "Build one first with `tunesmith rag index DOCS --index INDEX`.",
             exit_code=2,
         )
     return add_context(rows, index, k=k, distractors=distractors, seed=seed)
