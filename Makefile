@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo demo-quick test test-fast lint format bench clean
+.PHONY: install demo demo-quick test test-all test-fast lint format bench clean
 
 install: $(STAMP)
 
@@ -28,6 +28,10 @@ demo-quick: install
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Also the opt-in slow tests: SmolLM2 preference tuning, advisor plans and the probe (~30 min more).
+test-all: install
+	$(BIN)/python -m pytest --runslow $(PYTEST_ARGS)
 
 test-fast: install
 	$(BIN)/python -m pytest -m "unit" $(PYTEST_ARGS)
