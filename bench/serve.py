@@ -49,13 +49,30 @@ def main() -> None:
 
     port = _free_port()
     data_dir = Path(tempfile.mkdtemp(prefix="tunesmith-bench-serve-"))
-    server = subprocess.Popen([sys.executable, "-m", "tunesmith", "serve", "--port", str(port), "--data-dir", str(data_dir),
-                               "--concurrency", "0", "--max-batch", str(args.clients)], stdout=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tunesmith",
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+            "--concurrency",
+            "0",
+            "--max-batch",
+            str(args.clients),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     try:
         base = f"http://127.0.0.1:{port}/v1"
         _wait_up(base)
-        print(f"tunesmith serve on {base}: model {args.model}, fp32 on CPU, greedy, max_tokens={args.max_tokens}, "
-              f"torch threads per process = {os.cpu_count()}")
+        print(
+            f"tunesmith serve on {base}: model {args.model}, fp32 on CPU, greedy, max_tokens={args.max_tokens}, "
+            f"torch threads per process = {os.cpu_count()}"
+        )
         _ask(base, args.model, PROMPTS[0], args.max_tokens)  # load the model once, outside the timings
         seq = _phase(base, args, clients=1)
         conc = _phase(base, args, clients=args.clients)
@@ -63,17 +80,32 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=30)
     rows = [("one at a time (reference)", seq), (f"{args.clients} concurrent clients", conc)]
-    print(f"\n{'phase':28} {'requests':>8} {'errors':>6} {'req/s':>7} {'tok/s':>7} {'p50 ms':>8} {'p95 ms':>8}")
+    print(
+        f"\n{'phase':28} {'requests':>8} {'errors':>6} {'req/s':>7} {'tok/s':>7} {'p50 ms':>8} {'p95 ms':>8}"
+    )
     for name, r in rows:
-        print(f"{name:28} {r['requests']:8d} {r['errors']:6d} {r['req_per_s']:7.2f} {r['tokens_per_s']:7.1f} "
-              f"{r['p50_ms']:8.0f} {r['p95_ms']:8.0f}")
+        print(
+            f"{name:28} {r['requests']:8d} {r['errors']:6d} {r['req_per_s']:7.2f} {r['tokens_per_s']:7.1f} "
+            f"{r['p50_ms']:8.0f} {r['p95_ms']:8.0f}"
+        )
     ratio = conc["req_per_s"] / seq["req_per_s"] if seq["req_per_s"] else float("nan")
-    print(f"\nthroughput ratio (concurrent / one at a time): {ratio:.2f}x; "
-          f"p95 latency {conc['p95_ms']:.0f} ms vs {seq['p95_ms']:.0f} ms ({conc['p95_ms'] / seq['p95_ms']:.2f}x)")
+    print(
+        f"\nthroughput ratio (concurrent / one at a time): {ratio:.2f}x; "
+        f"p95 latency {conc['p95_ms']:.0f} ms vs {seq['p95_ms']:.0f} ms ({conc['p95_ms'] / seq['p95_ms']:.2f}x)"
+    )
     print(f"mean batch size seen by the server: {conc['mean_batch']:.2f}")
     if args.out:
-        args.out.write_text(json.dumps({"sequential": seq, "concurrent": conc, "throughput_ratio": ratio,
-                                        "settings": vars(args) | {"out": str(args.out)}}, indent=2))
+        args.out.write_text(
+            json.dumps(
+                {
+                    "sequential": seq,
+                    "concurrent": conc,
+                    "throughput_ratio": ratio,
+                    "settings": vars(args) | {"out": str(args.out)},
+                },
+                indent=2,
+            )
+        )
     if conc["errors"] or seq["errors"]:
         sys.exit(1)
 
@@ -112,10 +144,17 @@ def _phase(base: str, args: argparse.Namespace, clients: int) -> dict:
         t.join()
     wall = time.monotonic() - start
     lat = sorted(latencies)
-    return {"clients": clients, "requests": len(lat), "errors": errors[0], "wall_s": round(wall, 1),
-            "req_per_s": len(lat) / wall, "tokens_per_s": tokens[0] / wall,
-            "p50_ms": statistics.median(lat) if lat else 0.0, "p95_ms": lat[min(len(lat) - 1, int(0.95 * len(lat)))] if lat else 0.0,
-            "mean_batch": _mean_batch(base, batches_before)}
+    return {
+        "clients": clients,
+        "requests": len(lat),
+        "errors": errors[0],
+        "wall_s": round(wall, 1),
+        "req_per_s": len(lat) / wall,
+        "tokens_per_s": tokens[0] / wall,
+        "p50_ms": statistics.median(lat) if lat else 0.0,
+        "p95_ms": lat[min(len(lat) - 1, int(0.95 * len(lat)))] if lat else 0.0,
+        "mean_batch": _mean_batch(base, batches_before),
+    }
 
 
 _CLIENTS: dict[str, object] = {}
@@ -131,8 +170,9 @@ def _client(base: str):
 
 
 def _ask(base: str, model: str, prompt: str, max_tokens: int) -> int:
-    r = _client(base).chat.completions.create(model=model, messages=[{"role": "user", "content": prompt}], temperature=0,
-                                              max_tokens=max_tokens)
+    r = _client(base).chat.completions.create(
+        model=model, messages=[{"role": "user", "content": prompt}], temperature=0, max_tokens=max_tokens
+    )
     return r.usage.completion_tokens
 
 
@@ -143,7 +183,7 @@ def _batches(base: str) -> list[int]:
 
 
 def _mean_batch(base: str, before: list[int]) -> float:
-    sizes = _batches(base)[len(before):]
+    sizes = _batches(base)[len(before) :]
     return sum(sizes) / len(sizes) if sizes else 0.0
 
 

@@ -40,12 +40,18 @@ class ModelConfig(Section):
 
 
 class DataConfig(Section):
-    train: Path | None = Field(None, description="Training file (JSONL, CSV, TXT/MD or a folder of text files).")
+    train: Path | None = Field(
+        None, description="Training file (JSONL, CSV, TXT/MD or a folder of text files)."
+    )
     holdout: Path | None = Field(None, description="Hold-out file used for validation loss and evaluation.")
     task: Task | None = Field(None, description="Data format; detected from the file when omitted.")
-    text_field: str = Field("text", description="Column with the input text (classification/extraction tables).")
+    text_field: str = Field(
+        "text", description="Column with the input text (classification/extraction tables)."
+    )
     label_field: str = Field("label", description="Column with the label (classification tables).")
-    fields_field: str = Field("fields", description="Column with the JSON object of fields (extraction tables).")
+    fields_field: str = Field(
+        "fields", description="Column with the JSON object of fields (extraction tables)."
+    )
     system_prompt: str | None = Field(
         None, description="System prompt added to every example (generated for classification/extraction)."
     )
@@ -64,7 +70,9 @@ class DataConfig(Section):
 class LoraConfig(Section):
     r: int = Field(16, ge=1, description="LoRA rank (peft `r`).")
     lora_alpha: int = Field(32, ge=1, description="LoRA scaling numerator (peft `lora_alpha`).")
-    lora_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA path (peft `lora_dropout`).")
+    lora_dropout: float = Field(
+        0.0, ge=0, lt=1, description="Dropout on the LoRA path (peft `lora_dropout`)."
+    )
     target_modules: list[str] | Literal["all-linear"] = Field(
         "all-linear", description="Modules that get adapters: 'all-linear' or a list of module names."
     )
@@ -78,7 +86,9 @@ class LoraConfig(Section):
 class TrainConfig(Section):
     method: Method = Field("sft", description="sft, cpt (continued pre-training), dpo, reward or ppo.")
     finetune: Finetune = Field("lora", description="full, lora, qlora (4-bit NF4 base + LoRA) or dora.")
-    lr: float | None = Field(None, gt=0, description="Peak learning rate. Default: 2e-4 for adapters, 2e-5 full.")
+    lr: float | None = Field(
+        None, gt=0, description="Peak learning rate. Default: 2e-4 for adapters, 2e-5 full."
+    )
     epochs: float = Field(1.0, gt=0, description="Passes over the training data.")
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps.")
     batch_tokens: int = Field(
@@ -92,13 +102,19 @@ class TrainConfig(Section):
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
     seed: int = Field(42, description="Seed for model init, data order and dropout.")
-    eval_every: int | None = Field(None, ge=1, description="Hold-out loss every N steps (None: once per epoch).")
+    eval_every: int | None = Field(
+        None, ge=1, description="Hold-out loss every N steps (None: once per epoch)."
+    )
     early_stopping_patience: int | None = Field(
         None, ge=1, description="Stop after N evaluations without improvement of the hold-out loss."
     )
-    save_every: int | None = Field(None, ge=1, description="Checkpoint every N steps (None: end of each epoch).")
+    save_every: int | None = Field(
+        None, ge=1, description="Checkpoint every N steps (None: end of each epoch)."
+    )
     keep_checkpoints: int = Field(2, ge=1, description="How many recent checkpoints to keep.")
-    gradient_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory.")
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in backward to save memory."
+    )
     logging_steps: int = Field(1, ge=1, description="Write metrics.jsonl every N steps.")
     output_dir: Path = Field(Path("runs"), description="Folder that holds one sub-folder per run.")
     run_name: str | None = Field(None, description="Run folder name (default: a timestamped id).")
@@ -110,17 +126,25 @@ class TrainConfig(Section):
     )
     # preference methods
     beta: float = Field(0.1, gt=0, description="DPO/KL strength (TRL `beta`).")
-    loss_type: str = Field("sigmoid", description="DPO loss type (TRL `loss_type`: sigmoid, ipo, hinge, ...).")
+    loss_type: str = Field(
+        "sigmoid", description="DPO loss type (TRL `loss_type`: sigmoid, ipo, hinge, ...)."
+    )
     init_from: Path | None = Field(None, description="Start from this SFT run's adapter or model.")
     reward_model: Path | None = Field(None, description="Reward run used by method: ppo.")
-    prompts: Path | None = Field(None, description="Prompts file for method: ppo (JSONL with prompt or messages).")
+    prompts: Path | None = Field(
+        None, description="Prompts file for method: ppo (JSONL with prompt or messages)."
+    )
     num_generations: int = Field(
-        4, ge=2, description="method: ppo (RLOO): answers sampled per prompt; each is baselined by the others (TRL `num_generations`)."
+        4,
+        ge=2,
+        description="method: ppo (RLOO): answers sampled per prompt; each is baselined by the others (TRL `num_generations`).",
     )
     max_completion_length: int = Field(
         64, ge=1, description="method: ppo: longest sampled answer in tokens (TRL `max_completion_length`)."
     )
-    temperature: float = Field(1.0, gt=0, description="method: ppo: sampling temperature of the policy (TRL `temperature`).")
+    temperature: float = Field(
+        1.0, gt=0, description="method: ppo: sampling temperature of the policy (TRL `temperature`)."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
@@ -136,7 +160,8 @@ class TrainConfig(Section):
 
 class EvalConfig(Section):
     baselines: list[Literal["zero-shot", "few-shot", "rag"]] = Field(
-        default_factory=lambda: ["zero-shot", "few-shot"], description="Prompted baselines to compare against."
+        default_factory=lambda: ["zero-shot", "few-shot"],
+        description="Prompted baselines to compare against.",
     )
     few_shot_k: int = Field(3, ge=1, description="Examples in the few-shot prompt.")
     few_shot_selection: Literal["similar", "random"] = Field(
@@ -149,17 +174,25 @@ class EvalConfig(Section):
     )
     format_regex: str | None = Field(None, description="Answers must match this regex (format rule).")
     json_schema: dict[str, Any] | None = Field(None, description="Answers must validate against this schema.")
-    max_answer_chars: int | None = Field(None, ge=1, description="Answers longer than this fail the format rule.")
+    max_answer_chars: int | None = Field(
+        None, ge=1, description="Answers longer than this fail the format rule."
+    )
     price_per_1k_tokens: float | None = Field(
-        None, ge=0, description="Serving price per 1,000 tokens (prompt + completion) for cost per 1,000 requests; "
-        "unset = machine time x eval.machine_usd_per_hour."
+        None,
+        ge=0,
+        description="Serving price per 1,000 tokens (prompt + completion) for cost per 1,000 requests; "
+        "unset = machine time x eval.machine_usd_per_hour.",
     )
     machine_usd_per_hour: float = Field(
-        0.10, ge=0, description="Hourly price of the machine serving the model, for cost per 1,000 requests from "
-        "measured time (default: a small 2-vCPU cloud VM)."
+        0.10,
+        ge=0,
+        description="Hourly price of the machine serving the model, for cost per 1,000 requests from "
+        "measured time (default: a small 2-vCPU cloud VM).",
     )
     consistency_examples: int = Field(
-        16, ge=0, description="Hold-out examples re-asked in a lightly reworded form to measure consistency (0 = off)."
+        16,
+        ge=0,
+        description="Hold-out examples re-asked in a lightly reworded form to measure consistency (0 = off).",
     )
     max_examples: int | None = Field(None, ge=1, description="Evaluate only the first N hold-out examples.")
 
@@ -201,13 +234,19 @@ def load_config(path: Path | str | None, overrides: list[str] | None = None) -> 
     if path is not None:
         path = Path(path)
         if path.is_dir():
-            raise TunesmithError(f"{path} is a folder, not a config file.", "Pass the YAML file, e.g. tunesmith.yaml.")
+            raise TunesmithError(
+                f"{path} is a folder, not a config file.", "Pass the YAML file, e.g. tunesmith.yaml."
+            )
         if not path.exists():
-            raise TunesmithError(f"Config file {path} does not exist.", "Create one with `tunesmith init DIR`.")
+            raise TunesmithError(
+                f"Config file {path} does not exist.", "Create one with `tunesmith init DIR`."
+            )
         try:
             loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise TunesmithError(f"{path} is not valid YAML: {exc}", "Fix the syntax at the position shown.") from exc
+            raise TunesmithError(
+                f"{path} is not valid YAML: {exc}", "Fix the syntax at the position shown."
+            ) from exc
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):

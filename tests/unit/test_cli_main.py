@@ -9,7 +9,9 @@ pytestmark = pytest.mark.unit
 
 
 def _run(*args):
-    return subprocess.run([sys.executable, "-m", "tunesmith", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "tunesmith", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_usage_error_exits_2_without_traceback():

@@ -37,7 +37,11 @@ def test_dotted_overrides_are_typed(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("train:\n  epochs: 1\n")
     cfg = load_config(p, ["train.lr=1e-4", "lora.target_modules=[q_proj,v_proj]", "train.packing=false"])
-    assert cfg.train.lr == 1e-4 and cfg.lora.target_modules == ["q_proj", "v_proj"] and cfg.train.packing is False
+    assert (
+        cfg.train.lr == 1e-4
+        and cfg.lora.target_modules == ["q_proj", "v_proj"]
+        and cfg.train.packing is False
+    )
 
 
 def test_cross_field_rule_names_fix():
@@ -65,6 +69,8 @@ def test_relative_data_paths_resolve_against_config_folder(tmp_path):
     assert load_config(p).data.train == (tmp_path / "data" / "train.jsonl").resolve()
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")) + sorted((REPO / "examples").rglob("*.yaml")))
+@pytest.mark.parametrize(
+    "path", sorted((REPO / "configs").glob("*.yaml")) + sorted((REPO / "examples").rglob("*.yaml"))
+)
 def test_every_shipped_config_validates(path):
     load_config(path)

@@ -109,38 +109,81 @@ class Estimate:
         m = self.memory
         return {
             "params": {"total": self.params_total, "trainable": self.params_trainable},
-            "memory_gb": {"weights": round(m.weights, 3), "gradients": round(m.gradients, 3),
-                          "optimizer": round(m.optimizer, 3), "activations": round(m.activations, 3),
-                          "total": round(m.total, 3)},
+            "memory_gb": {
+                "weights": round(m.weights, 3),
+                "gradients": round(m.gradients, 3),
+                "optimizer": round(m.optimizer, 3),
+                "activations": round(m.activations, 3),
+                "total": round(m.total, 3),
+            },
             "fits": {g.name: g.fits for g in self.gpus},
             "flops": self.flops,
             "hours": {g.name: g.hours for g in self.gpus},
-            "cost_usd": {**{g.name: round(g.cost_usd, 4) for g in self.gpus},
-                         **{k: round(v, 4) for k, v in self.api_costs.items()}},
+            "cost_usd": {
+                **{g.name: round(g.cost_usd, 4) for g in self.gpus},
+                **{k: round(v, 4) for k, v in self.api_costs.items()},
+            },
         }
 
 
 # --------------------------------------------------------------------------- the estimate
 
 
-def estimate(arch: Architecture, setup: Setup, workload: Workload, prices: PriceSheet,
-             cpu: dict[str, float] | None = None) -> Estimate:
+def estimate(
+    arch: Architecture,
+    setup: Setup,
+    workload: Workload,
+    prices: PriceSheet,
+    cpu: dict[str, float] | None = None,
+) -> Estimate:
     """The whole estimate. ``cpu`` = {"memory_gb", "peak_tflops"} of this machine (``measure_cpu()``)."""
     trainable = trainable_params(arch, setup)
     mem_gpu = memory(arch, setup, bytes_per_act=2, precision="mixed")
     mem_cpu = memory(arch, setup, bytes_per_act=4, precision="fp32")
     flops, formula = training_flops(arch, setup, workload)
-    gpus = [_gpu_result(name, gpu.memory_gb, gpu.bf16_tflops, gpu.usd_per_hour,
-                        gpu.utilisation or setup.mfu or prices.assume("utilisation"), mem_gpu, setup, flops,
-                        prices) for name, gpu in prices.gpus.items()]
+    gpus = [
+        _gpu_result(
+            name,
+            gpu.memory_gb,
+            gpu.bf16_tflops,
+            gpu.usd_per_hour,
+            gpu.utilisation or setup.mfu or prices.assume("utilisation"),
+            mem_gpu,
+            setup,
+            flops,
+            prices,
+        )
+        for name, gpu in prices.gpus.items()
+    ]
     if cpu is not None:
-        gpus.append(_gpu_result("cpu", cpu["memory_gb"], cpu["peak_tflops"], 0.0,
-                                prices.assume("cpu_utilisation"), mem_cpu, setup, flops, prices, cuda=False))
+        gpus.append(
+            _gpu_result(
+                "cpu",
+                cpu["memory_gb"],
+                cpu["peak_tflops"],
+                0.0,
+                prices.assume("cpu_utilisation"),
+                mem_cpu,
+                setup,
+                flops,
+                prices,
+                cuda=False,
+            )
+        )
     api = api_costs(arch, setup, workload, prices)
     return Estimate(
-        model=arch.name, setup=setup, workload=workload, params_total=arch.total,
-        params_embedding=arch.embedding, params_trainable=trainable, memory=mem_gpu, memory_cpu=mem_cpu,
-        flops=flops, flops_formula=formula, gpus=gpus, api_costs=api,
+        model=arch.name,
+        setup=setup,
+        workload=workload,
+        params_total=arch.total,
+        params_embedding=arch.embedding,
+        params_trainable=trainable,
+        memory=mem_gpu,
+        memory_cpu=mem_cpu,
+        flops=flops,
+        flops_formula=formula,
+        gpus=gpus,
+        api_costs=api,
         serving=serving_breakeven(arch, workload, prices, gpus),
         assumptions={k: f"{v.value:g}: {v.source}" for k, v in prices.assumptions.items()},
     )
@@ -152,7 +195,9 @@ def trainable_params(arch: Architecture, setup: Setup) -> int:
     return arch.lora_params(setup.lora_r, setup.lora_targets, dora=setup.method == "dora")
 
 
-def memory(arch: Architecture, setup: Setup, bytes_per_act: int, precision: Literal["mixed", "fp32"]) -> Memory:
+def memory(
+    arch: Architecture, setup: Setup, bytes_per_act: int, precision: Literal["mixed", "fp32"]
+) -> Memory:
     """Training memory. Mixed precision (GPU): bf16 weights and gradients, fp32 master copy + Adam m and v
     (2 + 2 + 12 = 16 bytes per trained parameter, ZeRO paper section 3.1). fp32 (CPU): 4 + 4 + 8 = 16.
     Adapters train in fp32 (peft upcasts them): 4 + 4 + 8 bytes per adapter parameter, the frozen base
@@ -221,17 +266,35 @@ def training_flops(arch: Architecture, setup: Setup, workload: Workload) -> tupl
     return per_token * workload.tokens, f"FLOPs = ({f}) × D, D = {workload.tokens:,.0f} tokens"
 
 
-def _gpu_result(name: str, mem_gb: float, tflops: float, usd_per_hour: float, util: float, mem: Memory,
-                setup: Setup, flops: float, prices: PriceSheet, cuda: bool = True) -> GpuResult:
+def _gpu_result(
+    name: str,
+    mem_gb: float,
+    tflops: float,
+    usd_per_hour: float,
+    util: float,
+    mem: Memory,
+    setup: Setup,
+    flops: float,
+    prices: PriceSheet,
+    cuda: bool = True,
+) -> GpuResult:
     ctx = prices.assume("cuda_context_gb") if cuda else 0.0
     frag = prices.assume("fragmentation")
     need = mem.total * (1 + frag) + ctx
     need_ckpt = (mem.total - mem.activations + min(mem.activations, mem.activations_other)) * (1 + frag) + ctx
     slowdown = {"qlora": prices.assume("qlora_slowdown"), "dora": prices.assume("dora_slowdown")}.get(
-        setup.method, 1.0)
+        setup.method, 1.0
+    )
     hours = flops / (tflops * 1e12 * util) / 3600 * slowdown
-    return GpuResult(name=name, memory_gb=mem_gb, fits=need <= mem_gb, fits_with_checkpointing=need_ckpt <= mem_gb,
-                     headroom_gb=mem_gb - need, hours=hours, cost_usd=hours * usd_per_hour)
+    return GpuResult(
+        name=name,
+        memory_gb=mem_gb,
+        fits=need <= mem_gb,
+        fits_with_checkpointing=need_ckpt <= mem_gb,
+        headroom_gb=mem_gb - need,
+        hours=hours,
+        cost_usd=hours * usd_per_hour,
+    )
 
 
 def api_costs(arch: Architecture, setup: Setup, workload: Workload, prices: PriceSheet) -> dict[str, float]:
@@ -240,7 +303,9 @@ def api_costs(arch: Architecture, setup: Setup, workload: Workload, prices: Pric
     size class, with its LoRA tier for adapters and its full tier for full fine-tuning."""
     out: dict[str, float] = {}
     for name, api in prices.api_finetuning.items():
-        if name.startswith("together/") and name != ("together/full" if setup.method == "full" else "together/lora"):
+        if name.startswith("together/") and name != (
+            "together/full" if setup.method == "full" else "together/lora"
+        ):
             continue
         price = api.training_price(arch.total)
         if price is not None:
@@ -248,8 +313,9 @@ def api_costs(arch: Architecture, setup: Setup, workload: Workload, prices: Pric
     return out
 
 
-def serving_breakeven(arch: Architecture, workload: Workload, prices: PriceSheet,
-                      gpus: list[GpuResult]) -> Serving | None:
+def serving_breakeven(
+    arch: Architecture, workload: Workload, prices: PriceSheet, gpus: list[GpuResult]
+) -> Serving | None:
     """Self-hosting the fine-tuned model on the cheapest GPU that holds it (bf16 weights + 20% KV cache)
     vs. prompting the most expensive frontier API in the sheet. Decode throughput is the lower of the
     memory-bound rate (bandwidth x serving utilisation / weight bytes x concurrency) and the compute-bound
@@ -257,8 +323,11 @@ def serving_breakeven(arch: Architecture, workload: Workload, prices: PriceSheet
     the API bill; below it, the API is cheaper."""
     weight_bytes = arch.total * 2
     ctx = prices.assume("cuda_context_gb")
-    candidates = [(g.usd_per_hour, name, g) for name, g in prices.gpus.items()
-                  if weight_bytes * 1.2 / GB + ctx <= g.memory_gb]
+    candidates = [
+        (g.usd_per_hour, name, g)
+        for name, g in prices.gpus.items()
+        if weight_bytes * 1.2 / GB + ctx <= g.memory_gb
+    ]
     if not candidates or not prices.frontier_apis:
         return None
     _, gname, gpu = min(candidates, key=lambda c: (c[0], c[1]))
@@ -277,9 +346,17 @@ def serving_breakeven(arch: Architecture, workload: Workload, prices: PriceSheet
     self_req = usd_per_1m * tout / 1e6
     capacity = tps * 3600 * prices.assume("hours_per_month") / max(tout, 1.0)
     breakeven = month / api_req_prompted if api_req_prompted > 0 else math.inf
-    return Serving(gpu=gname, tokens_per_s=tps, usd_per_1m_tokens=usd_per_1m, gpu_usd_per_month=month,
-                   frontier=fname, frontier_usd_per_request=api_req_prompted, selfhost_usd_per_request=self_req,
-                   breakeven_requests_per_month=breakeven, capacity_requests_per_month=capacity)
+    return Serving(
+        gpu=gname,
+        tokens_per_s=tps,
+        usd_per_1m_tokens=usd_per_1m,
+        gpu_usd_per_month=month,
+        frontier=fname,
+        frontier_usd_per_request=api_req_prompted,
+        selfhost_usd_per_request=self_req,
+        breakeven_requests_per_month=breakeven,
+        capacity_requests_per_month=capacity,
+    )
 
 
 def measure_cpu() -> dict[str, float]:

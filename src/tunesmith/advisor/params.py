@@ -20,35 +20,105 @@ from tunesmith.errors import TunesmithError
 # (hidden, layers, MLP width, heads, KV heads, vocab, tied embeddings). `published` is the parameter count
 # on the model card / safetensors index, used by the tests to check the formula.
 BUILTIN: dict[str, dict[str, Any]] = {
-    "llama-3.2-1b": dict(model_type="llama", hidden_size=2048, num_hidden_layers=16, intermediate_size=8192,
-                         num_attention_heads=32, num_key_value_heads=8, vocab_size=128256,
-                         tie_word_embeddings=True, published=1_235_814_400),
-    "llama-3.2-3b": dict(model_type="llama", hidden_size=3072, num_hidden_layers=28, intermediate_size=8192,
-                         num_attention_heads=24, num_key_value_heads=8, vocab_size=128256,
-                         tie_word_embeddings=True, published=3_212_749_824),
-    "llama-2-7b": dict(model_type="llama", hidden_size=4096, num_hidden_layers=32, intermediate_size=11008,
-                       num_attention_heads=32, num_key_value_heads=32, vocab_size=32000,
-                       tie_word_embeddings=False, published=6_738_415_616),
-    "mistral-7b": dict(model_type="mistral", hidden_size=4096, num_hidden_layers=32, intermediate_size=14336,
-                       num_attention_heads=32, num_key_value_heads=8, vocab_size=32000,
-                       tie_word_embeddings=False, published=7_241_732_096),
-    "llama-3.1-8b": dict(model_type="llama", hidden_size=4096, num_hidden_layers=32, intermediate_size=14336,
-                         num_attention_heads=32, num_key_value_heads=8, vocab_size=128256,
-                         tie_word_embeddings=False, published=8_030_261_248),
-    "llama-2-13b": dict(model_type="llama", hidden_size=5120, num_hidden_layers=40, intermediate_size=13824,
-                        num_attention_heads=40, num_key_value_heads=40, vocab_size=32000,
-                        tie_word_embeddings=False, published=13_015_864_320),
-    "llama-2-70b": dict(model_type="llama", hidden_size=8192, num_hidden_layers=80, intermediate_size=28672,
-                        num_attention_heads=64, num_key_value_heads=8, vocab_size=32000,
-                        tie_word_embeddings=False, published=68_976_648_192),
-    "llama-3.1-70b": dict(model_type="llama", hidden_size=8192, num_hidden_layers=80, intermediate_size=28672,
-                          num_attention_heads=64, num_key_value_heads=8, vocab_size=128256,
-                          tie_word_embeddings=False, published=70_553_706_496),
+    "llama-3.2-1b": dict(
+        model_type="llama",
+        hidden_size=2048,
+        num_hidden_layers=16,
+        intermediate_size=8192,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        vocab_size=128256,
+        tie_word_embeddings=True,
+        published=1_235_814_400,
+    ),
+    "llama-3.2-3b": dict(
+        model_type="llama",
+        hidden_size=3072,
+        num_hidden_layers=28,
+        intermediate_size=8192,
+        num_attention_heads=24,
+        num_key_value_heads=8,
+        vocab_size=128256,
+        tie_word_embeddings=True,
+        published=3_212_749_824,
+    ),
+    "llama-2-7b": dict(
+        model_type="llama",
+        hidden_size=4096,
+        num_hidden_layers=32,
+        intermediate_size=11008,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        vocab_size=32000,
+        tie_word_embeddings=False,
+        published=6_738_415_616,
+    ),
+    "mistral-7b": dict(
+        model_type="mistral",
+        hidden_size=4096,
+        num_hidden_layers=32,
+        intermediate_size=14336,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        vocab_size=32000,
+        tie_word_embeddings=False,
+        published=7_241_732_096,
+    ),
+    "llama-3.1-8b": dict(
+        model_type="llama",
+        hidden_size=4096,
+        num_hidden_layers=32,
+        intermediate_size=14336,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        vocab_size=128256,
+        tie_word_embeddings=False,
+        published=8_030_261_248,
+    ),
+    "llama-2-13b": dict(
+        model_type="llama",
+        hidden_size=5120,
+        num_hidden_layers=40,
+        intermediate_size=13824,
+        num_attention_heads=40,
+        num_key_value_heads=40,
+        vocab_size=32000,
+        tie_word_embeddings=False,
+        published=13_015_864_320,
+    ),
+    "llama-2-70b": dict(
+        model_type="llama",
+        hidden_size=8192,
+        num_hidden_layers=80,
+        intermediate_size=28672,
+        num_attention_heads=64,
+        num_key_value_heads=8,
+        vocab_size=32000,
+        tie_word_embeddings=False,
+        published=68_976_648_192,
+    ),
+    "llama-3.1-70b": dict(
+        model_type="llama",
+        hidden_size=8192,
+        num_hidden_layers=80,
+        intermediate_size=28672,
+        num_attention_heads=64,
+        num_key_value_heads=8,
+        vocab_size=128256,
+        tie_word_embeddings=False,
+        published=70_553_706_496,
+    ),
 }
 # Size-class shorthands (the 1B / 3B / 7-8B / 13B / 70B classes): Llama-3.2 for 1B/3B, Llama-3.1 for 8B,
 # Llama-2 for 7B/13B/70B (the models the published memory figures were measured on).
-CLASS_ALIASES = {"1b": "llama-3.2-1b", "3b": "llama-3.2-3b", "7b": "llama-2-7b", "8b": "llama-3.1-8b",
-                 "13b": "llama-2-13b", "70b": "llama-2-70b"}
+CLASS_ALIASES = {
+    "1b": "llama-3.2-1b",
+    "3b": "llama-3.2-3b",
+    "7b": "llama-2-7b",
+    "8b": "llama-3.1-8b",
+    "13b": "llama-2-13b",
+    "70b": "llama-2-70b",
+}
 
 _NON_GATED = {"gpt2", "gpt_neox", "opt", "falcon", "phi", "gpt_bigcode", "bloom", "gptj", "starcoder2"}
 _GPT2_LIKE = {"gpt2", "gpt_bigcode"}
@@ -103,8 +173,13 @@ class Architecture:
 
     @property
     def total(self) -> int:
-        return (self.embedding + self.lm_head + self.linear_params
-                + self.layers * (self.per_layer_other + self._router) + self.final_other)
+        return (
+            self.embedding
+            + self.lm_head
+            + self.linear_params
+            + self.layers * (self.per_layer_other + self._router)
+            + self.final_other
+        )
 
     @property
     def non_embedding(self) -> int:
@@ -167,11 +242,16 @@ def _read_config(path: Path) -> dict[str, Any]:
     try:
         cfg = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise TunesmithError(f"{path} is not a readable JSON config: {exc}", "Pass a Hugging Face config.json.") from exc
+        raise TunesmithError(
+            f"{path} is not a readable JSON config: {exc}", "Pass a Hugging Face config.json."
+        ) from exc
     if not isinstance(cfg, dict):
         raise TunesmithError(f"{path} must hold a JSON object.", "Pass a Hugging Face config.json.")
     if "text_config" in cfg and "hidden_size" not in cfg:  # multimodal wrappers: the language model part
-        cfg = {**cfg["text_config"], "model_type": cfg["text_config"].get("model_type", cfg.get("model_type"))}
+        cfg = {
+            **cfg["text_config"],
+            "model_type": cfg["text_config"].get("model_type", cfg.get("model_type")),
+        }
     return cfg
 
 
@@ -206,16 +286,28 @@ def architecture_from_config(cfg: dict[str, Any], name: str) -> Architecture:
     gated = mt not in _NON_GATED
     q, kvd = heads * hd, kv * hd
     if gpt2:  # fused qkv (c_attn), c_proj, c_fc, mlp c_proj; biases everywhere, LayerNorm weight+bias
-        linears = (Linear("c_attn", h, q + 2 * kvd), Linear("attn.c_proj", q, h), Linear("c_fc", h, inter),
-                   Linear("mlp.c_proj", inter, h))
+        linears = (
+            Linear("c_attn", h, q + 2 * kvd),
+            Linear("attn.c_proj", q, h),
+            Linear("c_fc", h, inter),
+            Linear("mlp.c_proj", inter, h),
+        )
         other = (q + 2 * kvd) + h + inter + h + 4 * h
         final, positions = 2 * h, int(cfg.get("n_positions") or cfg.get("max_position_embeddings") or 0)
     else:
-        mlp = [Linear("gate_proj", h, inter, experts), Linear("up_proj", h, inter, experts)] if gated else [
-            Linear("up_proj", h, inter, experts)]
+        mlp = (
+            [Linear("gate_proj", h, inter, experts), Linear("up_proj", h, inter, experts)]
+            if gated
+            else [Linear("up_proj", h, inter, experts)]
+        )
         mlp.append(Linear("down_proj", inter, h, experts))
-        linears = (Linear("q_proj", h, q), Linear("k_proj", h, kvd), Linear("v_proj", h, kvd),
-                   Linear("o_proj", q, h), *mlp)
+        linears = (
+            Linear("q_proj", h, q),
+            Linear("k_proj", h, kvd),
+            Linear("v_proj", h, kvd),
+            Linear("o_proj", q, h),
+            *mlp,
+        )
         other = 2 * h  # input and post-attention RMSNorm
         if cfg.get("attention_bias") or mt == "qwen2":
             other += q + 2 * kvd + (h if cfg.get("attention_bias") else 0)
@@ -226,7 +318,21 @@ def architecture_from_config(cfg: dict[str, Any], name: str) -> Architecture:
         if mt in ("gemma2", "gemma3"):  # pre- and post-feedforward norms
             other += 2 * h
         final, positions = h, 0
-    return Architecture(name=name, model_type=mt, hidden=h, layers=layers, heads=heads, kv_heads=kv,
-                        head_dim=hd, intermediate=inter, vocab=vocab, tied=tied, experts=experts,
-                        experts_active=active, linears=linears, per_layer_other=other, final_other=final,
-                        positions=positions)
+    return Architecture(
+        name=name,
+        model_type=mt,
+        hidden=h,
+        layers=layers,
+        heads=heads,
+        kv_heads=kv,
+        head_dim=hd,
+        intermediate=inter,
+        vocab=vocab,
+        tied=tied,
+        experts=experts,
+        experts_active=active,
+        linears=linears,
+        per_layer_other=other,
+        final_other=final,
+        positions=positions,
+    )

@@ -34,9 +34,13 @@ NOVELTY_KNOWLEDGE = 0.4
 COVERAGE_KNOWLEDGE = 0.6
 DEFAULT_TARGET = {"classification": 0.9, "extraction": 0.9}  # other tasks: token F1
 GENERATION_TARGET = 0.7
-_STOP = frozenset(str.split("the a an and or of to in on for with is are was were be been it this that these those at by from as "
-            "your you our we they their its can will would should could has have had not no yes do does did "
-            "please thanks thank hello hi what which who when where why how"))
+_STOP = frozenset(
+    str.split(
+        "the a an and or of to in on for with is are was were be been it this that these those at by from as "
+        "your you our we they their its can will would should could has have had not no yes do does did "
+        "please thanks thank hello hi what which who when where why how"
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -83,8 +87,15 @@ class Plan:
             "recommendation": self.recommendation,
             "reasons": self.reasons,
             "profile": dataclasses.asdict(self.profile),
-            "baselines": {b.name: {"metric": b.metric, "value": b.value, "ms_per_request": b.ms_per_request,
-                                   "wall_s": b.wall_s} for b in self.baselines},
+            "baselines": {
+                b.name: {
+                    "metric": b.metric,
+                    "value": b.value,
+                    "ms_per_request": b.ms_per_request,
+                    "wall_s": b.wall_s,
+                }
+                for b in self.baselines
+            },
             "target": {"metric": self.metric, "value": self.target},
             "cost": self.cost,
             "data_needed": self.data_needed,
@@ -95,14 +106,27 @@ class Plan:
         p = self.profile
         lines = [f"Recommendation: {self.recommendation.upper()}", ""]
         lines += [f"  - {r}" for r in self.reasons]
-        lines += ["", f"Data: {p.task}, {p.n_train:,} training and {p.n_holdout:,} hold-out examples"
-                  + (f"; labels {dict(p.label_counts)} (imbalance {p.imbalance:.1f}x)" if p.label_counts else "")]
+        lines += [
+            "",
+            f"Data: {p.task}, {p.n_train:,} training and {p.n_holdout:,} hold-out examples"
+            + (f"; labels {dict(p.label_counts)} (imbalance {p.imbalance:.1f}x)" if p.label_counts else ""),
+        ]
         if p.novelty is not None:
-            cov = f", {p.doc_coverage:.0%} of those found in the documents" if p.doc_coverage is not None else ""
-            lines.append(f"Answers: {p.novelty:.0%} of answer words absent from the input{cov}; format: {p.format_reason}")
-        lines.append(f"Baselines measured on {self._n_sample()} hold-out examples ({self.metric}, target {self.target:g}):")
+            cov = (
+                f", {p.doc_coverage:.0%} of those found in the documents"
+                if p.doc_coverage is not None
+                else ""
+            )
+            lines.append(
+                f"Answers: {p.novelty:.0%} of answer words absent from the input{cov}; format: {p.format_reason}"
+            )
+        lines.append(
+            f"Baselines measured on {self._n_sample()} hold-out examples ({self.metric}, target {self.target:g}):"
+        )
         for b in self.baselines:
-            lines.append(f"  {b.name:<16} {b.value:.3f}   {b.ms_per_request:,.0f} ms/request   ({b.wall_s:.1f} s)")
+            lines.append(
+                f"  {b.name:<16} {b.value:.3f}   {b.ms_per_request:,.0f} ms/request   ({b.wall_s:.1f} s)"
+            )
         lines.append("Expected cost and time:")
         lines += [f"  {k.removesuffix('_text')}: {v}" for k, v in self.cost.items() if k.endswith("_text")]
         lines.append(f"Data still needed: {self.data_needed}")
@@ -123,12 +147,23 @@ def run(cfg: ProjectConfig, sample: int = 20) -> Plan:
     profile = inspect_data(train_rows, hold_rows, task, docs_text)
     metric, target = primary_metric(task, cfg)
     with tempfile.TemporaryDirectory(prefix="tunesmith-plan-") as tmp:
-        baselines, rag_index_s = measure_baselines(cfg, train_rows, hold_rows[:sample], task, metric, Path(tmp))
+        baselines, rag_index_s = measure_baselines(
+            cfg, train_rows, hold_rows[:sample], task, metric, Path(tmp)
+        )
     recommendation, reasons = decide(profile, baselines, metric, target, has_docs=bool(cfg.rag.docs))
     cost = expected_cost(cfg, recommendation, baselines, rag_index_s)
     cost["baseline_sample"] = min(sample, len(hold_rows))
-    return Plan(recommendation, reasons, profile, baselines, target, metric, cost,
-                data_needed(recommendation, profile), notes=_notes(profile))
+    return Plan(
+        recommendation,
+        reasons,
+        profile,
+        baselines,
+        target,
+        metric,
+        cost,
+        data_needed(recommendation, profile),
+        notes=_notes(profile),
+    )
 
 
 def load_split(cfg: ProjectConfig) -> tuple[list[dict], list[dict], str]:
@@ -138,19 +173,25 @@ def load_split(cfg: ProjectConfig) -> tuple[list[dict], list[dict], str]:
 
     d = cfg.data
     if d.train is None:
-        raise TunesmithError("The config has no data.train to plan for.", "Set data.train: path/to/train.jsonl.")
+        raise TunesmithError(
+            "The config has no data.train to plan for.", "Set data.train: path/to/train.jsonl."
+        )
     cols = Columns(d.text_field, d.label_field, d.fields_field)
     train = load_records_or_raise(d.train, d.task, cols)
     if train.task in ("preference", "text"):
-        raise TunesmithError(f"{d.train} holds {train.task} data; plan compares prompted and fine-tuned answers.",
-                             "Plan with supervised data (chat, completion, classification or extraction).")
+        raise TunesmithError(
+            f"{d.train} holds {train.task} data; plan compares prompted and fine-tuned answers.",
+            "Plan with supervised data (chat, completion, classification or extraction).",
+        )
     rows = train.rows
     if d.holdout is not None:
         hold = load_records_or_raise(d.holdout, train.task, cols).rows
     else:
         rows, hold = split_holdout(rows, d.holdout_fraction, d.seed)
     if not hold:
-        raise TunesmithError(f"{d.train} is too small to hold any example out.", "Add examples or set data.holdout.")
+        raise TunesmithError(
+            f"{d.train} is too small to hold any example out.", "Add examples or set data.holdout."
+        )
     return rows, hold, str(train.task)
 
 
@@ -192,9 +233,15 @@ def inspect_data(train: list[dict], hold: list[dict], task: str, docs_text: str)
             covered.append(sum(w in doc_words for w in novel) / len(novel))
     regular, why = _regularity(task, answers)
     return Profile(
-        task=task, n_train=len(train), n_holdout=len(hold), label_counts=dict(sorted(labels.items())),
-        imbalance=imbalance, novelty=_mean(novel_share), doc_coverage=_mean(covered) if doc_words else None,
-        regular_format=regular, format_reason=why,
+        task=task,
+        n_train=len(train),
+        n_holdout=len(hold),
+        label_counts=dict(sorted(labels.items())),
+        imbalance=imbalance,
+        novelty=_mean(novel_share),
+        doc_coverage=_mean(covered) if doc_words else None,
+        regular_format=regular,
+        format_reason=why,
         avg_answer_words=_mean([len(a.split()) for a in answers]) or 0.0,
     )
 
@@ -238,8 +285,9 @@ def primary_metric(task: str, cfg: ProjectConfig) -> tuple[str, float]:
 # --------------------------------------------------------------------------- measured baselines
 
 
-def measure_baselines(cfg: ProjectConfig, train: list[dict], sample: list[dict], task: str, metric: str,
-                      tmp: Path) -> tuple[list[Baseline], float | None]:
+def measure_baselines(
+    cfg: ProjectConfig, train: list[dict], sample: list[dict], task: str, metric: str, tmp: Path
+) -> tuple[list[Baseline], float | None]:
     """Zero-shot, few-shot and (with documents) RAG on the hold-out sample, through the evaluation runner."""
     import json
 
@@ -256,9 +304,17 @@ def measure_baselines(cfg: ProjectConfig, train: list[dict], sample: list[dict],
         index_dir, index_s = _ensure_index(cfg, tmp / "index")
         baselines.append("rag")
     settings = cfg.eval.model_copy(update={"consistency_examples": 0, "max_examples": len(sample)})
-    spec = EvalSpec(data=hold_f, model=cfg.model.name, train=train_f, task=task,  # type: ignore[arg-type]
-                    system_prompt=cfg.data.system_prompt, baselines=tuple(baselines), settings=settings,
-                    rag_index=index_dir, seed=cfg.data.seed)
+    spec = EvalSpec(
+        data=hold_f,
+        model=cfg.model.name,
+        train=train_f,
+        task=task,  # type: ignore[arg-type]
+        system_prompt=cfg.data.system_prompt,
+        baselines=tuple(baselines),
+        settings=settings,
+        rag_index=index_dir,
+        seed=cfg.data.seed,
+    )
     models = {"base": load_for_inference(cfg.model.name, None)}
     report = run_eval(spec, models=models).report
     out = []
@@ -268,7 +324,9 @@ def measure_baselines(cfg: ProjectConfig, train: list[dict], sample: list[dict],
         value = float(m.get(metric, 0.0))
         if task == "classification" and "label_scoring" in m:  # fair to the prompt: its better scoring
             value = max(value, float(m["label_scoring"].get("accuracy", 0.0)))
-        out.append(Baseline(name, metric, value, float(entry["latency_ms"]["mean"]), float(entry.get("wall_s", 0.0))))
+        out.append(
+            Baseline(name, metric, value, float(entry["latency_ms"]["mean"]), float(entry.get("wall_s", 0.0)))
+        )
     return out, index_s
 
 
@@ -277,100 +335,151 @@ def _ensure_index(cfg: ProjectConfig, fallback: Path) -> tuple[Path, float]:
 
     target = Path(cfg.rag.index) if cfg.rag.index is not None else fallback
     start = time.perf_counter()
-    index_documents([Path(p) for p in cfg.rag.docs], target, chunk_tokens=cfg.rag.chunk_tokens,
-                    chunk_overlap=cfg.rag.chunk_overlap)
+    index_documents(
+        [Path(p) for p in cfg.rag.docs],
+        target,
+        chunk_tokens=cfg.rag.chunk_tokens,
+        chunk_overlap=cfg.rag.chunk_overlap,
+    )
     return target, time.perf_counter() - start
 
 
 # --------------------------------------------------------------------------- decision
 
 
-def decide(p: Profile, baselines: list[Baseline], metric: str, target: float, has_docs: bool) -> tuple[str, list[str]]:
+def decide(
+    p: Profile, baselines: list[Baseline], metric: str, target: float, has_docs: bool
+) -> tuple[str, list[str]]:
     by = {b.name: b for b in baselines}
     prompted = max((b for b in baselines if b.name != "rag"), key=lambda b: b.value)
     reasons: list[str] = []
     knowledge = p.novelty is not None and p.novelty >= NOVELTY_KNOWLEDGE
     if knowledge and has_docs and (p.doc_coverage or 0.0) >= COVERAGE_KNOWLEDGE:
         rag = by.get("rag")
-        reasons.append(f"Answers depend on facts absent from the questions: {p.novelty:.0%} of answer words are not "
-                       f"in the input, and {p.doc_coverage:.0%} of those are in your documents.")
+        reasons.append(
+            f"Answers depend on facts absent from the questions: {p.novelty:.0%} of answer words are not "
+            f"in the input, and {p.doc_coverage:.0%} of those are in your documents."
+        )
         if rag is not None:
             gain = rag.value - prompted.value
-            reasons.append(f"Measured: RAG {metric} {rag.value:.3f} vs best prompt ({prompted.name}) "
-                           f"{prompted.value:.3f} ({gain:+.3f}).")
+            reasons.append(
+                f"Measured: RAG {metric} {rag.value:.3f} vs best prompt ({prompted.name}) "
+                f"{prompted.value:.3f} ({gain:+.3f})."
+            )
             if gain < 0.05:
-                reasons.append("RAG did not clearly beat prompting with this base model: check retrieval recall "
-                               "(`tunesmith rag eval`) and consider a larger base model before fine-tuning.")
-        reasons.append("Fine-tuning memorises training questions, not documents: retrieval keeps facts current "
-                       "and citable.")
+                reasons.append(
+                    "RAG did not clearly beat prompting with this base model: check retrieval recall "
+                    "(`tunesmith rag eval`) and consider a larger base model before fine-tuning."
+                )
+        reasons.append(
+            "Fine-tuning memorises training questions, not documents: retrieval keeps facts current "
+            "and citable."
+        )
         if p.regular_format and rag is not None and rag.value < target:
-            reasons.append(f"The answers also follow a fixed format ({p.format_reason}) and RAG alone stays below the "
-                           f"target {target:g}: fine-tune on retrieved context (RAFT) to teach it.")
+            reasons.append(
+                f"The answers also follow a fixed format ({p.format_reason}) and RAG alone stays below the "
+                f"target {target:g}: fine-tune on retrieved context (RAFT) to teach it."
+            )
             return "fine-tune + rag", reasons
         return "rag", reasons
     if knowledge and not has_docs:
-        reasons.append(f"{p.novelty:.0%} of answer words are absent from the inputs and no documents are configured: "
-                       "the answers depend on outside facts. Add the documents that hold them (rag.docs).")
+        reasons.append(
+            f"{p.novelty:.0%} of answer words are absent from the inputs and no documents are configured: "
+            "the answers depend on outside facts. Add the documents that hold them (rag.docs)."
+        )
         return "rag", reasons
     if prompted.value >= target:
-        reasons.append(f"Measured: the prompted base model ({prompted.name}) already reaches {metric} "
-                       f"{prompted.value:.3f} >= target {target:g}; fine-tuning would cost more than it gains.")
+        reasons.append(
+            f"Measured: the prompted base model ({prompted.name}) already reaches {metric} "
+            f"{prompted.value:.3f} >= target {target:g}; fine-tuning would cost more than it gains."
+        )
         return "prompt", reasons
-    reasons.append(f"Measured: the best prompt ({prompted.name}) reaches {metric} {prompted.value:.3f}, below the "
-                   f"target {target:g} (gap {target - prompted.value:.3f}).")
+    reasons.append(
+        f"Measured: the best prompt ({prompted.name}) reaches {metric} {prompted.value:.3f}, below the "
+        f"target {target:g} (gap {target - prompted.value:.3f})."
+    )
     if p.regular_format:
-        reasons.append(f"The answers follow a fixed format ({p.format_reason}): the behaviour fine-tuning teaches best.")
+        reasons.append(
+            f"The answers follow a fixed format ({p.format_reason}): the behaviour fine-tuning teaches best."
+        )
     if p.novelty is not None:
-        reasons.append(f"Only {p.novelty:.0%} of answer words are new relative to the input: the task is transforming "
-                       "inputs, not recalling outside facts.")
+        reasons.append(
+            f"Only {p.novelty:.0%} of answer words are new relative to the input: the task is transforming "
+            "inputs, not recalling outside facts."
+        )
     return "fine-tune", reasons
 
 
 # --------------------------------------------------------------------------- cost and data
 
 
-def expected_cost(cfg: ProjectConfig, recommendation: str, baselines: list[Baseline], index_s: float | None) -> dict[str, Any]:
+def expected_cost(
+    cfg: ProjectConfig, recommendation: str, baselines: list[Baseline], index_s: float | None
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     by = {b.name: b for b in baselines}
     if "fine-tune" in recommendation:
         from tunesmith.advisor.run import EstimateRequest, run_estimate
 
-        est = run_estimate(EstimateRequest(model=cfg.model.name, method=cfg.train.finetune, data=cfg.data.train,
-                                           epochs=cfg.train.epochs, lora_r=cfg.lora.r,
-                                           max_seq_len=cfg.data.max_seq_len))
+        est = run_estimate(
+            EstimateRequest(
+                model=cfg.model.name,
+                method=cfg.train.finetune,
+                data=cfg.data.train,
+                epochs=cfg.train.epochs,
+                lora_r=cfg.lora.r,
+                max_seq_len=cfg.data.max_seq_len,
+            )
+        )
         cpu = next(g for g in est.gpus if g.name == "cpu")
         fitting = [g for g in est.gpus if g.fits and g.name != "cpu"]
         cheapest = min(fitting, key=lambda g: g.cost_usd) if fitting else None
         out["train_cpu_hours"] = cpu.hours
-        out["train_text"] = (f"{cfg.train.finetune} fine-tuning, {est.workload.tokens:,.0f} tokens: ~{_dur(cpu.hours)} on "
-                             f"this CPU (uncalibrated; `tunesmith estimate --probe` measures it)"
-                             + (f", ~{_dur(cheapest.hours)} / {_usd(cheapest.cost_usd)} on {cheapest.name}" if cheapest else ""))
+        out["train_text"] = (
+            f"{cfg.train.finetune} fine-tuning, {est.workload.tokens:,.0f} tokens: ~{_dur(cpu.hours)} on "
+            f"this CPU (uncalibrated; `tunesmith estimate --probe` measures it)"
+            + (
+                f", ~{_dur(cheapest.hours)} / {_usd(cheapest.cost_usd)} on {cheapest.name}"
+                if cheapest
+                else ""
+            )
+        )
         if cheapest:
             out["train_gpu"] = {"gpu": cheapest.name, "hours": cheapest.hours, "usd": cheapest.cost_usd}
     if "rag" in recommendation and index_s is not None:
         out["index_s"] = index_s
         rag = by.get("rag")
-        out["rag_text"] = (f"indexing the documents took {index_s:.1f} s (measured); a RAG answer took "
-                           f"{rag.ms_per_request:,.0f} ms here (measured)" if rag else f"indexing took {index_s:.1f} s")
+        out["rag_text"] = (
+            f"indexing the documents took {index_s:.1f} s (measured); a RAG answer took "
+            f"{rag.ms_per_request:,.0f} ms here (measured)"
+            if rag
+            else f"indexing took {index_s:.1f} s"
+        )
     if recommendation == "prompt":
         best = max(baselines, key=lambda b: b.value)
-        out["prompt_text"] = f"no training; {best.name} answers took {best.ms_per_request:,.0f} ms each here (measured)"
+        out["prompt_text"] = (
+            f"no training; {best.name} answers took {best.ms_per_request:,.0f} ms each here (measured)"
+        )
     return out
 
 
 def data_needed(recommendation: str, p: Profile) -> str:
     """The data still needed, against common sizing guidance for each task."""
     if recommendation == "rag":
-        return (f"no training examples needed; keep your {p.n_holdout} hold-out questions with answers to evaluate "
-                "retrieval, and add documents for any question they cannot answer")
+        return (
+            f"no training examples needed; keep your {p.n_holdout} hold-out questions with answers to evaluate "
+            "retrieval, and add documents for any question they cannot answer"
+        )
     if recommendation == "prompt":
         return f"none to train; {p.n_holdout} hold-out examples are enough to monitor the prompt"
     n = p.n_train
     if p.task == "classification" and p.label_counts:
         k = len(p.label_counts)
         small = min(p.label_counts, key=p.label_counts.get)  # type: ignore[arg-type]
-        return (f"{100 * k:,}-{1000 * k:,} examples recommended (100-1,000 per label, {k} labels); you have {n:,} "
-                f"(smallest label {small!r}: {p.label_counts[small]})")
+        return (
+            f"{100 * k:,}-{1000 * k:,} examples recommended (100-1,000 per label, {k} labels); you have {n:,} "
+            f"(smallest label {small!r}: {p.label_counts[small]})"
+        )
     lo, hi = (500, 5000) if p.task == "extraction" else (1000, 10000)
     return f"{lo:,}-{hi:,} examples recommended; you have {n:,}"
 
@@ -378,7 +487,9 @@ def data_needed(recommendation: str, p: Profile) -> str:
 def _notes(p: Profile) -> list[str]:
     notes = []
     if p.imbalance is not None and p.imbalance >= 3:
-        notes.append(f"labels are imbalanced ({p.imbalance:.1f}x): report macro-F1, and add examples of the rare labels")
+        notes.append(
+            f"labels are imbalanced ({p.imbalance:.1f}x): report macro-F1, and add examples of the rare labels"
+        )
     return notes
 
 

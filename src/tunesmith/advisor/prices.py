@@ -34,7 +34,9 @@ class Gpu(_Strict):
     bf16_tflops: float = Field(gt=0, description="Dense bf16 tensor throughput, TFLOPS.")
     bandwidth_gbps: float = Field(gt=0, description="Memory bandwidth, GB/s.")
     usd_per_hour: float = Field(ge=0, description="On-demand price per GPU-hour.")
-    utilisation: float | None = Field(None, gt=0, le=1, description="MFU for this GPU (default: assumptions).")
+    utilisation: float | None = Field(
+        None, gt=0, le=1, description="MFU for this GPU (default: assumptions)."
+    )
     source: str = Field(description="Datasheet and price page, with dates.")
 
 
@@ -79,8 +81,17 @@ class PriceSheet(_Strict):
         return self.assumptions[key].value
 
 
-REQUIRED_ASSUMPTIONS = ("utilisation", "cpu_utilisation", "qlora_slowdown", "dora_slowdown", "cuda_context_gb", "fragmentation",
-                        "serving_concurrency", "serving_utilisation", "hours_per_month")
+REQUIRED_ASSUMPTIONS = (
+    "utilisation",
+    "cpu_utilisation",
+    "qlora_slowdown",
+    "dora_slowdown",
+    "cuda_context_gb",
+    "fragmentation",
+    "serving_concurrency",
+    "serving_utilisation",
+    "hours_per_month",
+)
 
 
 def load_prices(override: Path | str | None = None) -> PriceSheet:
@@ -94,17 +105,17 @@ def load_prices(override: Path | str | None = None) -> PriceSheet:
     try:
         sheet = PriceSheet.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
         raise TunesmithError(
             f"Price sheet {source} is invalid: {problems}",
             f"Use the keys of the built-in sheet {BUILTIN_PRICES.name} (gpus.<name>.usd_per_hour, ...).",
         ) from None
     missing = [k for k in REQUIRED_ASSUMPTIONS if k not in sheet.assumptions]
     if missing:
-        raise TunesmithError(f"Price sheet {source} lacks assumptions: {', '.join(missing)}.",
-                             "Keep the assumptions section of the built-in sheet.")
+        raise TunesmithError(
+            f"Price sheet {source} lacks assumptions: {', '.join(missing)}.",
+            "Keep the assumptions section of the built-in sheet.",
+        )
     return sheet
 
 
@@ -119,13 +130,17 @@ def _builtin_raw() -> dict[str, Any]:
 
 def _read_override(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise TunesmithError(f"Price override file {path} does not exist.",
-                             "Pass a JSON or YAML file with the keys of the built-in sheet.")
+        raise TunesmithError(
+            f"Price override file {path} does not exist.",
+            "Pass a JSON or YAML file with the keys of the built-in sheet.",
+        )
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))  # YAML is a superset of JSON
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise TunesmithError(f"Price override file {path} is not valid JSON/YAML: {exc}",
-                             "Fix the syntax at the position shown.") from None
+        raise TunesmithError(
+            f"Price override file {path} is not valid JSON/YAML: {exc}",
+            "Fix the syntax at the position shown.",
+        ) from None
     if not isinstance(data, dict):
         raise TunesmithError(f"Price override file {path} must hold a mapping (gpus:, api_finetuning:, ...).")
     return data

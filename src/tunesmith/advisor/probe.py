@@ -82,14 +82,22 @@ def probe_run(cfg: ProjectConfig, steps: int = 3) -> ProbeResult:
         wall = time.perf_counter() - start
     last = steps + 1
     if 1 not in stamps or last not in stamps:
-        raise TunesmithError("The probe run ended before its steps were timed.",
-                             "Check the data and config with `tunesmith train` first.")
+        raise TunesmithError(
+            "The probe run ended before its steps were timed.",
+            "Check the data and config with `tunesmith train` first.",
+        )
     spt = (stamps[last] - stamps[1]) / max(sum(step_tokens[1:last]), 1)
     after_last = [x for x in saved if x >= stamps[last]]
     boundary = (after_last[-1] - stamps[last]) if after_last else 0.0
-    return ProbeResult(steps=steps, probe_wall_s=wall, seconds_per_token=spt, step_tokens=step_tokens,
-                       boundary_s=boundary, boundaries_full=_boundaries(cfg, len(step_tokens), per_epoch),
-                       boundaries_probe=_boundaries(cfg, last, per_epoch))
+    return ProbeResult(
+        steps=steps,
+        probe_wall_s=wall,
+        seconds_per_token=spt,
+        step_tokens=step_tokens,
+        boundary_s=boundary,
+        boundaries_full=_boundaries(cfg, len(step_tokens), per_epoch),
+        boundaries_probe=_boundaries(cfg, last, per_epoch),
+    )
 
 
 def _boundaries(cfg: ProjectConfig, n_steps: int, per_epoch: int) -> int:
@@ -116,8 +124,13 @@ def plan_steps(cfg: ProjectConfig) -> tuple[list[int], int]:
     steps: list[int] = []
     epoch = 0
     while len(steps) < total:
-        batches = first if epoch == 0 else build_batches(
-            data.train, batch_tokens=t.batch_tokens, packing=t.packing, seed=t.seed, epoch=epoch)
+        batches = (
+            first
+            if epoch == 0
+            else build_batches(
+                data.train, batch_tokens=t.batch_tokens, packing=t.packing, seed=t.seed, epoch=epoch
+            )
+        )
         for i in range(0, len(batches), t.grad_accum):
             steps.append(sum(int(b.input_ids.numel()) for b in batches[i : i + t.grad_accum]))
             if len(steps) >= total:
@@ -154,16 +167,26 @@ def probe_config(req: Any) -> ProjectConfig:
     from tunesmith.config import validate_config_dict
 
     if req.data is None:
-        raise TunesmithError("--probe trains on your data: give --data FILE.",
-                             "Example: tunesmith estimate --model tiny --method lora --data train.jsonl --probe")
+        raise TunesmithError(
+            "--probe trains on your data: give --data FILE.",
+            "Example: tunesmith estimate --model tiny --method lora --data train.jsonl --probe",
+        )
     key = req.model.strip().lower()
     if key in BUILTIN or key in CLASS_ALIASES:
-        raise TunesmithError(f"--probe needs weights to run, and {req.model!r} is a size class without weights.",
-                             "Probe with a local model folder or an alias (tiny, smollm2-135m-instruct).")
-    return validate_config_dict({
-        "model": {"name": req.model},
-        "data": {"train": str(req.data), **({"max_seq_len": req.max_seq_len} if req.max_seq_len else {})},
-        "lora": {"r": req.lora_r},
-        "train": {"finetune": req.method, "epochs": req.epochs,
-                  "gradient_checkpointing": req.gradient_checkpointing},
-    }, source="estimate --probe")
+        raise TunesmithError(
+            f"--probe needs weights to run, and {req.model!r} is a size class without weights.",
+            "Probe with a local model folder or an alias (tiny, smollm2-135m-instruct).",
+        )
+    return validate_config_dict(
+        {
+            "model": {"name": req.model},
+            "data": {"train": str(req.data), **({"max_seq_len": req.max_seq_len} if req.max_seq_len else {})},
+            "lora": {"r": req.lora_r},
+            "train": {
+                "finetune": req.method,
+                "epochs": req.epochs,
+                "gradient_checkpointing": req.gradient_checkpointing,
+            },
+        },
+        source="estimate --probe",
+    )

@@ -38,8 +38,14 @@ def run_estimate(req: EstimateRequest) -> Estimate:
     prices = load_prices(req.prices)
     workload = _workload(req)
     seq_len = req.seq_len or workload.max_tokens
-    setup = Setup(method=req.method, batch_size=req.batch_size, seq_len=max(seq_len, 1),  # type: ignore[arg-type]
-                  gradient_checkpointing=req.gradient_checkpointing, lora_r=req.lora_r, mfu=req.mfu)
+    setup = Setup(
+        method=req.method,
+        batch_size=req.batch_size,
+        seq_len=max(seq_len, 1),  # type: ignore[arg-type]
+        gradient_checkpointing=req.gradient_checkpointing,
+        lora_r=req.lora_r,
+        mfu=req.mfu,
+    )
     prices = _only_gpus(prices, req.gpus)
     want_cpu = not req.gpus or "cpu" in req.gpus or req.probe
     est = estimate(arch, setup, workload, prices, measure_cpu() if want_cpu else None)
@@ -66,7 +72,9 @@ def _only_gpus(prices, names: list[str]):
     for n in wanted:
         key = lower.get(n.lower()) or next((v for k, v in lower.items() if k.startswith(n.lower())), None)
         if key is None:
-            raise TunesmithError(f"Unknown GPU {n!r}.",
-                                 f"Use one of {', '.join(prices.gpus)}, or cpu; add GPUs with --prices FILE.")
+            raise TunesmithError(
+                f"Unknown GPU {n!r}.",
+                f"Use one of {', '.join(prices.gpus)}, or cpu; add GPUs with --prices FILE.",
+            )
         picked[key] = prices.gpus[key]
     return prices.model_copy(update={"gpus": picked})

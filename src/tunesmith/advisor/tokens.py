@@ -33,8 +33,14 @@ def tokenizer_for(model: str) -> tuple[Any, bool]:
     return load_tokenizer(SMOLLM2), True
 
 
-def measure_workload(data: Path, model: str, epochs: float, task: Task | None = None,
-                     max_seq_len: int | None = None, columns: Columns = Columns()) -> Workload:
+def measure_workload(
+    data: Path,
+    model: str,
+    epochs: float,
+    task: Task | None = None,
+    max_seq_len: int | None = None,
+    columns: Columns = Columns(),
+) -> Workload:
     """Examples, average and longest sequence, and average answer length of a data file, tokenized exactly
     as training will (chat template, answer spans)."""
     loaded = load_records_or_raise(data, task, columns)
@@ -59,17 +65,32 @@ def measure_workload(data: Path, model: str, epochs: float, task: Task | None = 
     how = f"{len(lengths)} examples in {data}, tokenized with the chat template of {Path(name).name or name}"
     if approx:
         how += " (approximate: the model folder has no tokenizer, SmolLM2's was used)"
-    return Workload(examples=len(lengths), avg_tokens=sum(lengths) / len(lengths), max_tokens=max(lengths),
-                    epochs=epochs, avg_output_tokens=sum(outputs) / len(outputs), source=how)
+    return Workload(
+        examples=len(lengths),
+        avg_tokens=sum(lengths) / len(lengths),
+        max_tokens=max(lengths),
+        epochs=epochs,
+        avg_output_tokens=sum(outputs) / len(outputs),
+        source=how,
+    )
 
 
-def given_workload(examples: int, avg_tokens: float, epochs: float, avg_output_tokens: float | None = None) -> Workload:
+def given_workload(
+    examples: int, avg_tokens: float, epochs: float, avg_output_tokens: float | None = None
+) -> Workload:
     """A workload from ``--examples N --avg-tokens T``; answers are assumed a quarter of each sequence."""
     if examples < 1 or avg_tokens < 1:
-        raise TunesmithError(f"--examples ({examples}) and --avg-tokens ({avg_tokens}) must be at least 1.",
-                             "Example: --examples 2000 --avg-tokens 350.")
+        raise TunesmithError(
+            f"--examples ({examples}) and --avg-tokens ({avg_tokens}) must be at least 1.",
+            "Example: --examples 2000 --avg-tokens 350.",
+        )
     out = avg_output_tokens if avg_output_tokens is not None else avg_tokens / 4
-    return Workload(examples=examples, avg_tokens=float(avg_tokens), max_tokens=int(avg_tokens * 2), epochs=epochs,
-                    avg_output_tokens=out,
-                    source=f"{examples} examples x {avg_tokens:g} tokens (given; longest assumed 2x the average, "
-                    f"answers {out:g} tokens)")
+    return Workload(
+        examples=examples,
+        avg_tokens=float(avg_tokens),
+        max_tokens=int(avg_tokens * 2),
+        epochs=epochs,
+        avg_output_tokens=out,
+        source=f"{examples} examples x {avg_tokens:g} tokens (given; longest assumed 2x the average, "
+        f"answers {out:g} tokens)",
+    )

@@ -18,41 +18,82 @@ def register(app: typer.Typer) -> None:
 
 
 def estimate_cmd(
-    model: str = typer.Option(..., "--model", help="Alias (tiny, smollm2-135m-instruct), model folder, any "
-                              "config.json, or a size class: 1b 3b 7b 8b 13b 70b (or llama-3.1-70b, mistral-7b...)."),
+    model: str = typer.Option(
+        ...,
+        "--model",
+        help="Alias (tiny, smollm2-135m-instruct), model folder, any "
+        "config.json, or a size class: 1b 3b 7b 8b 13b 70b (or llama-3.1-70b, mistral-7b...).",
+    ),
     method: str = typer.Option("lora", "--method", help="full | lora | qlora | dora"),
-    data: Path | None = typer.Option(None, "--data", help="Training file: tokens are counted with the model's chat template."),
+    data: Path | None = typer.Option(
+        None, "--data", help="Training file: tokens are counted with the model's chat template."
+    ),
     examples: int | None = typer.Option(None, "--examples", help="Number of examples (instead of --data)."),
-    avg_tokens: float | None = typer.Option(None, "--avg-tokens", help="Average tokens per example (with --examples)."),
+    avg_tokens: float | None = typer.Option(
+        None, "--avg-tokens", help="Average tokens per example (with --examples)."
+    ),
     epochs: float = typer.Option(1.0, "--epochs", help="Passes over the data."),
-    gpu: list[str] = typer.Option([], "--gpu", help="Only these GPUs (repeatable; names from the price sheet, or cpu)."),
+    gpu: list[str] = typer.Option(
+        [], "--gpu", help="Only these GPUs (repeatable; names from the price sheet, or cpu)."
+    ),
     batch_size: int = typer.Option(1, "--batch-size", help="Sequences per micro-batch (activation memory)."),
-    seq_len: int | None = typer.Option(None, "--seq-len", help="Tokens per sequence for activation memory "
-                                       "(default: the longest example, or 2x --avg-tokens)."),
-    gradient_checkpointing: bool = typer.Option(False, "--gradient-checkpointing/--no-gradient-checkpointing",
-                                                help="Recompute activations in backward (less memory, ~1/3 more FLOPs)."),
+    seq_len: int | None = typer.Option(
+        None,
+        "--seq-len",
+        help="Tokens per sequence for activation memory (default: the longest example, or 2x --avg-tokens).",
+    ),
+    gradient_checkpointing: bool = typer.Option(
+        False,
+        "--gradient-checkpointing/--no-gradient-checkpointing",
+        help="Recompute activations in backward (less memory, ~1/3 more FLOPs).",
+    ),
     r: int = typer.Option(16, "--lora-r", help="LoRA rank."),
-    mfu: float | None = typer.Option(None, "--mfu", help="GPU utilisation (model FLOPs utilisation), default 0.4."),
-    prices: Path | None = typer.Option(None, "--prices", help="JSON/YAML file merged over the built-in price sheet."),
-    probe: bool = typer.Option(False, "--probe", help="Run a few real training steps here and calibrate the CPU estimate."),
+    mfu: float | None = typer.Option(
+        None, "--mfu", help="GPU utilisation (model FLOPs utilisation), default 0.4."
+    ),
+    prices: Path | None = typer.Option(
+        None, "--prices", help="JSON/YAML file merged over the built-in price sheet."
+    ),
+    probe: bool = typer.Option(
+        False, "--probe", help="Run a few real training steps here and calibrate the CPU estimate."
+    ),
     probe_steps: int = typer.Option(3, "--probe-steps", help="Measured steps in the probe."),
-    as_json: bool = typer.Option(False, "--json", help='Print {"params", "memory_gb", "fits", "flops", "hours", "cost_usd"}.'),
+    as_json: bool = typer.Option(
+        False, "--json", help='Print {"params", "memory_gb", "fits", "flops", "hours", "cost_usd"}.'
+    ),
 ) -> None:
     """Will it fit, how long, how much: memory breakdown, fit per GPU, FLOPs, hours and dollars, API
     fine-tuning prices and the break-even against a prompted frontier API."""
     from tunesmith.advisor.run import EstimateRequest, run_estimate
 
     if method not in ("full", "lora", "qlora", "dora"):
-        raise UsageError(f"--method {method!r} is not one of full, lora, qlora, dora.", "Example: --method qlora")
+        raise UsageError(
+            f"--method {method!r} is not one of full, lora, qlora, dora.", "Example: --method qlora"
+        )
     if data is None and (examples is None or avg_tokens is None):
-        raise UsageError("Give --data FILE, or both --examples N and --avg-tokens T.",
-                         "Example: tunesmith estimate --model 7b --method lora --examples 2000 --avg-tokens 350")
+        raise UsageError(
+            "Give --data FILE, or both --examples N and --avg-tokens T.",
+            "Example: tunesmith estimate --model 7b --method lora --examples 2000 --avg-tokens 350",
+        )
     if epochs <= 0 or batch_size < 1 or r < 1 or (mfu is not None and not 0 < mfu <= 1):
         raise UsageError("--epochs must be > 0, --batch-size and --lora-r >= 1, --mfu in (0, 1].")
-    req = EstimateRequest(model=model, method=method, data=data, examples=examples, avg_tokens=avg_tokens,
-                          epochs=epochs, gpus=list(gpu), batch_size=batch_size, seq_len=seq_len,
-                          gradient_checkpointing=gradient_checkpointing, lora_r=r, mfu=mfu, prices=prices,
-                          probe=probe, probe_steps=probe_steps)
+    req = EstimateRequest(
+        model=model,
+        method=method,
+        data=data,
+        examples=examples,
+        avg_tokens=avg_tokens,
+        epochs=epochs,
+        gpus=list(gpu),
+        batch_size=batch_size,
+        seq_len=seq_len,
+        gradient_checkpointing=gradient_checkpointing,
+        lora_r=r,
+        mfu=mfu,
+        prices=prices,
+        probe=probe,
+        probe_steps=probe_steps,
+    )
     est = run_estimate(req)
     if as_json:
         typer.echo(json.dumps(est.to_json(), indent=2))
@@ -109,13 +150,19 @@ def render_estimate(est) -> None:
     t.add_column("GPU (bf16 mixed precision)", justify="right")
     t.add_column("this CPU (fp32)", justify="right")
     c = est.memory_cpu
-    rows = [("weights" + (" (4-bit NF4 base)" if s.method == "qlora" else ""), m.weights, c.weights),
-            ("  of which LoRA adapters" if s.method != "full" else None, m.lora, c.lora),
-            ("gradients", m.gradients, c.gradients), ("optimizer (AdamW)", m.optimizer, c.optimizer),
-            ("activations", m.activations, c.activations),
-            (f"  activations {'without' if s.gradient_checkpointing else 'with'} checkpointing",
-             m.activations_other, c.activations_other),
-            ("total", m.total, c.total)]
+    rows = [
+        ("weights" + (" (4-bit NF4 base)" if s.method == "qlora" else ""), m.weights, c.weights),
+        ("  of which LoRA adapters" if s.method != "full" else None, m.lora, c.lora),
+        ("gradients", m.gradients, c.gradients),
+        ("optimizer (AdamW)", m.optimizer, c.optimizer),
+        ("activations", m.activations, c.activations),
+        (
+            f"  activations {'without' if s.gradient_checkpointing else 'with'} checkpointing",
+            m.activations_other,
+            c.activations_other,
+        ),
+        ("total", m.total, c.total),
+    ]
     for name, g, cpu in rows:
         if name:
             t.add_row(name, _gb(g), _gb(cpu))
@@ -124,18 +171,25 @@ def render_estimate(est) -> None:
     for col in ("GPU", "memory", "fits", "headroom", "time", "cost"):
         g.add_column(col, justify="left" if col in ("GPU", "fits") else "right")
     for r in est.gpus:
-        fits = "[green]yes[/]" if r.fits else (
-            "[yellow]with --gradient-checkpointing[/]" if r.fits_with_checkpointing else "[red]no[/]")
+        fits = (
+            "[green]yes[/]"
+            if r.fits
+            else ("[yellow]with --gradient-checkpointing[/]" if r.fits_with_checkpointing else "[red]no[/]")
+        )
         cost = "-" if r.name == "cpu" else f"${r.cost_usd:,.2f}"
         g.add_row(r.name, _gb(r.memory_gb), fits, _gb(r.headroom_gb), _hours(r.hours), cost)
     console.print(g)
     console.print(f"Training compute: {est.flops:.3g} FLOPs; {est.flops_formula}.")
     util = est.assumptions.get("utilisation", "").split(":")[0]
-    console.print(f"Time = FLOPs / (peak bf16 FLOP/s x utilisation {s.mfu or util}); CPU: measured fp32 matmul peak "
-                  f"x {est.assumptions.get('cpu_utilisation', '').split(':')[0]}.")
+    console.print(
+        f"Time = FLOPs / (peak bf16 FLOP/s x utilisation {s.mfu or util}); CPU: measured fp32 matmul peak "
+        f"x {est.assumptions.get('cpu_utilisation', '').split(':')[0]}."
+    )
     if est.api_costs:
-        console.print("API fine-tuning (training tokens x price): " + ", ".join(
-            f"{k} ${v:,.2f}" for k, v in est.api_costs.items()))
+        console.print(
+            "API fine-tuning (training tokens x price): "
+            + ", ".join(f"{k} ${v:,.2f}" for k, v in est.api_costs.items())
+        )
     sv = est.serving
     if sv:
         console.print(
@@ -145,8 +199,11 @@ def render_estimate(est) -> None:
             f"${sv.selfhost_usd_per_request * 1000:,.3f}). "
             f"Break-even: {sv.breakeven_requests_per_month:,.0f} requests/month (one GPU serves up to "
             f"{sv.capacity_requests_per_month:,.0f})."
-            + (" One GPU cannot serve the break-even volume: add GPUs or stay on the API."
-               if sv.breakeven_requests_per_month > sv.capacity_requests_per_month else "")
+            + (
+                " One GPU cannot serve the break-even volume: add GPUs or stay on the API."
+                if sv.breakeven_requests_per_month > sv.capacity_requests_per_month
+                else ""
+            )
         )
     if est.calibration:
         cal = est.calibration

@@ -15,8 +15,12 @@ def register(app: typer.Typer) -> None:
 
 def score(
     run: Path = typer.Argument(..., help="Folder of a finished method: reward run."),
-    data: Path = typer.Option(..., "--data", "-d", help="JSONL of preference pairs, chat conversations or prompt/completion lines."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Write one JSON line of scores per input line here."),
+    data: Path = typer.Option(
+        ..., "--data", "-d", help="JSONL of preference pairs, chat conversations or prompt/completion lines."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Write one JSON line of scores per input line here."
+    ),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Score only the first N lines."),
     show: int = typer.Option(10, "--show", min=0, help="Rows shown in the table."),
 ) -> None:
@@ -42,14 +46,18 @@ def score(
     if loaded.task == "preference":
         pairs = scorer.pair_scores([r.data for r in records])
         for r, (c, j) in zip(records, pairs, strict=True):
-            rows.append({"line": r.line, "score_chosen": c, "score_rejected": j, "margin": c - j, "correct": c > j})
+            rows.append(
+                {"line": r.line, "score_chosen": c, "score_rejected": j, "margin": c - j, "correct": c > j}
+            )
         table = Table("line", "chosen", "rejected", "margin", "correct")
         for row in rows[:show]:
             table.add_row(str(row["line"]), f"{row['score_chosen']:.3f}", f"{row['score_rejected']:.3f}",
                           f"{row['margin']:+.3f}", "yes" if row["correct"] else "no")  # fmt: skip
         console.print(table)
         acc = preference_accuracy([row["margin"] for row in rows])
-        console.print(f"pairwise accuracy {acc:.1%} on {len(rows)} pairs; mean margin {sum(r['margin'] for r in rows) / len(rows):+.3f}")
+        console.print(
+            f"pairwise accuracy {acc:.1%} on {len(rows)} pairs; mean margin {sum(r['margin'] for r in rows) / len(rows):+.3f}"
+        )
     else:
         convs = [to_chat(r.data, loaded.task) for r in records]
         for r, s, conv in zip(records, scorer.score(convs), convs, strict=True):
@@ -58,7 +66,9 @@ def score(
         for row in rows[:show]:
             table.add_row(str(row["line"]), f"{row['score']:.3f}", row["answer"][:80])
         console.print(table)
-        console.print(f"mean score {sum(r['score'] for r in rows) / len(rows):.3f} on {len(rows)} conversations")
+        console.print(
+            f"mean score {sum(r['score'] for r in rows) / len(rows):.3f} on {len(rows)} conversations"
+        )
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")

@@ -43,8 +43,18 @@ GUIDE = """\
 """
 
 SAMPLE = [
-    {"messages": [{"role": "user", "content": "My invoice shows the wrong amount."}, {"role": "assistant", "content": "billing"}]},
-    {"messages": [{"role": "user", "content": "The app crashes when I log in."}, {"role": "assistant", "content": "technical"}]},
+    {
+        "messages": [
+            {"role": "user", "content": "My invoice shows the wrong amount."},
+            {"role": "assistant", "content": "billing"},
+        ]
+    },
+    {
+        "messages": [
+            {"role": "user", "content": "The app crashes when I log in."},
+            {"role": "assistant", "content": "technical"},
+        ]
+    },
 ]
 
 
@@ -59,7 +69,9 @@ def init(directory: Path = typer.Argument(..., help="Folder to create the projec
 
     cfg = directory / "tunesmith.yaml"
     if cfg.exists():
-        raise TunesmithError(f"{cfg} already exists; nothing was changed.", "Pick another folder or edit the existing config.")
+        raise TunesmithError(
+            f"{cfg} already exists; nothing was changed.", "Pick another folder or edit the existing config."
+        )
     (directory / "data").mkdir(parents=True, exist_ok=True)
     cfg.write_text(STARTER_CONFIG, encoding="utf-8")
     (directory / "GUIDE.md").write_text(GUIDE, encoding="utf-8")

@@ -9,8 +9,10 @@ import typer
 
 from tunesmith.cli.render import console, fail
 
-logs_app = typer.Typer(help="Logged requests (enable with `tunesmith serve --log-requests`): export, stats, correct.",
-                       no_args_is_help=True)
+logs_app = typer.Typer(
+    help="Logged requests (enable with `tunesmith serve --log-requests`): export, stats, correct.",
+    no_args_is_help=True,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -21,18 +23,34 @@ def register(app: typer.Typer) -> None:
 
 
 def serve(
-    host: str = typer.Option("127.0.0.1", help="Interface to bind; 127.0.0.1 keeps the server local (default)."),
+    host: str = typer.Option(
+        "127.0.0.1", help="Interface to bind; 127.0.0.1 keeps the server local (default)."
+    ),
     port: int = typer.Option(8000, help="TCP port."),
-    data_dir: Path = typer.Option(Path("tunesmith-data"), help="Folder for the database, uploaded files and runs."),
-    api_key: list[str] = typer.Option([], "--api-key", help="Accepted bearer key (repeatable). None = no auth."),
+    data_dir: Path = typer.Option(
+        Path("tunesmith-data"), help="Folder for the database, uploaded files and runs."
+    ),
+    api_key: list[str] = typer.Option(
+        [], "--api-key", help="Accepted bearer key (repeatable). None = no auth."
+    ),
     concurrency: int = typer.Option(1, min=0, help="Fine-tuning jobs that run at once (worker processes)."),
-    log_requests: bool = typer.Option(False, help="Store chat requests and answers in the database (opt-in)."),
+    log_requests: bool = typer.Option(
+        False, help="Store chat requests and answers in the database (opt-in)."
+    ),
     max_upload_mb: int = typer.Option(512, min=1, help="Largest accepted upload."),
-    cors_origin: list[str] = typer.Option([], help="Allowed browser origin (repeatable). CORS is off without one."),
+    cors_origin: list[str] = typer.Option(
+        [], help="Allowed browser origin (repeatable). CORS is off without one."
+    ),
     max_batch: int = typer.Option(8, min=1, help="Most chat requests generated together."),
-    model_budget_mb: int = typer.Option(8192, min=1, help="Memory for loaded models and adapters (LRU beyond it)."),
-    base_model: list[str] = typer.Option([], help="Extra base model (alias or local folder) to serve and train."),
-    train_override: list[str] = typer.Option([], help="Config override applied to every job, e.g. train.save_every=50."),
+    model_budget_mb: int = typer.Option(
+        8192, min=1, help="Memory for loaded models and adapters (LRU beyond it)."
+    ),
+    base_model: list[str] = typer.Option(
+        [], help="Extra base model (alias or local folder) to serve and train."
+    ),
+    train_override: list[str] = typer.Option(
+        [], help="Config override applied to every job, e.g. train.save_every=50."
+    ),
 ) -> None:
     """Serve the OpenAI-compatible API (files, fine-tuning jobs, models, chat, embeddings) and the dashboard."""
     import uvicorn
@@ -40,26 +58,46 @@ def serve(
     from tunesmith.serve.app import ServeSettings, create_app
 
     if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
-        console.print("[yellow]Warning:[/] binding to a non-local address without --api-key: anyone who can reach "
-                      f"{host}:{port} can train and query models.")
+        console.print(
+            "[yellow]Warning:[/] binding to a non-local address without --api-key: anyone who can reach "
+            f"{host}:{port} can train and query models."
+        )
     for b in base_model:
         if not Path(b).is_dir() and b not in ("smollm2-135m-instruct", "tiny"):
-            fail(f"--base-model {b}: not an alias or an existing model folder.", "Pass a local folder saved with save_pretrained.")
+            fail(
+                f"--base-model {b}: not an alias or an existing model folder.",
+                "Pass a local folder saved with save_pretrained.",
+            )
     _check_port(host, port)
-    settings = ServeSettings(data_dir=data_dir, api_keys=list(api_key), concurrency=concurrency, log_requests=log_requests,
-                             max_upload_bytes=max_upload_mb << 20, cors_origins=list(cors_origin), max_batch=max_batch,
-                             model_budget_bytes=model_budget_mb << 20, extra_base_models=list(base_model),
-                             train_overrides=list(train_override), start_workers=concurrency > 0)
+    settings = ServeSettings(
+        data_dir=data_dir,
+        api_keys=list(api_key),
+        concurrency=concurrency,
+        log_requests=log_requests,
+        max_upload_bytes=max_upload_mb << 20,
+        cors_origins=list(cors_origin),
+        max_batch=max_batch,
+        model_budget_bytes=model_budget_mb << 20,
+        extra_base_models=list(base_model),
+        train_overrides=list(train_override),
+        start_workers=concurrency > 0,
+    )
     app = create_app(settings)
-    console.print(f"tunesmith serving on http://{host}:{port}  (dashboard at /, API at /v1, data in {settings.data_dir})")
+    console.print(
+        f"tunesmith serving on http://{host}:{port}  (dashboard at /, API at /v1, data in {settings.data_dir})"
+    )
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
 def remote_train(
     config: Path = typer.Argument(..., help="Project config (YAML)."),
     overrides: list[str] = typer.Argument(None, help="Dotted overrides, e.g. train.epochs=2."),
-    base_url: str = typer.Option(..., "--base-url", help="OpenAI-compatible API, e.g. http://127.0.0.1:8000/v1."),
-    api_key: str | None = typer.Option(None, "--api-key", envvar="OPENAI_API_KEY", help="Bearer key for that API."),
+    base_url: str = typer.Option(
+        ..., "--base-url", help="OpenAI-compatible API, e.g. http://127.0.0.1:8000/v1."
+    ),
+    api_key: str | None = typer.Option(
+        None, "--api-key", envvar="OPENAI_API_KEY", help="Bearer key for that API."
+    ),
     out: Path | None = typer.Option(None, "--out", help="Folder for the hold-out evaluation report."),
 ) -> None:
     """Fine-tune on a remote OpenAI-compatible API: validate locally, upload, start, follow, evaluate."""
@@ -67,11 +105,18 @@ def remote_train(
     from tunesmith.serve.remote import remote_client, train_remote
 
     cfg = load_config(config, overrides or [])
-    result = train_remote(cfg, remote_client(base_url, api_key), on_event=lambda m: console.print(f"  {m}", highlight=False), out=out)
+    result = train_remote(
+        cfg,
+        remote_client(base_url, api_key),
+        on_event=lambda m: console.print(f"  {m}", highlight=False),
+        out=out,
+    )
     console.print(f"[bold]{result.status}[/] job {result.job_id}: model [cyan]{result.fine_tuned_model}[/]")
     if result.report:
         metrics = result.report["candidates"]["finetuned"]["metrics"]
-        console.print("hold-out: " + ", ".join(f"{k}={v:.3f}" for k, v in metrics.items() if isinstance(v, float)))
+        console.print(
+            "hold-out: " + ", ".join(f"{k}={v:.3f}" for k, v in metrics.items() if isinstance(v, float))
+        )
 
 
 @logs_app.command("export")
@@ -89,7 +134,9 @@ def logs_export(
 
 
 @logs_app.command("stats")
-def logs_stats(data_dir: Path = typer.Option(Path("tunesmith-data"), help="The server's data folder.")) -> None:
+def logs_stats(
+    data_dir: Path = typer.Option(Path("tunesmith-data"), help="The server's data folder."),
+) -> None:
     """Per-model request volume and latency from the logged requests."""
     from rich.table import Table
 
@@ -97,7 +144,13 @@ def logs_stats(data_dir: Path = typer.Option(Path("tunesmith-data"), help="The s
 
     table = Table("model", "requests", "completion tokens", "p50 ms", "p95 ms")
     for s in log_stats(_store(data_dir)):
-        table.add_row(s["model"], str(s["requests"]), str(s["completion_tokens"]), f"{s['p50_ms']:.0f}", f"{s['p95_ms']:.0f}")
+        table.add_row(
+            s["model"],
+            str(s["requests"]),
+            str(s["completion_tokens"]),
+            f"{s['p50_ms']:.0f}",
+            f"{s['p95_ms']:.0f}",
+        )
     console.print(table)
 
 
@@ -109,7 +162,10 @@ def logs_correct(
 ) -> None:
     """Store a reviewer's corrected answer for a logged request (used by `logs export`)."""
     if not _store(data_dir).correct_log(log_id, answer):
-        fail(f"No logged request with id {log_id}.", "List them with `tunesmith logs export OUT` and look at the ids.")
+        fail(
+            f"No logged request with id {log_id}.",
+            "List them with `tunesmith logs export OUT` and look at the ids.",
+        )
     console.print(json.dumps({"id": log_id, "corrected": True}))
 
 
@@ -121,7 +177,10 @@ def _check_port(host: str, port: int) -> None:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind((host, port))
     except OSError as exc:
-        fail(f"Cannot listen on {host}:{port}: {exc.strerror}.", "Pick another --port, or stop the program using it.")
+        fail(
+            f"Cannot listen on {host}:{port}: {exc.strerror}.",
+            "Pick another --port, or stop the program using it.",
+        )
 
 
 def _store(data_dir: Path):

@@ -14,7 +14,9 @@ import typer
 
 from tunesmith.errors import TunesmithError
 
-runs_app = typer.Typer(help="List, inspect and remove training runs (SQLite registry in the runs folder).", no_args_is_help=True)
+runs_app = typer.Typer(
+    help="List, inspect and remove training runs (SQLite registry in the runs folder).", no_args_is_help=True
+)
 
 _RUNS_DIR_HELP = "Runs folder holding registry.sqlite (default: $TUNESMITH_RUNS_DIR or ./runs)."
 
@@ -29,10 +31,21 @@ def register(app: typer.Typer) -> None:
 
 def train_command(
     config: Path = typer.Argument(..., help="Project config (YAML)."),
-    overrides: list[str] = typer.Argument(None, help="Dotted overrides, e.g. train.lr=1e-4 train.max_steps=50."),
-    resume: Path | None = typer.Option(None, "--resume", help="Continue this run folder from its last complete checkpoint."),
-    force: bool = typer.Option(False, "--force", help="Train on the valid lines of data that has `data check` errors."),
-    nproc: int = typer.Option(1, "--nproc", min=1, help="Processes for data-parallel training (DDP via torchrun; gloo on CPU, NCCL on GPU)."),
+    overrides: list[str] = typer.Argument(
+        None, help="Dotted overrides, e.g. train.lr=1e-4 train.max_steps=50."
+    ),
+    resume: Path | None = typer.Option(
+        None, "--resume", help="Continue this run folder from its last complete checkpoint."
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Train on the valid lines of data that has `data check` errors."
+    ),
+    nproc: int = typer.Option(
+        1,
+        "--nproc",
+        min=1,
+        help="Processes for data-parallel training (DDP via torchrun; gloo on CPU, NCCL on GPU).",
+    ),
 ) -> None:
     """Fine-tune a model (sft/cpt with full, lora, qlora or dora; dpo/reward/ppo). Ctrl-C saves and stops."""
     from tunesmith.config import load_config
@@ -52,25 +65,38 @@ def train_command(
             if nproc > 1:  # the workers get Ctrl-C too (same process group) and save before stopping
                 from tunesmith.train.distributed import launch
 
-                result = launch(config, overrides or [], nproc, resume=resume, force=force, on_progress=on_progress)
+                result = launch(
+                    config, overrides or [], nproc, resume=resume, force=force, on_progress=on_progress
+                )
             else:
                 result = train(cfg, resume=resume, force=force, on_progress=on_progress, should_stop=stop)
         finally:
             signal.signal(signal.SIGINT, previous)
     s = result.summary
     status = result.status
-    console.print(f"[bold]{status}[/] run [cyan]{result.run_dir}[/] after {s.get('steps')} steps in {s.get('wall_time_s', 0):.1f} s")
-    rows = [("train loss", s.get("first_train_loss"), s.get("final_train_loss")), ("hold-out loss", s.get("first_val_loss"), s.get("final_val_loss"))]
+    console.print(
+        f"[bold]{status}[/] run [cyan]{result.run_dir}[/] after {s.get('steps')} steps in {s.get('wall_time_s', 0):.1f} s"
+    )
+    rows = [
+        ("train loss", s.get("first_train_loss"), s.get("final_train_loss")),
+        ("hold-out loss", s.get("first_val_loss"), s.get("final_val_loss")),
+    ]
     for name, first, last in rows:
         if last is not None:
             console.print(f"  {name}: {_f(first)} -> {_f(last)}")
     if s.get("best_val_loss") is not None:
-        console.print(f"  best hold-out loss {_f(s['best_val_loss'])} at step {s.get('best_step')}; saved weights: {s.get('weights')}")
+        console.print(
+            f"  best hold-out loss {_f(s['best_val_loss'])} at step {s.get('best_step')}; saved weights: {s.get('weights')}"
+        )
     if "forgetting" in s:
         fg = s["forgetting"]
-        console.print(f"  forgetting probe loss {fg['before']:.4f} -> {fg['after']:.4f} ({fg['increase']:+.1%})")
+        console.print(
+            f"  forgetting probe loss {fg['before']:.4f} -> {fg['after']:.4f} ({fg['increase']:+.1%})"
+        )
     if status == "stopped":
-        console.print(f"  checkpoint saved; continue with: tunesmith train {config} --resume {result.run_dir}")
+        console.print(
+            f"  checkpoint saved; continue with: tunesmith train {config} --resume {result.run_dir}"
+        )
 
 
 def export_command(
@@ -87,7 +113,10 @@ def export_command(
 
 
 @runs_app.command("list")
-def runs_list(runs_dir: Path | None = typer.Option(None, "--dir", help=_RUNS_DIR_HELP), as_json: bool = typer.Option(False, "--json", help="JSON output.")) -> None:
+def runs_list(
+    runs_dir: Path | None = typer.Option(None, "--dir", help=_RUNS_DIR_HELP),
+    as_json: bool = typer.Option(False, "--json", help="JSON output."),
+) -> None:
     """Every recorded run, oldest first."""
     from rich.table import Table
 
@@ -96,16 +125,30 @@ def runs_list(runs_dir: Path | None = typer.Option(None, "--dir", help=_RUNS_DIR
 
     records = RunRegistry(_runs_dir(runs_dir)).list()
     if as_json:
-        typer.echo(json.dumps([{k: v for k, v in r.__dict__.items() if k != "summary"} for r in records], indent=1))
+        typer.echo(
+            json.dumps([{k: v for k, v in r.__dict__.items() if k != "summary"} for r in records], indent=1)
+        )
         return
     table = Table("run", "method", "finetune", "base", "status", "created", "train loss", "best hold-out")
     for r in records:
-        table.add_row(r.run_id, r.method, r.finetune, r.base_model, r.status, time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created_at)), _f(r.final_loss), _f(r.best_loss))
+        table.add_row(
+            r.run_id,
+            r.method,
+            r.finetune,
+            r.base_model,
+            r.status,
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created_at)),
+            _f(r.final_loss),
+            _f(r.best_loss),
+        )
     console.print(table if records else "no runs recorded yet")
 
 
 @runs_app.command("show")
-def runs_show(run_id: str = typer.Argument(..., help="Run id (folder name)."), runs_dir: Path | None = typer.Option(None, "--dir", help=_RUNS_DIR_HELP)) -> None:
+def runs_show(
+    run_id: str = typer.Argument(..., help="Run id (folder name)."),
+    runs_dir: Path | None = typer.Option(None, "--dir", help=_RUNS_DIR_HELP),
+) -> None:
     """The run's record and summary as JSON."""
     from tunesmith.train.registry import RunRegistry
 
@@ -114,7 +157,9 @@ def runs_show(run_id: str = typer.Argument(..., help="Run id (folder name)."), r
     summary_file = Path(r.run_dir) / "summary.json"
     if summary is None and summary_file.exists():
         summary = json.loads(summary_file.read_text())
-    typer.echo(json.dumps({**{k: v for k, v in r.__dict__.items() if k != "summary"}, "summary": summary}, indent=1))
+    typer.echo(
+        json.dumps({**{k: v for k, v in r.__dict__.items() if k != "summary"}, "summary": summary}, indent=1)
+    )
 
 
 @runs_app.command("rm")
@@ -130,7 +175,10 @@ def runs_rm(
     registry = RunRegistry(_runs_dir(runs_dir))
     r = registry.get(run_id)
     if r.status == "running":
-        raise TunesmithError(f"Run {run_id} is recorded as running.", "Stop it first (Ctrl-C or the server's cancel); a crashed run shows as running until resumed.")
+        raise TunesmithError(
+            f"Run {run_id} is recorded as running.",
+            "Stop it first (Ctrl-C or the server's cancel); a crashed run shows as running until resumed.",
+        )
     folder = Path(r.run_dir)
     if not yes and not typer.confirm(f"Delete {folder}?"):
         raise typer.Abort()
@@ -152,7 +200,9 @@ def chat_command(
     from tunesmith.models.inference import load_for_inference
 
     path = Path(target)
-    is_run = path.is_dir() and ((path / "adapter").is_dir() or (path / "model").is_dir() or (path / "adapter_config.json").exists())
+    is_run = path.is_dir() and (
+        (path / "adapter").is_dir() or (path / "model").is_dir() or (path / "adapter_config.json").exists()
+    )
     model, tokenizer = load_for_inference(None, path) if is_run else load_for_inference(target)
     settings = GenerationSettings(max_tokens=max_tokens, temperature=temperature)
     history: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
@@ -207,8 +257,13 @@ class _progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.bar = Progress(
-            TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
-            console=self.console, disable=not self.console.is_terminal,
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeRemainingColumn(),
+            console=self.console,
+            disable=not self.console.is_terminal,
         )
         self.task = self.bar.add_task("train", total=None, info="")
         self.bar.__enter__()
@@ -223,9 +278,16 @@ class _progress:
             self.bar.update(self.task, completed=e["step"], info=info)
             if not self.console.is_terminal:
                 eta = e.get("eta_s")
-                self.console.print(f"step {e['step']}/{e['total_steps']} {info}" + (f"  eta {eta:.0f}s" if eta is not None else ""), highlight=False)
+                self.console.print(
+                    f"step {e['step']}/{e['total_steps']} {info}"
+                    + (f"  eta {eta:.0f}s" if eta is not None else ""),
+                    highlight=False,
+                )
         elif kind == "eval":
-            self.console.print(f"step {e['step']}: hold-out loss {_f(e['val_loss'])} (best {_f(e['best_val_loss'])})", highlight=False)
+            self.console.print(
+                f"step {e['step']}: hold-out loss {_f(e['val_loss'])} (best {_f(e['best_val_loss'])})",
+                highlight=False,
+            )
 
     def __exit__(self, *exc: Any) -> None:
         self.bar.__exit__(*exc)

@@ -83,7 +83,9 @@ def iter_raw_rows(path: Path, columns: Columns = Columns()) -> Iterator[tuple[in
     """Yield ``(line_number, object)`` per row; a row that cannot be parsed yields an ``Issue`` instead."""
     path = Path(path)
     if not path.exists():
-        raise TunesmithError(f"{path} does not exist.", "Check the path (relative paths start at the config's folder).")
+        raise TunesmithError(
+            f"{path} does not exist.", "Check the path (relative paths start at the config's folder)."
+        )
     if path.is_dir():
         yield from _iter_text_folder(path)
         return
@@ -93,7 +95,15 @@ def iter_raw_rows(path: Path, columns: Columns = Columns()) -> Iterator[tuple[in
         yield 0, Issue(0, "empty_file", f"{path.name} is empty.", "Add at least 10 examples, one per line.")
         return
     if b"\x00" in raw[:8192]:
-        yield 0, Issue(0, "not_utf8", f"{path.name} looks like a binary file, not text.", "Export the data as UTF-8 JSONL or CSV.")
+        yield (
+            0,
+            Issue(
+                0,
+                "not_utf8",
+                f"{path.name} looks like a binary file, not text.",
+                "Export the data as UTF-8 JSONL or CSV.",
+            ),
+        )
         return
     if suffix == ".csv" or suffix == ".tsv":
         yield from _iter_csv(path, raw, "\t" if suffix == ".tsv" else ",", columns)
@@ -108,19 +118,43 @@ def _iter_jsonl(raw: bytes) -> Iterator[tuple[int, Any]]:
         if not line.strip():
             continue
         if len(line) > MAX_LINE_BYTES:
-            yield i, Issue(i, "line_too_long", f"Line {i} is {len(line):,} bytes long.", "Split or shorten this example.")
+            yield (
+                i,
+                Issue(
+                    i,
+                    "line_too_long",
+                    f"Line {i} is {len(line):,} bytes long.",
+                    "Split or shorten this example.",
+                ),
+            )
             continue
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError as exc:
-            yield i, Issue(i, "not_utf8", f"Line {i} is not valid UTF-8 (byte {exc.start}).", "Save the file as UTF-8.")
+            yield (
+                i,
+                Issue(
+                    i,
+                    "not_utf8",
+                    f"Line {i} is not valid UTF-8 (byte {exc.start}).",
+                    "Save the file as UTF-8.",
+                ),
+            )
             continue
         try:
             yield i, json.loads(text)
         except (json.JSONDecodeError, RecursionError) as exc:
             msg = getattr(exc, "msg", "too deeply nested")
             col = getattr(exc, "colno", 0)
-            yield i, Issue(i, "invalid_json", f"Line {i} is not valid JSON: {msg} (column {col}).", "Each line must be one complete JSON object.")
+            yield (
+                i,
+                Issue(
+                    i,
+                    "invalid_json",
+                    f"Line {i} is not valid JSON: {msg} (column {col}).",
+                    "Each line must be one complete JSON object.",
+                ),
+            )
 
 
 def _iter_csv(path: Path, raw: bytes, delimiter: str, columns: Columns) -> Iterator[tuple[int, Any]]:
@@ -133,19 +167,29 @@ def _iter_csv(path: Path, raw: bytes, delimiter: str, columns: Columns) -> Itera
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
     header = reader.fieldnames or []
     if columns.text not in header:
-        yield 1, Issue(
+        yield (
             1,
-            "missing_column",
-            f"{path.name} has no {columns.text!r} column (columns: {', '.join(header) or 'none'}).",
-            f"Rename the input column to {columns.text!r} or set data.text_field.",
+            Issue(
+                1,
+                "missing_column",
+                f"{path.name} has no {columns.text!r} column (columns: {', '.join(header) or 'none'}).",
+                f"Rename the input column to {columns.text!r} or set data.text_field.",
+            ),
         )
         return
-    if columns.label not in header and columns.fields not in header and not set(header) <= {columns.text, "source", "id", "title", "meta"}:
-        yield 1, Issue(
+    if (
+        columns.label not in header
+        and columns.fields not in header
+        and not set(header) <= {columns.text, "source", "id", "title", "meta"}
+    ):
+        yield (
             1,
-            "missing_column",
-            f"{path.name} has a {columns.text!r} column but no {columns.label!r} (classification) or {columns.fields!r} (extraction) column (columns: {', '.join(header)}).",
-            f"Rename the label column to {columns.label!r}, or name it with data.label_field / --label-field.",
+            Issue(
+                1,
+                "missing_column",
+                f"{path.name} has a {columns.text!r} column but no {columns.label!r} (classification) or {columns.fields!r} (extraction) column (columns: {', '.join(header)}).",
+                f"Rename the label column to {columns.label!r}, or name it with data.label_field / --label-field.",
+            ),
         )
         return
     try:
@@ -153,13 +197,21 @@ def _iter_csv(path: Path, raw: bytes, delimiter: str, columns: Columns) -> Itera
             line = reader.line_num
             row = {k: v for k, v in row.items() if k is not None}
             if columns.fields in row and isinstance(row[columns.fields], str):
-                try:
+                try:  # noqa: SIM105 - an unparsable value is reported by normalisation, with the field name
                     row[columns.fields] = json.loads(row[columns.fields])
                 except json.JSONDecodeError:
-                    pass  # reported by normalisation with the field name
+                    pass
             yield line, row
     except csv.Error as exc:
-        yield reader.line_num, Issue(reader.line_num, "invalid_csv", f"CSV error: {exc}", "Quote fields that contain the delimiter or newlines.")
+        yield (
+            reader.line_num,
+            Issue(
+                reader.line_num,
+                "invalid_csv",
+                f"CSV error: {exc}",
+                "Quote fields that contain the delimiter or newlines.",
+            ),
+        )
 
 
 def _iter_text_file(path: Path, raw: bytes) -> Iterator[tuple[int, Any]]:
@@ -167,7 +219,12 @@ def _iter_text_file(path: Path, raw: bytes) -> Iterator[tuple[int, Any]]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        yield line, Issue(line, "not_utf8", f"{path.name} line {line} is not valid UTF-8.", "Save the file as UTF-8.")
+        yield (
+            line,
+            Issue(
+                line, "not_utf8", f"{path.name} line {line} is not valid UTF-8.", "Save the file as UTF-8."
+            ),
+        )
         return
     if path.suffix.lower() == ".txt" and "\n\n" not in text.strip():
         for i, line in enumerate(text.split("\n"), start=1):  # one document per line
@@ -180,7 +237,15 @@ def _iter_text_file(path: Path, raw: bytes) -> Iterator[tuple[int, Any]]:
 def _iter_text_folder(folder: Path) -> Iterator[tuple[int, Any]]:
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
     if not files:
-        yield 0, Issue(0, "empty_file", f"{folder} holds no .txt or .md files.", "Point at a file, or a folder of text files.")
+        yield (
+            0,
+            Issue(
+                0,
+                "empty_file",
+                f"{folder} holds no .txt or .md files.",
+                "Point at a file, or a folder of text files.",
+            ),
+        )
     for n, p in enumerate(files, start=1):
         try:
             yield n, {"text": p.read_text(encoding="utf-8"), "source": str(p.relative_to(folder))}
@@ -212,20 +277,36 @@ def detect_task(obj: Any, columns: Columns = Columns()) -> Task | None:
 def normalize(obj: Any, task: Task, columns: Columns = Columns()) -> dict[str, Any]:
     """Return the canonical record for ``obj`` or raise ``RowError`` naming the field and the fix."""
     if not isinstance(obj, dict):
-        raise RowError("not_an_object", f"Expected a JSON object, got {type(obj).__name__}.", "Each line must be one JSON object {...}.")
+        raise RowError(
+            "not_an_object",
+            f"Expected a JSON object, got {type(obj).__name__}.",
+            "Each line must be one JSON object {...}.",
+        )
     fn = _NORMALIZERS[task]
     return fn(obj, columns)
 
 
 def _norm_chat(obj: dict, columns: Columns) -> dict:
     if "messages" not in obj:
-        raise RowError("missing_messages", "No 'messages' field.", 'Chat lines look like {"messages": [{"role": "user", "content": "..."}, ...]}.')
+        raise RowError(
+            "missing_messages",
+            "No 'messages' field.",
+            'Chat lines look like {"messages": [{"role": "user", "content": "..."}, ...]}.',
+        )
     msgs = obj["messages"]
     if not isinstance(msgs, list) or not msgs:
-        raise RowError("missing_messages", "'messages' must be a non-empty list.", "Put the conversation turns in a list.")
+        raise RowError(
+            "missing_messages",
+            "'messages' must be a non-empty list.",
+            "Put the conversation turns in a list.",
+        )
     out = [_norm_message(m, i) for i, m in enumerate(msgs)]
     if not any(m["role"] == "assistant" for m in out):
-        raise RowError("no_assistant_message", "The conversation has no assistant message to learn from.", "Add the ideal assistant reply as the last message.")
+        raise RowError(
+            "no_assistant_message",
+            "The conversation has no assistant message to learn from.",
+            "Add the ideal assistant reply as the last message.",
+        )
     rec: dict[str, Any] = {"messages": out}
     for key in ("tools", "parallel_tool_calls"):
         if key in obj:
@@ -235,10 +316,16 @@ def _norm_chat(obj: dict, columns: Columns) -> dict:
 
 def _norm_message(m: Any, i: int, where: str = "messages") -> dict:
     if not isinstance(m, dict):
-        raise RowError("not_an_object", f"{where}[{i}] is not an object.", 'Each message is {"role": ..., "content": ...}.')
+        raise RowError(
+            "not_an_object",
+            f"{where}[{i}] is not an object.",
+            'Each message is {"role": ..., "content": ...}.',
+        )
     role = m.get("role")
     if role not in ROLES:
-        raise RowError("unknown_role", f"{where}[{i}].role is {role!r}.", "Use one of system, user, assistant, tool.")
+        raise RowError(
+            "unknown_role", f"{where}[{i}].role is {role!r}.", "Use one of system, user, assistant, tool."
+        )
     content = m.get("content")
     has_calls = bool(m.get("tool_calls") or m.get("function_call"))
     if isinstance(content, list):  # content parts: keep the text ones
@@ -246,11 +333,19 @@ def _norm_message(m: Any, i: int, where: str = "messages") -> dict:
     if content is None and has_calls:
         content = ""
     if not isinstance(content, str) or (not content.strip() and not has_calls):
-        raise RowError("missing_content", f"{where}[{i}] ({role}) has no text content.", "Give every message a non-empty 'content' string.")
+        raise RowError(
+            "missing_content",
+            f"{where}[{i}] ({role}) has no text content.",
+            "Give every message a non-empty 'content' string.",
+        )
     msg: dict[str, Any] = {"role": role, "content": content}
     if "weight" in m:
         if role != "assistant" or m["weight"] not in (0, 1) or isinstance(m["weight"], bool):
-            raise RowError("invalid_weight", f"messages[{i}].weight is {m['weight']!r}.", "weight is 0 or 1, and only on assistant messages.")
+            raise RowError(
+                "invalid_weight",
+                f"messages[{i}].weight is {m['weight']!r}.",
+                "weight is 0 or 1, and only on assistant messages.",
+            )
         msg["weight"] = int(m["weight"])
     for key in ("tool_calls", "tool_call_id", "name", "function_call"):
         if key in m:
@@ -261,25 +356,45 @@ def _norm_message(m: Any, i: int, where: str = "messages") -> dict:
 def _norm_completion(obj: dict, columns: Columns) -> dict:
     p, c = obj.get("prompt"), obj.get("completion")
     if not isinstance(p, str) or not isinstance(c, str) or not c.strip():
-        raise RowError("missing_content", "'prompt' and 'completion' must both be strings, the completion non-empty.", 'Lines look like {"prompt": "...", "completion": "..."}.')
+        raise RowError(
+            "missing_content",
+            "'prompt' and 'completion' must both be strings, the completion non-empty.",
+            'Lines look like {"prompt": "...", "completion": "..."}.',
+        )
     return {"prompt": p, "completion": c}
 
 
 def _norm_classification(obj: dict, columns: Columns) -> dict:
     text, label = obj.get(columns.text), obj.get(columns.label)
     if not isinstance(text, str) or not text.strip():
-        raise RowError("missing_content", f"Field {columns.text!r} is empty or missing.", "Every row needs the input text.")
+        raise RowError(
+            "missing_content",
+            f"Field {columns.text!r} is empty or missing.",
+            "Every row needs the input text.",
+        )
     if label is None or (isinstance(label, str) and not label.strip()) or isinstance(label, dict | list):
-        raise RowError("missing_label", f"Field {columns.label!r} is empty or missing.", "Every row needs exactly one label.")
+        raise RowError(
+            "missing_label",
+            f"Field {columns.label!r} is empty or missing.",
+            "Every row needs exactly one label.",
+        )
     return {"text": text, "label": str(label).strip()}
 
 
 def _norm_extraction(obj: dict, columns: Columns) -> dict:
     text, fields = obj.get(columns.text), obj.get(columns.fields)
     if not isinstance(text, str) or not text.strip():
-        raise RowError("missing_content", f"Field {columns.text!r} is empty or missing.", "Every row needs the input text.")
+        raise RowError(
+            "missing_content",
+            f"Field {columns.text!r} is empty or missing.",
+            "Every row needs the input text.",
+        )
     if not isinstance(fields, dict):
-        raise RowError("invalid_fields", f"Field {columns.fields!r} must be a JSON object.", 'Example: {"name": "Alice", "amount": 12.5}.')
+        raise RowError(
+            "invalid_fields",
+            f"Field {columns.fields!r} must be a JSON object.",
+            'Example: {"name": "Alice", "amount": 12.5}.',
+        )
     return {"text": text, "fields": fields}
 
 
@@ -287,7 +402,11 @@ def _norm_preference(obj: dict, columns: Columns) -> dict:
     if "input" in obj:  # OpenAI DPO format
         inp = obj["input"]
         if not isinstance(inp, dict) or not isinstance(inp.get("messages"), list) or not inp["messages"]:
-            raise RowError("bad_preference_pair", "'input.messages' must be a non-empty list.", 'Use {"input": {"messages": [...]}, "preferred_output": [...], "non_preferred_output": [...]}.')
+            raise RowError(
+                "bad_preference_pair",
+                "'input.messages' must be a non-empty list.",
+                'Use {"input": {"messages": [...]}, "preferred_output": [...], "non_preferred_output": [...]}.',
+            )
         prompt = [_norm_message(m, i, "input.messages") for i, m in enumerate(inp["messages"])]
         c_name = "preferred_output" if "preferred_output" in obj else "preferred_completion"
         r_name = "non_preferred_output" if "non_preferred_output" in obj else "non_preferred_completion"
@@ -300,14 +419,30 @@ def _norm_preference(obj: dict, columns: Columns) -> dict:
     chosen = _as_messages(chosen, "assistant", c_name)
     rejected = _as_messages(rejected, "assistant", r_name)
     if prompt[-1]["role"] == "assistant":
-        raise RowError("bad_preference_pair", f"The {p_name} ends with an assistant turn (message {len(prompt) - 1}).", "The last prompt message must be the user's (or tool's) turn; move the assistant answer to the outputs.")
+        raise RowError(
+            "bad_preference_pair",
+            f"The {p_name} ends with an assistant turn (message {len(prompt) - 1}).",
+            "The last prompt message must be the user's (or tool's) turn; move the assistant answer to the outputs.",
+        )
     for name, out in ((c_name, chosen), (r_name, rejected)):
         if len(out) != 1:
-            raise RowError("bad_preference_pair", f"'{name}' must be exactly one assistant message (got {len(out)} messages).", "Give one assistant message per output; earlier turns belong in the prompt.")
+            raise RowError(
+                "bad_preference_pair",
+                f"'{name}' must be exactly one assistant message (got {len(out)} messages).",
+                "Give one assistant message per output; earlier turns belong in the prompt.",
+            )
         if out[0]["role"] != "assistant":
-            raise RowError("bad_preference_pair", f"'{name}' must be an assistant message (got role {out[0]['role']!r}).", "Set the output message's role to assistant.")
+            raise RowError(
+                "bad_preference_pair",
+                f"'{name}' must be an assistant message (got role {out[0]['role']!r}).",
+                "Set the output message's role to assistant.",
+            )
     if chosen[0]["content"].strip() == rejected[0]["content"].strip():
-        raise RowError("bad_preference_pair", f"'{c_name}' and '{r_name}' are identical.", "A pair must contrast two different answers.")
+        raise RowError(
+            "bad_preference_pair",
+            f"'{c_name}' and '{r_name}' are identical.",
+            "A pair must contrast two different answers.",
+        )
     return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
 
 
@@ -320,7 +455,11 @@ def _as_messages(value: Any, role: str, name: str) -> list[dict]:
         value = [value]
     if isinstance(value, list) and value:
         return [_norm_message(m, i, name) for i, m in enumerate(value)]
-    raise RowError("bad_preference_pair", f"'{name}' is missing or empty.", f"Give '{name}' as a string or a list of messages.")
+    raise RowError(
+        "bad_preference_pair",
+        f"'{name}' is missing or empty.",
+        f"Give '{name}' as a string or a list of messages.",
+    )
 
 
 def _norm_text(obj: dict, columns: Columns) -> dict:
@@ -363,7 +502,12 @@ def load_data(path: Path | str, task: Task | None = None, columns: Columns = Col
             out.task = row_task
         elif task is None and row_task and row_task != out.task:
             out.errors.append(
-                Issue(line, "mixed_formats", f"Line {line} looks like {row_task} data, but the file started as {out.task} (line {detected[out.task]}).", "Keep one format per file, or convert the rows.")
+                Issue(
+                    line,
+                    "mixed_formats",
+                    f"Line {line} looks like {row_task} data, but the file started as {out.task} (line {detected[out.task]}).",
+                    "Keep one format per file, or convert the rows.",
+                )
             )
             continue
         try:
@@ -375,18 +519,33 @@ def load_data(path: Path | str, task: Task | None = None, columns: Columns = Col
 
 def _unknown_format(line: int, obj: Any) -> Issue:
     if not isinstance(obj, dict):
-        return Issue(line, "not_an_object", f"Line {line} is a JSON {type(obj).__name__}, not an object.", "Each line must be one JSON object {...}.")
+        return Issue(
+            line,
+            "not_an_object",
+            f"Line {line} is a JSON {type(obj).__name__}, not an object.",
+            "Each line must be one JSON object {...}.",
+        )
     keys = ", ".join(list(obj)[:6]) or "none"
-    return Issue(line, "missing_messages", f"Line {line}: unrecognised fields ({keys}).", 'Use chat {"messages": [...]}, {"prompt","completion"}, {"text","label"}, {"text","fields"} or preference pairs; or force --task.')
+    return Issue(
+        line,
+        "missing_messages",
+        f"Line {line}: unrecognised fields ({keys}).",
+        'Use chat {"messages": [...]}, {"prompt","completion"}, {"text","label"}, {"text","fields"} or preference pairs; or force --task.',
+    )
 
 
-def load_records_or_raise(path: Path | str, task: Task | None = None, columns: Columns = Columns()) -> LoadedData:
+def load_records_or_raise(
+    path: Path | str, task: Task | None = None, columns: Columns = Columns()
+) -> LoadedData:
     """``load_data`` for training/eval: refuse data with errors, listing the first few."""
     data = load_data(path, task, columns)
     if data.errors:
         first = "\n".join(f"  line {e.line}: [{e.code}] {e.message}" for e in data.errors[:5])
         more = f"\n  ... and {len(data.errors) - 5} more" if len(data.errors) > 5 else ""
-        raise TunesmithError(f"{path} has {len(data.errors)} error(s):\n{first}{more}", f"Run `tunesmith data check {path}` for the full report.")
+        raise TunesmithError(
+            f"{path} has {len(data.errors)} error(s):\n{first}{more}",
+            f"Run `tunesmith data check {path}` for the full report.",
+        )
     if not data.records:
         raise TunesmithError(f"{path} holds no usable examples.", f"Run `tunesmith data check {path}`.")
     return data
@@ -400,7 +559,11 @@ def classification_system_prompt(labels: list[str]) -> str:
 
 
 def extraction_system_prompt(keys: list[str]) -> str:
-    return "Extract these fields from the text and answer with one JSON object with the keys: " + ", ".join(keys) + "."
+    return (
+        "Extract these fields from the text and answer with one JSON object with the keys: "
+        + ", ".join(keys)
+        + "."
+    )
 
 
 def to_chat(record: dict[str, Any], task: Task, system_prompt: str | None = None) -> list[dict[str, Any]]:

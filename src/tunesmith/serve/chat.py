@@ -58,34 +58,73 @@ def add_routes(app: FastAPI) -> None:
         cid, created = new_id("chatcmpl-"), int(time.time())
         include_usage = bool(body.stream and body.stream_options and body.stream_options.include_usage)
         if body.stream and schema is None:  # tokens are sent as they are decoded
-            return StreamingResponse(_live_sse(app, body, ref, messages, settings, cid, created, include_usage, t0),
-                                     media_type="text/event-stream")
+            return StreamingResponse(
+                _live_sse(app, body, ref, messages, settings, cid, created, include_usage, t0),
+                media_type="text/event-stream",
+            )
         gen = await _generate(app, ref, messages, settings, schema)
         _record(app, body, messages, gen, t0)
         usage = _usage(gen)
         if body.stream:  # json response_format: the answer is validated (and maybe retried) before it is sent
             tok = _tokenizer_for(app, ref)
-            return StreamingResponse(_sse(cid, created, body.model, gen, usage, include_usage, tok), media_type="text/event-stream")
-        return JSONResponse({
-            "id": cid, "object": "chat.completion", "created": created, "model": body.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": gen.text, "refusal": None},
-                         "finish_reason": gen.finish_reason, "logprobs": None}],
-            "usage": usage, "system_fingerprint": "tunesmith",
-        })
+            return StreamingResponse(
+                _sse(cid, created, body.model, gen, usage, include_usage, tok), media_type="text/event-stream"
+            )
+        return JSONResponse(
+            {
+                "id": cid,
+                "object": "chat.completion",
+                "created": created,
+                "model": body.model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": gen.text, "refusal": None},
+                        "finish_reason": gen.finish_reason,
+                        "logprobs": None,
+                    }
+                ],
+                "usage": usage,
+                "system_fingerprint": "tunesmith",
+            }
+        )
 
-    def _record(app: FastAPI, body: wire.ChatRequest, messages: list[dict[str, Any]], gen: Any, t0: float) -> None:
+    def _record(
+        app: FastAPI, body: wire.ChatRequest, messages: list[dict[str, Any]], gen: Any, t0: float
+    ) -> None:
         latency = (time.perf_counter() - t0) * 1000
         stats.add(body.model, latency, gen.completion_tokens)
         if app.state.settings.log_requests:
-            app.state.store.log_request({"created_at": time.time(), "model": body.model, "messages": json.dumps(messages),
-                                         "response": gen.text, "latency_ms": latency, "prompt_tokens": gen.prompt_tokens,
-                                         "completion_tokens": gen.completion_tokens, "status": 200, "stream": int(bool(body.stream))})
+            app.state.store.log_request(
+                {
+                    "created_at": time.time(),
+                    "model": body.model,
+                    "messages": json.dumps(messages),
+                    "response": gen.text,
+                    "latency_ms": latency,
+                    "prompt_tokens": gen.prompt_tokens,
+                    "completion_tokens": gen.completion_tokens,
+                    "status": 200,
+                    "stream": int(bool(body.stream)),
+                }
+            )
 
-    async def _live_sse(app: FastAPI, body: wire.ChatRequest, ref: Any, messages: list[dict[str, Any]], settings: Any,
-                        cid: str, created: int, include_usage: bool, t0: float) -> Any:
+    async def _live_sse(
+        app: FastAPI,
+        body: wire.ChatRequest,
+        ref: Any,
+        messages: list[dict[str, Any]],
+        settings: Any,
+        cid: str,
+        created: int,
+        include_usage: bool,
+        t0: float,
+    ) -> Any:
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue[str] = asyncio.Queue()
-        fut = app.state.engine.submit(ref, messages, settings, on_text=lambda d: loop.call_soon_threadsafe(pieces.put_nowait, d))
+        fut = app.state.engine.submit(
+            ref, messages, settings, on_text=lambda d: loop.call_soon_threadsafe(pieces.put_nowait, d)
+        )
         done_fut = asyncio.wrap_future(fut)
         chunk = _chunker(cid, created, body.model, include_usage)
         yield chunk({"role": "assistant", "content": ""})
@@ -110,7 +149,7 @@ def add_routes(app: FastAPI) -> None:
             yield "data: [DONE]\n\n"
             return
         if gen.text.startswith(sent) and len(gen.text) > len(sent):
-            yield chunk({"content": gen.text[len(sent):]})
+            yield chunk({"content": gen.text[len(sent) :]})
         _record(app, body, messages, gen, t0)
         yield chunk({}, gen.finish_reason)
         if include_usage:
@@ -121,19 +160,35 @@ def add_routes(app: FastAPI) -> None:
     async def embeddings(request: Request) -> dict:
         body: wire.EmbeddingRequest = await json_body(request, wire.EmbeddingRequest)
         if body.model not in EMBED_MODELS:
-            raise not_found(f"The model `{body.model}` does not exist; embeddings come from {EMBED_MODELS[0]}.",
-                            param="model", code="model_not_found")
+            raise not_found(
+                f"The model `{body.model}` does not exist; embeddings come from {EMBED_MODELS[0]}.",
+                param="model",
+                code="model_not_found",
+            )
         texts = [body.input] if isinstance(body.input, str) else body.input
         if not texts or any(not isinstance(t, str) or not t for t in texts) or len(texts) > 2048:
-            raise bad_request("'input' must be a non-empty string or a list of 1-2048 non-empty strings.", param="input")
+            raise bad_request(
+                "'input' must be a non-empty string or a list of 1-2048 non-empty strings.", param="input"
+            )
         if body.dimensions is not None and body.dimensions != 384:
-            raise bad_request("minilm embeddings have 384 dimensions; omit 'dimensions' or pass 384.", param="dimensions")
+            raise bad_request(
+                "minilm embeddings have 384 dimensions; omit 'dimensions' or pass 384.", param="dimensions"
+            )
         vectors, n_tokens = await asyncio.to_thread(embedder.encode, texts)
         data = []
         for i, v in enumerate(vectors):
-            emb: Any = base64.b64encode(struct.pack(f"<{len(v)}f", *v)).decode() if body.encoding_format == "base64" else v
+            emb: Any = (
+                base64.b64encode(struct.pack(f"<{len(v)}f", *v)).decode()
+                if body.encoding_format == "base64"
+                else v
+            )
             data.append({"object": "embedding", "index": i, "embedding": emb})
-        return {"object": "list", "data": data, "model": body.model, "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens}}
+        return {
+            "object": "list",
+            "data": data,
+            "model": body.model,
+            "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens},
+        }
 
     @app.get("/v1/tunesmith/stats")
     def model_stats() -> dict:
@@ -157,7 +212,11 @@ def resolve_model(app: FastAPI, name: str) -> Any:
 
     store: Store = app.state.store
     settings = app.state.settings
-    missing = not_found(f"The model `{name}` does not exist or you do not have access to it.", param="model", code="model_not_found")
+    missing = not_found(
+        f"The model `{name}` does not exist or you do not have access to it.",
+        param="model",
+        code="model_not_found",
+    )
     if name in BASE_MODELS or name in settings.extra_base_models:
         return ModelRef(base=name)
     if not name.startswith("ft:") or name in store.deleted_models():
@@ -208,8 +267,10 @@ def _message(m: wire.ChatMessage, i: int) -> dict[str, Any]:
         parts = []
         for p in content:
             if p.get("type") not in ("text", None) or not isinstance(p.get("text"), str):
-                raise bad_request(f"messages[{i}].content: only text parts are supported (got {p.get('type')!r}).",
-                                  param=f"messages.{i}.content")
+                raise bad_request(
+                    f"messages[{i}].content: only text parts are supported (got {p.get('type')!r}).",
+                    param=f"messages.{i}.content",
+                )
             parts.append(p["text"])
         content = "".join(parts)
     if content is None:
@@ -227,8 +288,13 @@ def _settings(body: wire.ChatRequest) -> Any:
     if len(stop) > 4 or any(not s for s in stop):
         raise bad_request("'stop' takes up to 4 non-empty strings.", param="stop")
     temperature = 1.0 if body.temperature is None else body.temperature
-    return GenerationSettings(max_tokens=body.max_completion_tokens or body.max_tokens or DEFAULT_MAX_TOKENS,
-                              temperature=temperature, top_p=body.top_p or 1.0, stop=stop, seed=body.seed)
+    return GenerationSettings(
+        max_tokens=body.max_completion_tokens or body.max_tokens or DEFAULT_MAX_TOKENS,
+        temperature=temperature,
+        top_p=body.top_p or 1.0,
+        stop=stop,
+        seed=body.seed,
+    )
 
 
 def _response_schema(body: wire.ChatRequest) -> dict[str, Any] | None:
@@ -240,39 +306,63 @@ def _response_schema(body: wire.ChatRequest) -> dict[str, Any] | None:
         return {}
     js = rf.json_schema or {}
     if not isinstance(js.get("name"), str) or not js["name"]:
-        raise bad_request("response_format.json_schema.name is required.", param="response_format.json_schema.name")
+        raise bad_request(
+            "response_format.json_schema.name is required.", param="response_format.json_schema.name"
+        )
     schema = js.get("schema")
     if not isinstance(schema, dict):
-        raise bad_request("response_format.json_schema.schema must be a JSON schema object.", param="response_format.json_schema.schema")
+        raise bad_request(
+            "response_format.json_schema.schema must be a JSON schema object.",
+            param="response_format.json_schema.schema",
+        )
     import jsonschema
 
     try:
         jsonschema.Draft202012Validator.check_schema(schema)
     except jsonschema.SchemaError as exc:
-        raise bad_request(f"response_format.json_schema.schema is not a valid JSON schema: {exc.message}",
-                          param="response_format.json_schema.schema") from None
+        raise bad_request(
+            f"response_format.json_schema.schema is not a valid JSON schema: {exc.message}",
+            param="response_format.json_schema.schema",
+        ) from None
     return schema
 
 
-async def _generate(app: FastAPI, ref: Any, messages: list[dict[str, Any]], settings: Any, schema: dict | None) -> Any:
+async def _generate(
+    app: FastAPI, ref: Any, messages: list[dict[str, Any]], settings: Any, schema: dict | None
+) -> Any:
     import dataclasses
 
     engine = app.state.engine
     if schema is None:
         return await _run(engine, ref, messages, settings)
-    rule = ("Answer with one JSON object only, no other text." if not schema else
-            f"Answer with one JSON object only, no other text, that validates against this JSON schema: {json.dumps(schema)}")
-    msgs = [{"role": "system", "content": rule}, *messages] if messages[0]["role"] != "system" else \
-        [{"role": "system", "content": messages[0]["content"] + "\n\n" + rule}, *messages[1:]]
+    rule = (
+        "Answer with one JSON object only, no other text."
+        if not schema
+        else f"Answer with one JSON object only, no other text, that validates against this JSON schema: {json.dumps(schema)}"
+    )
+    msgs = (
+        [{"role": "system", "content": rule}, *messages]
+        if messages[0]["role"] != "system"
+        else [{"role": "system", "content": messages[0]["content"] + "\n\n" + rule}, *messages[1:]]
+    )
     gen = None
     for attempt in range(JSON_RETRIES + 1):
-        s = settings if attempt == 0 else dataclasses.replace(settings, temperature=max(settings.temperature, 0.7),
-                                                              seed=(settings.seed or 0) + attempt)
+        s = (
+            settings
+            if attempt == 0
+            else dataclasses.replace(
+                settings, temperature=max(settings.temperature, 0.7), seed=(settings.seed or 0) + attempt
+            )
+        )
         gen = await _run(engine, ref, msgs, s)
         if _valid_json(gen.text, schema):
             return gen
-    raise APIError(500, f"The model did not produce valid JSON for the requested response_format in {JSON_RETRIES + 1} "
-                   f"attempts (last answer: {gen.text[:200]!r}).", code="invalid_json_output")
+    raise APIError(
+        500,
+        f"The model did not produce valid JSON for the requested response_format in {JSON_RETRIES + 1} "
+        f"attempts (last answer: {gen.text[:200]!r}).",
+        code="invalid_json_output",
+    )
 
 
 async def _run(engine: Any, ref: Any, messages: list[dict[str, Any]], settings: Any) -> Any:
@@ -310,14 +400,24 @@ def _tokenizer(name: str) -> Any:
 
 
 def _usage(gen: Any) -> dict[str, int]:
-    return {"prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens,
-            "total_tokens": gen.prompt_tokens + gen.completion_tokens}
+    return {
+        "prompt_tokens": gen.prompt_tokens,
+        "completion_tokens": gen.completion_tokens,
+        "total_tokens": gen.prompt_tokens + gen.completion_tokens,
+    }
 
 
 def _chunker(cid: str, created: int, model: str, include_usage: bool) -> Any:
     def chunk(delta: dict, finish: str | None = None, choices: bool = True, use: dict | None = None) -> str:
-        c: dict[str, Any] = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                             "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}] if choices else []}
+        c: dict[str, Any] = {
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+            if choices
+            else [],
+        }
         if include_usage:
             c["usage"] = use
         return f"data: {json.dumps(c)}\n\n"
@@ -325,7 +425,9 @@ def _chunker(cid: str, created: int, model: str, include_usage: bool) -> Any:
     return chunk
 
 
-async def _sse(cid: str, created: int, model: str, gen: Any, usage: dict, include_usage: bool, tok: Any) -> Any:
+async def _sse(
+    cid: str, created: int, model: str, gen: Any, usage: dict, include_usage: bool, tok: Any
+) -> Any:
     """A finished answer as SSE chunks (used when the answer had to be validated before sending)."""
     chunk = _chunker(cid, created, model, include_usage)
     yield chunk({"role": "assistant", "content": ""})
@@ -343,11 +445,11 @@ def _pieces(text: str, tok: Any) -> list[str]:
     out, prev = [], ""
     for i in range(1, len(ids) + 1):
         cur = tok.decode(ids[:i])
-        if cur.startswith(prev) and len(cur) > len(prev) and "\ufffd" not in cur[len(prev):]:
-            out.append(cur[len(prev):])
+        if cur.startswith(prev) and len(cur) > len(prev) and "\ufffd" not in cur[len(prev) :]:
+            out.append(cur[len(prev) :])
             prev = cur
     if prev != text:
-        out.append(text[len(prev):] if text.startswith(prev) else text)
+        out.append(text[len(prev) :] if text.startswith(prev) else text)
         if not text.startswith(prev):
             out = [text]
     return out
@@ -398,5 +500,11 @@ def latency_summary(model: str, lat: list[float], tokens: int) -> dict[str, Any]
     def pct(p: float) -> float:
         return round(s[min(len(s) - 1, int(p * len(s)))], 1) if s else 0.0
 
-    return {"model": model, "requests": len(s), "completion_tokens": tokens, "p50_ms": pct(0.5), "p95_ms": pct(0.95),
-            "mean_ms": round(sum(s) / len(s), 1) if s else 0.0}
+    return {
+        "model": model,
+        "requests": len(s),
+        "completion_tokens": tokens,
+        "p50_ms": pct(0.5),
+        "p95_ms": pct(0.95),
+        "mean_ms": round(sum(s) / len(s), 1) if s else 0.0,
+    }

@@ -39,6 +39,12 @@ def add_routes(app: FastAPI) -> None:
             except (OSError, json.JSONDecodeError):
                 continue
             cands = {name: c.get("metrics", {}) for name, c in (rep.get("candidates") or {}).items()}
-            out.append({"name": f.parent.name if f.parent.name != "eval" else f.parent.parent.name,
-                        "task": rep.get("task"), "n": rep.get("n"), "candidates": cands})
+            out.append(
+                {
+                    "name": f.parent.name if f.parent.name != "eval" else f.parent.parent.name,
+                    "task": rep.get("task"),
+                    "n": rep.get("n"),
+                    "candidates": cands,
+                }
+            )
         return {"object": "list", "data": out}

@@ -63,7 +63,9 @@ class _Loaded:
 class Engine:
     """Thread-safe front door: ``submit`` returns a Future of a ``Generation``."""
 
-    def __init__(self, *, max_batch: int = 8, batch_window_s: float = 0.01, budget_bytes: int = 8 << 30) -> None:
+    def __init__(
+        self, *, max_batch: int = 8, batch_window_s: float = 0.01, budget_bytes: int = 8 << 30
+    ) -> None:
         self.max_batch = max_batch
         self.batch_window_s = batch_window_s
         self.budget_bytes = budget_bytes
@@ -77,7 +79,9 @@ class Engine:
         self.batches: list[int] = []  # sizes of the batches run (observability + tests)
         self.loads = 0
 
-    def submit(self, ref: ModelRef, messages: list[dict[str, Any]], settings: Any, on_text: Any = None) -> Future:
+    def submit(
+        self, ref: ModelRef, messages: list[dict[str, Any]], settings: Any, on_text: Any = None
+    ) -> Future:
         """Queue one conversation; ``on_text`` (optional) receives the answer text as it is decoded."""
         req = _Request(ref, messages, settings, on_text=on_text)
         self._queue.put(req)
@@ -115,7 +119,9 @@ class Engine:
                     self._pending.append(nxt)
             self._drain_queue()
             head = self._pending[0]
-            batch = [r for r in self._pending if r.ref == head.ref and r.settings == head.settings][: self.max_batch]
+            batch = [r for r in self._pending if r.ref == head.ref and r.settings == head.settings][
+                : self.max_batch
+            ]
             self._pending = [r for r in self._pending if not any(r is b for b in batch)]
             self._run_batch(batch)
 
@@ -140,7 +146,9 @@ class Engine:
 
                 model = observed(model, tok, batch)
             with ctx:
-                gens = generate(model, tok, [r.messages for r in batch], batch[0].settings, batch_size=len(batch))
+                gens = generate(
+                    model, tok, [r.messages for r in batch], batch[0].settings, batch_size=len(batch)
+                )
             self.batches.append(len(batch))
             for r, g in zip(batch, gens, strict=True):
                 r.future.set_result(g)
@@ -165,8 +173,11 @@ class Engine:
         name = _adapter_name(ref.weights)
         if name not in lo.adapters:
             self._evict(reserve=_dir_bytes(ref.weights))
-            lo = self._bases[f"base:{ref.base}"] if f"base:{ref.base}" in self._bases else self._base(
-                f"base:{ref.base}", lambda: _load_base(ref.base))
+            lo = (
+                self._bases[f"base:{ref.base}"]
+                if f"base:{ref.base}" in self._bases
+                else self._base(f"base:{ref.base}", lambda: _load_base(ref.base))
+            )
             lo.model = _add_adapter(lo.model, ref.weights, name, first=not lo.adapters)
             lo.adapters[name] = _dir_bytes(ref.weights)
             self._adapter_tok[name] = _adapter_tokenizer(ref.weights) or lo.tokenizer

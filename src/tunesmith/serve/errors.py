@@ -19,15 +19,31 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("tunesmith.serve")
 
-_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 403: "invalid_request_error",
-          404: "invalid_request_error", 405: "invalid_request_error", 413: "invalid_request_error",
-          429: "rate_limit_error", 500: "server_error", 503: "server_error"}
+_TYPES = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    403: "invalid_request_error",
+    404: "invalid_request_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+    500: "server_error",
+    503: "server_error",
+}
 
 
 class APIError(Exception):
     """An error answer: HTTP status plus the OpenAI error fields."""
 
-    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None, type_: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        type_: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.param, self.code = status, message, param, code
         self.type = type_ or _TYPES.get(status, "invalid_request_error")
@@ -81,12 +97,20 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 404:
-            return error_response(not_found(f"Unknown URL {request.method} {request.url.path}.", code="unknown_url"))
+            return error_response(
+                not_found(f"Unknown URL {request.method} {request.url.path}.", code="unknown_url")
+            )
         if exc.status_code == 405:
-            return error_response(APIError(405, f"Method {request.method} is not allowed on {request.url.path}."))
+            return error_response(
+                APIError(405, f"Method {request.method} is not allowed on {request.url.path}.")
+            )
         return error_response(APIError(exc.status_code, str(exc.detail)))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(APIError(500, f"Internal error ({type(exc).__name__}); see the server log.", code="internal_error"))
+        return error_response(
+            APIError(
+                500, f"Internal error ({type(exc).__name__}); see the server log.", code="internal_error"
+            )
+        )

@@ -52,8 +52,15 @@ class JobInputError(Exception):
 class Supervisor:
     """Keeps ``concurrency`` worker processes alive, re-queues orphaned jobs, escalates slow stops."""
 
-    def __init__(self, data_dir: Path, concurrency: int = 1, overrides: list[str] | None = None,
-                 stop_grace_s: float = 10.0, tick_s: float = 0.5, lease_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        concurrency: int = 1,
+        overrides: list[str] | None = None,
+        stop_grace_s: float = 10.0,
+        tick_s: float = 0.5,
+        lease_s: float = 60.0,
+    ) -> None:
         self.data_dir, self.concurrency = Path(data_dir), concurrency
         self.overrides = list(overrides or [])
         self.stop_grace_s, self.tick_s, self.lease_s = stop_grace_s, tick_s, lease_s
@@ -96,7 +103,9 @@ class Supervisor:
             if pid in live or (_alive(pid) and pid not in self._our_dead() and not stale):
                 continue
             if self.store.transition(job["id"], ("running",), status="queued", worker_pid=None):
-                self.store.add_event(job["id"], f"Worker lost; job re-queued, resumes from step {job['last_step']}", "warn")
+                self.store.add_event(
+                    job["id"], f"Worker lost; job re-queued, resumes from step {job['last_step']}", "warn"
+                )
                 requeued.append(job["id"])
         return requeued
 
@@ -129,7 +138,12 @@ class Supervisor:
             if job["stop_requested_at"] and now - job["stop_requested_at"] > self.stop_grace_s:
                 pid = job["worker_pid"]
                 if pid in self.worker_pids():
-                    log.warning("worker %s did not stop job %s in %.0fs: killing it", pid, job["id"], self.stop_grace_s)
+                    log.warning(
+                        "worker %s did not stop job %s in %.0fs: killing it",
+                        pid,
+                        job["id"],
+                        self.stop_grace_s,
+                    )
                     os.kill(pid, signal.SIGKILL)
                 self.store.update_job(job["id"], worker_pid=None)
 
@@ -176,7 +190,9 @@ def worker_main(data_dir: Path, overrides: list[str], poll_s: float = 0.2) -> No
             _fail(store, job["id"], "internal_error", f"Training failed: {type(exc).__name__}: {exc}")
 
 
-def run_job(store: Store, job: dict[str, Any], data_dir: Path, overrides: list[str], stopping: threading.Event) -> None:
+def run_job(
+    store: Store, job: dict[str, Any], data_dir: Path, overrides: list[str], stopping: threading.Event
+) -> None:
     """Validate (first attempt), train (resuming when a run folder exists), publish the model."""
     from tunesmith.errors import TunesmithError
 
@@ -206,18 +222,35 @@ def run_job(store: Store, job: dict[str, Any], data_dir: Path, overrides: list[s
                 store.update_job(job_id, total_steps=event.get("total_steps"))
             elif kind == "step" and event.get("loss") is not None:
                 last.update(step=step, train_loss=float(event["loss"]))
-                data = {"step": step, "train_loss": float(event["loss"]), "total_steps": event.get("total_steps")}
-                store.add_event(job_id, f"Step {step}/{event.get('total_steps')}: training loss={float(event['loss']):.4f}",
-                                data=data, type_="metrics")
+                data = {
+                    "step": step,
+                    "train_loss": float(event["loss"]),
+                    "total_steps": event.get("total_steps"),
+                }
+                store.add_event(
+                    job_id,
+                    f"Step {step}/{event.get('total_steps')}: training loss={float(event['loss']):.4f}",
+                    data=data,
+                    type_="metrics",
+                )
                 if event.get("tokens_trained") is not None:
                     store.update_job(job_id, trained_tokens=int(event["tokens_trained"]))
             elif kind == "eval" and event.get("val_loss") is not None:
-                store.add_event(job_id, f"Step {step}: validation loss={float(event['val_loss']):.4f}",
-                                data={"step": step, "valid_loss": float(event["val_loss"])}, type_="metrics")
+                store.add_event(
+                    job_id,
+                    f"Step {step}: validation loss={float(event['val_loss']):.4f}",
+                    data={"step": step, "valid_loss": float(event["val_loss"])},
+                    type_="metrics",
+                )
                 last["valid_loss"] = float(event["val_loss"])
             elif kind == "checkpoint" and event.get("path"):
-                metrics = {"step": step, **{k: v for k, v in last.items() if k != "step" and last.get("step") == step}}
-                store.add_checkpoint(job_id, step, str(event["path"]), metrics, f"{model_name(job)}:ckpt-step-{step}")
+                metrics = {
+                    "step": step,
+                    **{k: v for k, v in last.items() if k != "step" and last.get("step") == step},
+                }
+                store.add_checkpoint(
+                    job_id, step, str(event["path"]), metrics, f"{model_name(job)}:ckpt-step-{step}"
+                )
 
         result = _train(cfg, resume, on_progress, lambda: flags["stop"] or stopping.is_set())
         state = store.get_job(job_id) or {}
@@ -229,9 +262,17 @@ def run_job(store: Store, job: dict[str, Any], data_dir: Path, overrides: list[s
         name = model_name(job)
         summary = getattr(result, "summary", None) or {}
         tokens = summary.get("tokens_trained") or (store.get_job(job_id) or {}).get("trained_tokens") or 0
-        store.transition(job_id, ("running",), event=[f"New fine-tuned model created: {name}", "The job has successfully completed"],
-                         status="succeeded", fine_tuned_model=name, finished_at=int(time.time()),
-                         trained_tokens=int(tokens), run_dir=str(result.run_dir), worker_pid=None)
+        store.transition(
+            job_id,
+            ("running",),
+            event=[f"New fine-tuned model created: {name}", "The job has successfully completed"],
+            status="succeeded",
+            fine_tuned_model=name,
+            finished_at=int(time.time()),
+            trained_tokens=int(tokens),
+            run_dir=str(result.run_dir),
+            worker_pid=None,
+        )
     finally:
         flags["stop"] = True
 
@@ -286,8 +327,14 @@ def _as_dict(obj: Any) -> dict[str, Any]:
 
 def _fail(store: Store, job_id: str, code: str, message: str, param: str | None = None) -> None:
     err = json.dumps({"code": code, "message": message, "param": param})
-    if store.transition(job_id, ("running", "validating_files", "queued"), status="failed", error=err,
-                        finished_at=int(time.time()), worker_pid=None):
+    if store.transition(
+        job_id,
+        ("running", "validating_files", "queued"),
+        status="failed",
+        error=err,
+        finished_at=int(time.time()),
+        worker_pid=None,
+    ):
         store.add_event(job_id, f"Job failed: {message}", "error")
 
 
@@ -314,22 +361,37 @@ def job_config(job: dict[str, Any], data_dir: Path, overrides: list[str]) -> Any
             continue
         row = store.get_file(fid)
         if row is None:
-            raise JobInputError("invalid_training_file", f"{param} {fid} was deleted before the job started.", param)
+            raise JobInputError(
+                "invalid_training_file", f"{param} {fid} was deleted before the job started.", param
+            )
         path = file_path(data_dir, fid)
         loaded = load_data(path, task)
         if loaded.errors:
             e = loaded.errors[0]
             more = f" [{len(loaded.errors) - 1} more problem(s)]" if len(loaded.errors) > 1 else ""
-            raise JobInputError("invalid_file_format", f"Invalid file format in {param} {fid}. Example {e.line}: "
-                                f"{e.message} ({e.hint}){more}", param)
+            raise JobInputError(
+                "invalid_file_format",
+                f"Invalid file format in {param} {fid}. Example {e.line}: {e.message} ({e.hint}){more}",
+                param,
+            )
         if param == "training_file" and len(loaded.records) < MIN_EXAMPLES:
-            raise JobInputError("invalid_n_examples", f"Training file has {len(loaded.records)} example(s), but must "
-                                f"have at least {MIN_EXAMPLES} examples")
+            raise JobInputError(
+                "invalid_n_examples",
+                f"Training file has {len(loaded.records)} example(s), but must "
+                f"have at least {MIN_EXAMPLES} examples",
+            )
         paths[param] = path
     hyper = json.loads(job["hyperparameters"])
-    items = [f"model.name={job['model']}", f"data.train={paths['training_file']}", f"data.task={task}",
-             f"train.method={'dpo' if task == 'preference' else 'sft'}", f"train.seed={job['seed']}",
-             f"data.seed={job['seed']}", f"train.output_dir={data_dir / 'runs'}", f"train.run_name={job['id']}"]
+    items = [
+        f"model.name={job['model']}",
+        f"data.train={paths['training_file']}",
+        f"data.task={task}",
+        f"train.method={'dpo' if task == 'preference' else 'sft'}",
+        f"train.seed={job['seed']}",
+        f"data.seed={job['seed']}",
+        f"train.output_dir={data_dir / 'runs'}",
+        f"train.run_name={job['id']}",
+    ]
     if "validation_file" in paths:
         items.append(f"data.holdout={paths['validation_file']}")
     if hyper["n_epochs"] != "auto":

@@ -36,5 +36,7 @@ def log_stats(store: Store) -> list[dict[str, Any]]:
     by_model: dict[str, list[dict[str, Any]]] = {}
     for row in store.request_logs():
         by_model.setdefault(row["model"], []).append(row)
-    return [latency_summary(m, [r["latency_ms"] for r in rows], sum(r["completion_tokens"] or 0 for r in rows))
-            for m, rows in by_model.items()]
+    return [
+        latency_summary(m, [r["latency_ms"] for r in rows], sum(r["completion_tokens"] or 0 for r in rows))
+        for m, rows in by_model.items()
+    ]

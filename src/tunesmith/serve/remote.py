@@ -41,8 +41,15 @@ class RemoteResult:
     report: dict[str, Any] | None
 
 
-def train_remote(cfg: ProjectConfig, client: Any, *, on_event: Callable[[str], None] | None = None,
-                 poll_s: float = 1.0, timeout_s: float = 24 * 3600, out: Path | None = None) -> RemoteResult:
+def train_remote(
+    cfg: ProjectConfig,
+    client: Any,
+    *,
+    on_event: Callable[[str], None] | None = None,
+    poll_s: float = 1.0,
+    timeout_s: float = 24 * 3600,
+    out: Path | None = None,
+) -> RemoteResult:
     """Run ``cfg`` as a fine-tuning job on the API behind ``client`` (an ``openai.OpenAI``)."""
     import openai
 
@@ -51,16 +58,22 @@ def train_remote(cfg: ProjectConfig, client: Any, *, on_event: Callable[[str], N
     try:
         upload = client.files.create(file=("train.jsonl", lines), purpose="fine-tune")
         if getattr(upload, "status", None) == "error":
-            raise TunesmithError(f"The remote API rejected the training file: {upload.status_details}",
-                                 "Run `tunesmith data check` on it; the remote checks may be stricter.")
+            raise TunesmithError(
+                f"The remote API rejected the training file: {upload.status_details}",
+                "Run `tunesmith data check` on it; the remote checks may be stricter.",
+            )
         job = client.fine_tuning.jobs.create(**job_request(cfg, upload.id, task))
         emit(f"created remote job {job.id} on {client.base_url}")
         events, job = follow(client, job.id, emit, poll_s, timeout_s)
     except openai.APIStatusError as exc:
-        raise TunesmithError(f"The remote fine-tuning API answered {exc.status_code}: {exc.message}",
-                             "Check --base-url, the API key and that the base model is available there.") from None
+        raise TunesmithError(
+            f"The remote fine-tuning API answered {exc.status_code}: {exc.message}",
+            "Check --base-url, the API key and that the base model is available there.",
+        ) from None
     except openai.APIConnectionError as exc:
-        raise TunesmithError(f"Cannot reach the fine-tuning API at {client.base_url}: {exc}", "Check --base-url.") from None
+        raise TunesmithError(
+            f"Cannot reach the fine-tuning API at {client.base_url}: {exc}", "Check --base-url."
+        ) from None
     if job.status != "succeeded":
         err = job.error.message if job.error else job.status
         raise TunesmithError(f"Remote job {job.id} ended {job.status}: {err}", "See its events above.")
@@ -80,13 +93,21 @@ def openai_lines(cfg: ProjectConfig) -> tuple[bytes, str, str | None]:
     loaded = load_records_or_raise(cfg.data.train, cfg.data.task, columns)
     task = loaded.task
     if task in ("text", None):
-        raise TunesmithError(f"{cfg.data.train} holds raw text; OpenAI-compatible fine-tuning takes chat or preference data.",
-                             "Use chat/classification/extraction/completion data, or train continued pre-training locally.")
+        raise TunesmithError(
+            f"{cfg.data.train} holds raw text; OpenAI-compatible fine-tuning takes chat or preference data.",
+            "Use chat/classification/extraction/completion data, or train continued pre-training locally.",
+        )
     system = cfg.data.system_prompt or default_system_prompt(loaded.rows, task)
     out = []
     for row in loaded.rows:
         if task == "preference":
-            out.append({"input": {"messages": row["prompt"]}, "preferred_output": row["chosen"], "non_preferred_output": row["rejected"]})
+            out.append(
+                {
+                    "input": {"messages": row["prompt"]},
+                    "preferred_output": row["chosen"],
+                    "non_preferred_output": row["rejected"],
+                }
+            )
         else:
             out.append({"messages": to_chat(row, task, system)})
     return ("\n".join(json.dumps(o, ensure_ascii=False) for o in out) + "\n").encode(), task, system
@@ -95,19 +116,28 @@ def openai_lines(cfg: ProjectConfig) -> tuple[bytes, str, str | None]:
 def job_request(cfg: ProjectConfig, file_id: str, task: str) -> dict[str, Any]:
     t = cfg.train
     default_lr = 2e-5 if t.finetune == "full" else 2e-4
-    hyper: dict[str, Any] = {"n_epochs": max(1, math.ceil(t.epochs)), "batch_size": t.batch_size,
-                             "learning_rate_multiplier": (t.lr / default_lr) if t.lr is not None else "auto"}
+    hyper: dict[str, Any] = {
+        "n_epochs": max(1, math.ceil(t.epochs)),
+        "batch_size": t.batch_size,
+        "learning_rate_multiplier": (t.lr / default_lr) if t.lr is not None else "auto",
+    }
     kind = "dpo" if task == "preference" else "supervised"
     if kind == "dpo":
         hyper["beta"] = t.beta
-    req: dict[str, Any] = {"model": cfg.model.name, "training_file": file_id, "seed": t.seed,
-                           "method": {"type": kind, kind: {"hyperparameters": hyper}}}
+    req: dict[str, Any] = {
+        "model": cfg.model.name,
+        "training_file": file_id,
+        "seed": t.seed,
+        "method": {"type": kind, kind: {"hyperparameters": hyper}},
+    }
     if t.run_name:
         req["suffix"] = t.run_name[:64]
     return req
 
 
-def follow(client: Any, job_id: str, emit: Callable[[str], None], poll_s: float, timeout_s: float) -> tuple[list[str], Any]:
+def follow(
+    client: Any, job_id: str, emit: Callable[[str], None], poll_s: float, timeout_s: float
+) -> tuple[list[str], Any]:
     """Print each new event once, oldest first, until the job ends."""
     seen: set[str] = set()
     messages: list[str] = []
@@ -122,32 +152,55 @@ def follow(client: Any, job_id: str, emit: Callable[[str], None], poll_s: float,
         if job.status in TERMINAL:
             return messages, job
         if time.monotonic() > deadline:
-            raise TunesmithError(f"Remote job {job_id} did not finish in {timeout_s:.0f} s (status {job.status}).",
-                                 "It keeps running remotely; follow it with the provider's tools.")
+            raise TunesmithError(
+                f"Remote job {job_id} did not finish in {timeout_s:.0f} s (status {job.status}).",
+                "It keeps running remotely; follow it with the provider's tools.",
+            )
         time.sleep(poll_s)
 
 
-def evaluate_remote(cfg: ProjectConfig, client: Any, model: str, system: str | None, out: Path | None) -> dict[str, Any]:
+def evaluate_remote(
+    cfg: ProjectConfig, client: Any, model: str, system: str | None, out: Path | None
+) -> dict[str, Any]:
     """``tunesmith eval``'s prompts and metrics on the hold-out, answered by the remote model."""
     from tunesmith.eval import metrics as M
     from tunesmith.eval.prompts import reference
     from tunesmith.eval.run import EvalSpec, candidate_prompts, prepare, task_metrics
 
-    spec = EvalSpec(data=Path(cfg.data.holdout), train=cfg.data.train, task=cfg.data.task, system_prompt=system,
-                    baselines=("zero-shot",), settings=cfg.eval, seed=cfg.data.seed)  # prepare() wants a candidate
+    spec = EvalSpec(
+        data=Path(cfg.data.holdout),
+        train=cfg.data.train,
+        task=cfg.data.task,
+        system_prompt=system,
+        baselines=("zero-shot",),
+        settings=cfg.eval,
+        seed=cfg.data.seed,
+    )  # prepare() wants a candidate
     ctx = prepare(spec)
     answers, latencies, tokens = [], [], []
     for conv in candidate_prompts(ctx, "finetuned"):
         t0 = time.perf_counter()
-        r = client.chat.completions.create(model=model, messages=conv, temperature=0, max_tokens=cfg.eval.max_new_tokens)
+        r = client.chat.completions.create(
+            model=model, messages=conv, temperature=0, max_tokens=cfg.eval.max_new_tokens
+        )
         latencies.append(time.perf_counter() - t0)
         answers.append(r.choices[0].message.content or "")
         tokens.append(r.usage.completion_tokens if r.usage else 0)
     refs = [reference(r, ctx.task) for r in ctx.rows]
     metrics, how = task_metrics(ctx.task, ctx.rows, refs, answers, ctx.labels, cfg.eval)
-    report = {"task": ctx.task, "n": len(ctx.rows), "model": model,
-              "candidates": {"finetuned": {"metrics": metrics, "latency_ms": M.latency_summary(latencies),
-                                           "scored_by": how + " (answers from the remote API)", "completion_tokens": tokens}}}
+    report = {
+        "task": ctx.task,
+        "n": len(ctx.rows),
+        "model": model,
+        "candidates": {
+            "finetuned": {
+                "metrics": metrics,
+                "latency_ms": M.latency_summary(latencies),
+                "scored_by": how + " (answers from the remote API)",
+                "completion_tokens": tokens,
+            }
+        },
+    }
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "report.json").write_text(json.dumps(report, indent=2))

@@ -137,8 +137,17 @@ class Store:
         with self.connect() as con:
             con.execute(f"UPDATE files SET {sets} WHERE id=?", (*fields.values(), file_id))
 
-    def list_files(self, purpose: str | None, order: str, after: str | None, limit: int) -> tuple[list[dict], bool]:
-        return self._page("files", "deleted=0" + (" AND purpose=?" if purpose else ""), [purpose] if purpose else [], order, after, limit)
+    def list_files(
+        self, purpose: str | None, order: str, after: str | None, limit: int
+    ) -> tuple[list[dict], bool]:
+        return self._page(
+            "files",
+            "deleted=0" + (" AND purpose=?" if purpose else ""),
+            [purpose] if purpose else [],
+            order,
+            after,
+            limit,
+        )
 
     # ------------------------------------------------------------------ jobs
 
@@ -153,10 +162,16 @@ class Store:
             r = con.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
         return dict(r) if r else None
 
-    def list_jobs(self, after: str | None, limit: int, metadata: dict[str, str] | None = None) -> tuple[list[dict], bool]:
+    def list_jobs(
+        self, after: str | None, limit: int, metadata: dict[str, str] | None = None
+    ) -> tuple[list[dict], bool]:
         rows, _ = self._page("jobs", "1=1", [], "desc", after, 100_000 if metadata else limit)
         if metadata:
-            rows = [r for r in rows if all((json.loads(r["metadata"] or "{}")).get(k) == v for k, v in metadata.items())]
+            rows = [
+                r
+                for r in rows
+                if all((json.loads(r["metadata"] or "{}")).get(k) == v for k, v in metadata.items())
+            ]
             return rows[:limit], len(rows) > limit
         return rows, _
 
@@ -168,13 +183,16 @@ class Store:
             if event:
                 self._event(con, job_id, event, level)
 
-    def transition(self, job_id: str, from_states: tuple[str, ...], event: str | list[str] | None = None, **fields: Any) -> bool:
+    def transition(
+        self, job_id: str, from_states: tuple[str, ...], event: str | list[str] | None = None, **fields: Any
+    ) -> bool:
         """Update a job only if its status is one of ``from_states``, with its events, in one transaction."""
         sets = ",".join(f"{k}=?" for k in fields)
         marks = ",".join("?" * len(from_states))
         with self.connect(immediate=True) as con:
             cur = con.execute(
-                f"UPDATE jobs SET {sets} WHERE id=? AND status IN ({marks})", (*fields.values(), job_id, *from_states)
+                f"UPDATE jobs SET {sets} WHERE id=? AND status IN ({marks})",
+                (*fields.values(), job_id, *from_states),
             )
             if cur.rowcount and event:
                 for message in [event] if isinstance(event, str) else event:
@@ -203,7 +221,9 @@ class Store:
         """Refresh the claim and return the flags the worker must obey (cancel/pause)."""
         with self.connect() as con:
             con.execute("UPDATE jobs SET heartbeat_at=? WHERE id=?", (time.time(), job_id))
-            r = con.execute("SELECT status, cancel_requested, pause_requested FROM jobs WHERE id=?", (job_id,)).fetchone()
+            r = con.execute(
+                "SELECT status, cancel_requested, pause_requested FROM jobs WHERE id=?", (job_id,)
+            ).fetchone()
         return dict(r)
 
     def orphaned_jobs(self) -> list[dict[str, Any]]:
@@ -218,14 +238,32 @@ class Store:
 
     # ------------------------------------------------------------------ events + checkpoints
 
-    def add_event(self, job_id: str, message: str, level: str = "info", data: dict | None = None, type_: str = "message") -> None:
+    def add_event(
+        self, job_id: str, message: str, level: str = "info", data: dict | None = None, type_: str = "message"
+    ) -> None:
         with self.connect() as con:
             self._event(con, job_id, message, level, data, type_)
 
-    def _event(self, con: sqlite3.Connection, job_id: str, message: str, level: str = "info", data: dict | None = None, type_: str = "message") -> None:
+    def _event(
+        self,
+        con: sqlite3.Connection,
+        job_id: str,
+        message: str,
+        level: str = "info",
+        data: dict | None = None,
+        type_: str = "message",
+    ) -> None:
         con.execute(
             "INSERT INTO events(id, job_id, created_at, level, message, data, type) VALUES(?,?,?,?,?,?,?)",
-            (new_id("ftevent-"), job_id, int(time.time()), level, message, json.dumps(data) if data is not None else None, type_),
+            (
+                new_id("ftevent-"),
+                job_id,
+                int(time.time()),
+                level,
+                message,
+                json.dumps(data) if data is not None else None,
+                type_,
+            ),
         )
 
     def list_events(self, job_id: str, after: str | None, limit: int) -> tuple[list[dict], bool]:
@@ -233,7 +271,9 @@ class Store:
 
     def metrics_series(self, job_id: str) -> list[dict[str, Any]]:
         with self.connect() as con:
-            rows = con.execute("SELECT data FROM events WHERE job_id=? AND type='metrics' ORDER BY seq", (job_id,)).fetchall()
+            rows = con.execute(
+                "SELECT data FROM events WHERE job_id=? AND type='metrics' ORDER BY seq", (job_id,)
+            ).fetchall()
         return [json.loads(r["data"]) for r in rows]
 
     def add_checkpoint(self, job_id: str, step: int, path: str, metrics: dict, model_name: str) -> bool:
@@ -264,7 +304,9 @@ class Store:
 
     def finished_models(self) -> list[dict[str, Any]]:
         with self.connect() as con:
-            rows = con.execute("SELECT * FROM jobs WHERE fine_tuned_model IS NOT NULL ORDER BY seq").fetchall()
+            rows = con.execute(
+                "SELECT * FROM jobs WHERE fine_tuned_model IS NOT NULL ORDER BY seq"
+            ).fetchall()
         return [dict(r) for r in rows]
 
     def job_by_model(self, name: str) -> dict[str, Any] | None:
@@ -274,7 +316,10 @@ class Store:
 
     def delete_model(self, name: str) -> None:
         with self.connect() as con:
-            con.execute("INSERT OR REPLACE INTO deleted_models(name, deleted_at) VALUES(?,?)", (name, int(time.time())))
+            con.execute(
+                "INSERT OR REPLACE INTO deleted_models(name, deleted_at) VALUES(?,?)",
+                (name, int(time.time())),
+            )
 
     def deleted_models(self) -> set[str]:
         with self.connect() as con:
@@ -285,7 +330,9 @@ class Store:
     def log_request(self, row: dict[str, Any]) -> None:
         cols = ",".join(row)
         with self.connect() as con:
-            con.execute(f"INSERT INTO request_logs({cols}) VALUES({','.join('?' * len(row))})", tuple(row.values()))
+            con.execute(
+                f"INSERT INTO request_logs({cols}) VALUES({','.join('?' * len(row))})", tuple(row.values())
+            )
 
     def request_logs(self, model: str | None = None) -> list[dict[str, Any]]:
         with self.connect() as con:
@@ -294,11 +341,15 @@ class Store:
 
     def correct_log(self, log_id: int, corrected: str) -> bool:
         with self.connect() as con:
-            return bool(con.execute("UPDATE request_logs SET corrected=? WHERE id=?", (corrected, log_id)).rowcount)
+            return bool(
+                con.execute("UPDATE request_logs SET corrected=? WHERE id=?", (corrected, log_id)).rowcount
+            )
 
     # ------------------------------------------------------------------ paging
 
-    def _page(self, table: str, where: str, args: list, order: str, after: str | None, limit: int) -> tuple[list[dict], bool]:
+    def _page(
+        self, table: str, where: str, args: list, order: str, after: str | None, limit: int
+    ) -> tuple[list[dict], bool]:
         """Cursor pagination by ``seq``: ``after`` is the id of the last item of the previous page."""
         direction, cmp = ("DESC", "<") if order == "desc" else ("ASC", ">")
         q, params = f"SELECT * FROM {table} WHERE {where}", list(args)

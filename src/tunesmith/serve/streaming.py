@@ -35,7 +35,9 @@ class _Streamer:
             pending = list(self.rows)
             self.order = []
             for row_ids in value.tolist():
-                match = next((r for r in pending if row_ids[len(row_ids) - len(r.prompt):] == r.prompt), None)
+                match = next(
+                    (r for r in pending if row_ids[len(row_ids) - len(r.prompt) :] == r.prompt), None
+                )
                 if match is not None:
                     pending.remove(match)
                 self.order.append(match)
@@ -67,7 +69,7 @@ class _Streamer:
             while safe.endswith("\ufffd"):
                 safe = safe[:-1]
         if safe.startswith(row.sent) and len(safe) > len(row.sent):
-            delta, row.sent = safe[len(row.sent):], safe
+            delta, row.sent = safe[len(row.sent) :], safe
             try:
                 row.request.on_text(delta)
             except Exception:  # noqa: BLE001 - a gone listener must not break the batch it shares

@@ -43,5 +43,10 @@ def in_process_client(app: Any, api_key: str = "test", strict: bool = True, max_
     import openai
 
     http = httpx2.Client(transport=SyncASGITransport(app), base_url="http://tunesmith.local/v1")
-    return openai.OpenAI(base_url="http://tunesmith.local/v1", api_key=api_key, max_retries=max_retries,
-                         _strict_response_validation=strict, http_client=http)
+    return openai.OpenAI(
+        base_url="http://tunesmith.local/v1",
+        api_key=api_key,
+        max_retries=max_retries,
+        _strict_response_validation=strict,
+        http_client=http,
+    )

@@ -23,7 +23,9 @@ class _Body(BaseModel):
 class Hyper(_Body):
     n_epochs: Auto | int = Field("auto", description="Passes over the data (1-50).")
     batch_size: Auto | int = Field("auto", description="Examples per step (1-256).")
-    learning_rate_multiplier: Auto | float = Field("auto", description="Multiplier on tunesmith's default lr.")
+    learning_rate_multiplier: Auto | float = Field(
+        "auto", description="Multiplier on tunesmith's default lr."
+    )
     beta: Auto | float = Field("auto", description="DPO beta in (0, 2].")
 
 
@@ -107,8 +109,15 @@ class EmbeddingRequest(_Body):
 
 
 def file_obj(row: dict[str, Any]) -> dict[str, Any]:
-    out = {"id": row["id"], "object": "file", "bytes": row["bytes"], "created_at": row["created_at"],
-           "filename": row["filename"], "purpose": row["purpose"], "status": row["status"]}
+    out = {
+        "id": row["id"],
+        "object": "file",
+        "bytes": row["bytes"],
+        "created_at": row["created_at"],
+        "filename": row["filename"],
+        "purpose": row["purpose"],
+        "status": row["status"],
+    }
     if row.get("status_details"):
         out["status_details"] = row["status_details"]
     return out
@@ -120,27 +129,51 @@ def job_obj(row: dict[str, Any]) -> dict[str, Any]:
     status = row["status"]
     err = json.loads(row["error"]) if row.get("error") else None
     return {
-        "id": row["id"], "object": "fine_tuning.job", "created_at": row["created_at"], "model": row["model"],
-        "organization_id": "org-local", "status": status, "training_file": row["training_file"],
-        "validation_file": row["validation_file"], "fine_tuned_model": row["fine_tuned_model"],
-        "finished_at": row["finished_at"], "trained_tokens": row["trained_tokens"], "result_files": [],
+        "id": row["id"],
+        "object": "fine_tuning.job",
+        "created_at": row["created_at"],
+        "model": row["model"],
+        "organization_id": "org-local",
+        "status": status,
+        "training_file": row["training_file"],
+        "validation_file": row["validation_file"],
+        "fine_tuned_model": row["fine_tuned_model"],
+        "finished_at": row["finished_at"],
+        "trained_tokens": row["trained_tokens"],
+        "result_files": [],
         "hyperparameters": {k: hyper[k] for k in ("batch_size", "learning_rate_multiplier", "n_epochs")},
-        "seed": row["seed"], "error": err if status == "failed" else None, "estimated_finish": None,
-        "integrations": None, "metadata": json.loads(row["metadata"]) if row.get("metadata") else None,
+        "seed": row["seed"],
+        "error": err if status == "failed" else None,
+        "estimated_finish": None,
+        "integrations": None,
+        "metadata": json.loads(row["metadata"]) if row.get("metadata") else None,
         "method": method,
     }
 
 
 def event_obj(row: dict[str, Any]) -> dict[str, Any]:
-    return {"id": row["id"], "object": "fine_tuning.job.event", "created_at": row["created_at"], "level": row["level"],
-            "message": row["message"], "data": json.loads(row["data"]) if row.get("data") else None, "type": row["type"]}
+    return {
+        "id": row["id"],
+        "object": "fine_tuning.job.event",
+        "created_at": row["created_at"],
+        "level": row["level"],
+        "message": row["message"],
+        "data": json.loads(row["data"]) if row.get("data") else None,
+        "type": row["type"],
+    }
 
 
 def checkpoint_obj(row: dict[str, Any]) -> dict[str, Any]:
     metrics = json.loads(row["metrics"])
-    return {"id": row["id"], "object": "fine_tuning.job.checkpoint", "created_at": row["created_at"],
-            "fine_tuned_model_checkpoint": row["model_name"], "fine_tuning_job_id": row["job_id"],
-            "step_number": row["step"], "metrics": {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}}
+    return {
+        "id": row["id"],
+        "object": "fine_tuning.job.checkpoint",
+        "created_at": row["created_at"],
+        "fine_tuned_model_checkpoint": row["model_name"],
+        "fine_tuning_job_id": row["job_id"],
+        "step_number": row["step"],
+        "metrics": {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)},
+    }
 
 
 def page(data: list[dict[str, Any]], has_more: bool, first_last: bool = False) -> dict[str, Any]:

@@ -77,7 +77,9 @@ def build_trainable(cfg: ProjectConfig) -> Any:
     from peft import get_peft_model, prepare_model_for_kbit_training
 
     if finetune == "qlora":
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.train.gradient_checkpointing)
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=cfg.train.gradient_checkpointing
+        )
     elif cfg.train.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.enable_input_require_grads()  # frozen embeddings: let checkpointed blocks see a grad-requiring input

@@ -54,7 +54,9 @@ def train(
     if method in ("sft", "cpt"):
         module = importlib.import_module(f"tunesmith.train.{method}")
         return module.run(cfg, resume=resume, force=force, on_progress=on_progress, should_stop=should_stop)
-    return _run_preference(method, cfg, resume=resume, force=force, on_progress=on_progress, should_stop=should_stop)
+    return _run_preference(
+        method, cfg, resume=resume, force=force, on_progress=on_progress, should_stop=should_stop
+    )
 
 
 def _run_preference(method: str, cfg: ProjectConfig, **kwargs: Any) -> RunResult:
@@ -63,7 +65,9 @@ def _run_preference(method: str, cfg: ProjectConfig, **kwargs: Any) -> RunResult
     except ModuleNotFoundError as exc:
         if exc.name != f"tunesmith.train.{method}":
             raise
-        raise TunesmithError(f"train.method: {method} is not available in this build.", "Use sft or cpt.") from None
+        raise TunesmithError(
+            f"train.method: {method} is not available in this build.", "Use sft or cpt."
+        ) from None
     from tunesmith.train.runs import create_run, open_run_for_resume
 
     resume = kwargs.get("resume")
@@ -73,5 +77,8 @@ def _run_preference(method: str, cfg: ProjectConfig, **kwargs: Any) -> RunResult
     try:
         return module.run(run.cfg, run, **extra)
     except BaseException as exc:
-        run.finish({"error": f"{type(exc).__name__}: {exc}"}, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
+        run.finish(
+            {"error": f"{type(exc).__name__}: {exc}"},
+            "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+        )
         raise

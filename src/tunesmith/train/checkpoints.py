@@ -159,7 +159,9 @@ def save_checkpoint(
 
 def _prune(root: Path, index: dict[str, Any], keep: int) -> None:
     entries = index["checkpoints"]
-    keep_dirs = {e["dir"] for e in entries[-keep:]} | {e["dir"] for e in entries if e["step"] == index.get("best")}
+    keep_dirs = {e["dir"] for e in entries[-keep:]} | {
+        e["dir"] for e in entries if e["step"] == index.get("best")
+    }
     doomed = [e for e in entries if e["dir"] not in keep_dirs]
     if not doomed:
         return

@@ -28,5 +28,7 @@ def run(
 ) -> RunResult:
     """Continue pre-training the base on ``cfg.data.train`` (text, or any supervised data on all tokens)."""
     if cfg.train.method != "cpt":
-        raise TunesmithError(f"cpt.run got train.method: {cfg.train.method}.", "Call tunesmith.train.api.train(cfg).")
+        raise TunesmithError(
+            f"cpt.run got train.method: {cfg.train.method}.", "Call tunesmith.train.api.train(cfg)."
+        )
     return sft.run(cfg, resume=resume, force=force, on_progress=on_progress, should_stop=should_stop)

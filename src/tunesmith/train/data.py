@@ -37,7 +37,9 @@ def prepare_data(cfg: ProjectConfig, tokenizer: Any, *, force: bool = False) -> 
     """Load, check, split and tokenize the training data of ``cfg`` for method sft or cpt."""
     d = cfg.data
     if d.train is None:
-        raise TunesmithError("No training data: data.train is not set.", "Set data.train: path/to/train.jsonl in the config.")
+        raise TunesmithError(
+            "No training data: data.train is not set.", "Set data.train: path/to/train.jsonl in the config."
+        )
     columns = Columns(d.text_field, d.label_field, d.fields_field)
     train = _load_checked(d.train, d.task, columns, force)
     task = train.task
@@ -84,7 +86,10 @@ def split_holdout(rows: list[dict], fraction: float, seed: int) -> tuple[list[di
 def _load_checked(path: Path, task: Task | None, columns: Columns, force: bool) -> LoadedData:
     data = load_data(path, task, columns)
     if data.errors and not force:
-        first = "\n".join(f"  {path.name} line {e.line}: {_strip_line(e.message, e.line)} ({e.code})" for e in data.errors[:5])
+        first = "\n".join(
+            f"  {path.name} line {e.line}: {_strip_line(e.message, e.line)} ({e.code})"
+            for e in data.errors[:5]
+        )
         more = f"\n  ... and {len(data.errors) - 5} more" if len(data.errors) > 5 else ""
         raise TunesmithError(
             f"{path} has {len(data.errors)} error(s); training refuses it:\n{first}{more}",
@@ -97,7 +102,7 @@ def _load_checked(path: Path, task: Task | None, columns: Columns, force: bool) 
 
 def _strip_line(message: str, line: int) -> str:
     prefix = f"Line {line}: "
-    return message[len(prefix):] if message.startswith(prefix) else message
+    return message[len(prefix) :] if message.startswith(prefix) else message
 
 
 def _check_task(task: Task, method: str, path: Path) -> None:
@@ -113,7 +118,9 @@ def _check_task(task: Task, method: str, path: Path) -> None:
         )
 
 
-def _tokenize_all(rows: list[dict], task: Task, system: str | None, tokenizer: Any, cfg: ProjectConfig) -> list[Tokenized]:
+def _tokenize_all(
+    rows: list[dict], task: Task, system: str | None, tokenizer: Any, cfg: ProjectConfig
+) -> list[Tokenized]:
     max_len = cfg.data.max_seq_len
     out: list[Tokenized] = []
     for row in rows:

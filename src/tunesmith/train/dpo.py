@@ -45,7 +45,9 @@ DPO_LOSS_TYPES = (
 )  # fmt: skip
 
 
-def run(cfg: ProjectConfig, run: Any, *, resume: Any = None, on_progress: Any = None, should_stop: Any = None) -> Any:
+def run(
+    cfg: ProjectConfig, run: Any, *, resume: Any = None, on_progress: Any = None, should_stop: Any = None
+) -> Any:
     """Train a DPO policy into ``run`` (a ``tunesmith.train.runs.Run``); returns ``run.finish(...)``."""
     refuse_resume("dpo", resume)
     no_progress_bars()
@@ -60,7 +62,9 @@ def run(cfg: ProjectConfig, run: Any, *, resume: Any = None, on_progress: Any = 
     after = pair_logps(model, policy.tokenizer, pairs.holdout, max_len=cfg.data.max_seq_len)
     drop_ref_adapter(model)
     run.save_weights(model, policy.tokenizer)
-    return run.finish(summarize(cfg, policy.base, pairs, before, after, sink), "stopped" if sink.stopped else "completed")
+    return run.finish(
+        summarize(cfg, policy.base, pairs, before, after, sink), "stopped" if sink.stopped else "completed"
+    )
 
 
 def check_loss_type(loss_type: str) -> list[str]:
@@ -75,7 +79,9 @@ def check_loss_type(loss_type: str) -> list[str]:
     return types
 
 
-def build_trainer(cfg: ProjectConfig, policy: Any, pairs: Pairs, loss_types: list[str], out_dir: Any, sink: MetricsSink) -> Any:
+def build_trainer(
+    cfg: ProjectConfig, policy: Any, pairs: Pairs, loss_types: list[str], out_dir: Any, sink: MetricsSink
+) -> Any:
     """TRL's DPOTrainer on the training pairs, configured from ``train.*`` (fp32 on CPU, no printing)."""
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
@@ -100,7 +106,14 @@ def build_trainer(cfg: ProjectConfig, policy: Any, pairs: Pairs, loss_types: lis
     return quiet(trainer, sink)
 
 
-def summarize(cfg: ProjectConfig, base: str, pairs: Pairs, before: list[tuple[float, float]], after: list[tuple[float, float]], sink: MetricsSink) -> dict[str, Any]:
+def summarize(
+    cfg: ProjectConfig,
+    base: str,
+    pairs: Pairs,
+    before: list[tuple[float, float]],
+    after: list[tuple[float, float]],
+    sink: MetricsSink,
+) -> dict[str, Any]:
     """The run's summary: training curve ends and hold-out accuracy / implicit reward margin before vs after."""
     beta = cfg.train.beta
     m_before = [c - r for c, r in before]

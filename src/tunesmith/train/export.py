@@ -22,7 +22,9 @@ def export_merged(run: Path, out: Path, base_model: str | None = None) -> Path:
 
     run, out = Path(run), Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise TunesmithError(f"{out} already exists and is not empty; it is left untouched.", "Pick a new output folder.")
+        raise TunesmithError(
+            f"{out} already exists and is not empty; it is left untouched.", "Pick a new output folder."
+        )
     kind, folder = locate_run_weights(run)
     if kind == "model":
         model, tokenizer = load_causal_lm(str(folder), dtype="float32"), load_tokenizer(str(folder))

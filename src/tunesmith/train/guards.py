@@ -99,8 +99,10 @@ def available_memory() -> int | None:
                 found.append(int(line.split()[1]) * 1024)
     except OSError:
         pass
-    for path, used_path in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-                            ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+    for path, used_path in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+    ):
         try:
             raw = Path(path).read_text().strip()
             if raw != "max" and int(raw) < 1 << 60:

@@ -109,7 +109,9 @@ def fit(
     else:
         _seed_everything(t.seed)
     engine = _wrap_distributed(model) if world > 1 else model
-    emit({"event": "start", "total_steps": total_steps, "step": state.step, "resumed": resume_from is not None})
+    emit(
+        {"event": "start", "total_steps": total_steps, "step": state.step, "resumed": resume_from is not None}
+    )
     if state.first_val is None and holdout and state.step == 0:
         state.first_val = state.last_val = evaluate(model, holdout, cfg)
         run.log({"step": 0, "val_loss": state.first_val})
@@ -120,7 +122,9 @@ def fit(
         window = t.grad_accum * world
         while state.micro_in_epoch < len(batches) and state.step < total_steps:
             micro = batches[state.micro_in_epoch : state.micro_in_epoch + window]
-            loss, n_trained, n_tokens = train_step(engine, micro, optimizer, scheduler, params, t.max_grad_norm, rank, world)
+            loss, n_trained, n_tokens = train_step(
+                engine, micro, optimizer, scheduler, params, t.max_grad_norm, rank, world
+            )
             state.step += 1
             state.micro_in_epoch += len(micro)
             state.tokens_trained += n_trained
@@ -131,7 +135,9 @@ def fit(
             if state.step % t.logging_steps == 0 or state.step == total_steps:
                 run.log({k: v for k, v in row.items() if k not in ("event", "total_steps", "eta_s")})
             emit(row)
-            status = _after_step(model, holdout, cfg, run, state, optimizer, scheduler, emit, should_stop, total_steps)
+            status = _after_step(
+                model, holdout, cfg, run, state, optimizer, scheduler, emit, should_stop, total_steps
+            )
             if status != "completed":
                 break
         else:
@@ -140,14 +146,23 @@ def fit(
                 state.micro_in_epoch = 0
                 if state.step < total_steps:
                     if t.eval_every is None and holdout:
-                        status = _evaluate_and_track(model, holdout, cfg, run, state, optimizer, scheduler, emit)
+                        status = _evaluate_and_track(
+                            model, holdout, cfg, run, state, optimizer, scheduler, emit
+                        )
                     if t.save_every is None and status == "completed":
                         _save(run, model, optimizer, scheduler, state, emit)
     return _finish(model, holdout, cfg, run, state, optimizer, scheduler, emit, status, total_steps)
 
 
 def train_step(
-    engine: Any, micro: list[Batch], optimizer: Any, scheduler: Any, params: list[Any], max_norm: float, rank: int, world: int
+    engine: Any,
+    micro: list[Batch],
+    optimizer: Any,
+    scheduler: Any,
+    params: list[Any],
+    max_norm: float,
+    rank: int,
+    world: int,
 ) -> tuple[float, int, int]:
     """One optimizer step over ``micro`` (this process takes every ``world``-th micro-batch).
 
@@ -162,7 +177,9 @@ def train_step(
     return loss_sum / n_total, n_local, n_tokens
 
 
-def accumulate_gradients(engine: Any, micro: list[Batch], rank: int = 0, world: int = 1) -> tuple[float, int, int, int]:
+def accumulate_gradients(
+    engine: Any, micro: list[Batch], rank: int = 0, world: int = 1
+) -> tuple[float, int, int, int]:
     """Backward over this process's share of ``micro`` with token weighting: each micro-batch's summed
     loss is divided by the trained tokens of the whole step (all micro-batches, all processes).
 
@@ -176,7 +193,9 @@ def accumulate_gradients(engine: Any, micro: list[Batch], rank: int = 0, world: 
     n_local = sum(b.n_trained for b in mine) if weight else 0
     n_total = _all_reduce_int(n_local) if world > 1 else n_local
     if n_total == 0:
-        raise TunesmithError("A training step has no trained token.", "Check the loss mask of the data (data.train_on).")
+        raise TunesmithError(
+            "A training step has no trained token.", "Check the loss mask of the data (data.train_on)."
+        )
     loss_sum = 0.0
     for i, batch in enumerate(mine):
         sync = i == len(mine) - 1 or world == 1
@@ -210,7 +229,9 @@ def evaluate(model: Any, examples: list[Tokenized], cfg: ProjectConfig) -> float
     inner.eval()
     total, n = 0.0, 0
     with torch.no_grad():
-        for batch in build_batches(examples, batch_tokens=cfg.train.batch_tokens, packing=cfg.train.packing, seed=0, epoch=0):
+        for batch in build_batches(
+            examples, batch_tokens=cfg.train.batch_tokens, packing=cfg.train.packing, seed=0, epoch=0
+        ):
             loss, k = sum_token_loss(inner, batch)
             total, n = total + float(loss), n + k
     if was_training:
@@ -235,7 +256,9 @@ def build_scheduler(optimizer: Any, kind: str, warmup: int, total: int) -> Any:
 # --------------------------------------------------------------------------- checkpoints
 
 
-def save_checkpoint(run: Run, model: Any, optimizer: Any, scheduler: Any, state: LoopState, *, is_best: bool = False) -> Path | None:
+def save_checkpoint(
+    run: Run, model: Any, optimizer: Any, scheduler: Any, state: LoopState, *, is_best: bool = False
+) -> Path | None:
     """A resumable checkpoint of the current step (rank 0 writes; others return None)."""
     if not run.is_main:
         return None
@@ -244,17 +267,31 @@ def save_checkpoint(run: Run, model: Any, optimizer: Any, scheduler: Any, state:
     from safetensors.torch import save_file
 
     def write(folder: Path) -> None:
-        save_file({k: v.detach().contiguous().cpu() for k, v in trainable_state(model).items()}, str(folder / "trainable.safetensors"))
+        save_file(
+            {k: v.detach().contiguous().cpu() for k, v in trainable_state(model).items()},
+            str(folder / "trainable.safetensors"),
+        )
         torch.save(optimizer.state_dict(), folder / "optimizer.pt")
         torch.save(scheduler.state_dict(), folder / "scheduler.pt")
-        torch.save({"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}, folder / "rng.pt")
+        torch.save(
+            {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()},
+            folder / "rng.pt",
+        )
 
     return ckpt.save_checkpoint(
-        run.checkpoints_dir, state.step, write, asdict(state), keep=run.cfg.train.keep_checkpoints, val_loss=state.last_val, is_best=is_best
+        run.checkpoints_dir,
+        state.step,
+        write,
+        asdict(state),
+        keep=run.cfg.train.keep_checkpoints,
+        val_loss=state.last_val,
+        is_best=is_best,
     )
 
 
-def load_checkpoint(folder: Path, model: Any, optimizer: Any | None = None, scheduler: Any | None = None) -> LoopState:
+def load_checkpoint(
+    folder: Path, model: Any, optimizer: Any | None = None, scheduler: Any | None = None
+) -> LoopState:
     """Restore weights (and, when given, optimizer, scheduler and RNG state) from a checkpoint folder."""
     import json
 

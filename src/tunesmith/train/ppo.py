@@ -43,7 +43,9 @@ from tunesmith.train.reward import RewardScorer, load_reward_scorer
 N_PROBE_PROMPTS = 4  # hold-out prompts answered greedily before/after (kept small: generation is slow on CPU)
 
 
-def run(cfg: ProjectConfig, run: Any, *, resume: Any = None, on_progress: Any = None, should_stop: Any = None) -> Any:
+def run(
+    cfg: ProjectConfig, run: Any, *, resume: Any = None, on_progress: Any = None, should_stop: Any = None
+) -> Any:
     """Train a policy against a reward model into ``run``; returns ``run.finish(...)``."""
     refuse_resume("ppo", resume)
     no_progress_bars()
@@ -58,7 +60,10 @@ def run(cfg: ProjectConfig, run: Any, *, resume: Any = None, on_progress: Any = 
     after = answer_and_score(trainer.model, policy.tokenizer, scorer, probe, cfg.train.max_completion_length)
     drop_ref_adapter(trainer.model)
     run.save_weights(trainer.model, policy.tokenizer)
-    return run.finish(summarize(cfg, policy.base, train_prompts, before, after, sink), "stopped" if sink.stopped else "completed")
+    return run.finish(
+        summarize(cfg, policy.base, train_prompts, before, after, sink),
+        "stopped" if sink.stopped else "completed",
+    )
 
 
 # --------------------------------------------------------------------------- inputs
@@ -97,13 +102,23 @@ def load_prompts(path: Path) -> list[list[dict[str, Any]]]:
         try:
             prompts.append(Record(line, {"messages": _prompt_messages(obj)}))
         except ValueError as exc:
-            errors.append(Issue(line, "bad_prompt", f"Line {line}: {exc}", 'Use {"prompt": "..."} or {"messages": [...]} ending with the user turn.'))
+            errors.append(
+                Issue(
+                    line,
+                    "bad_prompt",
+                    f"Line {line}: {exc}",
+                    'Use {"prompt": "..."} or {"messages": [...]} ending with the user turn.',
+                )
+            )
     if errors:
         shown = "\n".join(f"  line {e.line}: {e.message}" for e in errors[:5])
         more = f"\n  ... and {len(errors) - 5} more" if len(errors) > 5 else ""
         raise TunesmithError(f"{path} has {len(errors)} bad prompt line(s):\n{shown}{more}", errors[0].hint)
     if len(prompts) < 2:
-        raise TunesmithError(f"{path} holds {len(prompts)} prompt(s).", "Give at least 2 prompts (one is kept aside to compare before/after).")
+        raise TunesmithError(
+            f"{path} holds {len(prompts)} prompt(s).",
+            "Give at least 2 prompts (one is kept aside to compare before/after).",
+        )
     return [r.data["messages"] for r in prompts]
 
 
@@ -120,7 +135,9 @@ def _prompt_messages(obj: Any) -> list[dict[str, Any]]:
         elif "prompt" in obj:
             msgs = _as_messages(obj["prompt"], "user", "prompt")
         else:
-            raise ValueError(f"no 'prompt' or 'messages' field (fields: {', '.join(list(obj)[:6]) or 'none'}).")
+            raise ValueError(
+                f"no 'prompt' or 'messages' field (fields: {', '.join(list(obj)[:6]) or 'none'})."
+            )
     except RowError as exc:
         raise ValueError(exc.message) from None
     if not msgs or msgs[-1]["role"] not in ("user", "tool"):
@@ -128,7 +145,9 @@ def _prompt_messages(obj: Any) -> list[dict[str, Any]]:
     return msgs
 
 
-def split_probe(prompts: list[list[dict[str, Any]]], seed: int) -> tuple[list[list[dict[str, Any]]], list[list[dict[str, Any]]]]:
+def split_probe(
+    prompts: list[list[dict[str, Any]]], seed: int
+) -> tuple[list[list[dict[str, Any]]], list[list[dict[str, Any]]]]:
     """A few prompts kept aside (seeded) for the before/after comparison; the rest train."""
     order = list(range(len(prompts)))
     random.Random(seed).shuffle(order)
@@ -139,7 +158,14 @@ def split_probe(prompts: list[list[dict[str, Any]]], seed: int) -> tuple[list[li
 # --------------------------------------------------------------------------- training
 
 
-def build_trainer(cfg: ProjectConfig, policy: Any, scorer: RewardScorer, prompts: list[list[dict[str, Any]]], out_dir: Path, sink: MetricsSink) -> Any:
+def build_trainer(
+    cfg: ProjectConfig,
+    policy: Any,
+    scorer: RewardScorer,
+    prompts: list[list[dict[str, Any]]],
+    out_dir: Path,
+    sink: MetricsSink,
+) -> Any:
     """TRL's RLOOTrainer with the reward model as its reward function (fp32 on CPU, no printing)."""
     from datasets import Dataset
     from trl import RLOOConfig, RLOOTrainer
@@ -174,26 +200,46 @@ def reward_function(scorer: RewardScorer) -> Any:
     """TRL reward function: the reward model's score of (prompt + sampled answer)."""
 
     def reward_model_score(prompts: list[Any], completions: list[Any], **_: Any) -> list[float]:
-        convs = [_as_conv(p, "user") + _as_conv(c, "assistant") for p, c in zip(prompts, completions, strict=True)]
+        convs = [
+            _as_conv(p, "user") + _as_conv(c, "assistant") for p, c in zip(prompts, completions, strict=True)
+        ]
         return scorer.score(convs)
 
     return reward_model_score
 
 
 def _as_conv(x: Any, role: str) -> list[dict[str, Any]]:
-    return [{"role": m["role"], "content": m["content"]} for m in x] if isinstance(x, list) else [{"role": role, "content": str(x)}]
+    return (
+        [{"role": m["role"], "content": m["content"]} for m in x]
+        if isinstance(x, list)
+        else [{"role": role, "content": str(x)}]
+    )
 
 
-def answer_and_score(model: Any, tokenizer: Any, scorer: RewardScorer, prompts: list[list[dict[str, Any]]], max_tokens: int) -> list[dict[str, Any]]:
+def answer_and_score(
+    model: Any, tokenizer: Any, scorer: RewardScorer, prompts: list[list[dict[str, Any]]], max_tokens: int
+) -> list[dict[str, Any]]:
     """Greedy answers to ``prompts`` and their reward-model scores."""
     from tunesmith.models.generate import GenerationSettings, generate
 
     gens = generate(model, tokenizer, prompts, GenerationSettings(max_tokens=max_tokens))
-    scores = scorer.score([p + [{"role": "assistant", "content": g.text}] for p, g in zip(prompts, gens, strict=True)])
-    return [{"prompt": p[-1]["content"], "answer": g.text, "reward": s} for p, g, s in zip(prompts, gens, scores, strict=True)]
+    scores = scorer.score(
+        [p + [{"role": "assistant", "content": g.text}] for p, g in zip(prompts, gens, strict=True)]
+    )
+    return [
+        {"prompt": p[-1]["content"], "answer": g.text, "reward": s}
+        for p, g, s in zip(prompts, gens, scores, strict=True)
+    ]
 
 
-def summarize(cfg: ProjectConfig, base: str, prompts: list[Any], before: list[dict[str, Any]], after: list[dict[str, Any]], sink: MetricsSink) -> dict[str, Any]:
+def summarize(
+    cfg: ProjectConfig,
+    base: str,
+    prompts: list[Any],
+    before: list[dict[str, Any]],
+    after: list[dict[str, Any]],
+    sink: MetricsSink,
+) -> dict[str, Any]:
     r_first, r_last = first_last(sink.series("reward"))  # TRL logs the mean reward of each step's samples
     kl = sink.series("kl")
     return {
@@ -211,7 +257,13 @@ def summarize(cfg: ProjectConfig, base: str, prompts: list[Any], before: list[di
         "probe_reward_before": sum(r["reward"] for r in before) / len(before),
         "probe_reward_after": sum(r["reward"] for r in after) / len(after),
         "probe_generations": [
-            {"prompt": b["prompt"], "before": b["answer"], "reward_before": b["reward"], "after": a["answer"], "reward_after": a["reward"]}
+            {
+                "prompt": b["prompt"],
+                "before": b["answer"],
+                "reward_before": b["reward"],
+                "after": a["answer"],
+                "reward_after": a["reward"],
+            }
             for b, a in zip(before, after, strict=True)
         ],
     }

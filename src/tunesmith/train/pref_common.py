@@ -86,7 +86,9 @@ def answer_messages(prompt: list[dict[str, Any]], answer: list[dict[str, Any]]) 
 # --------------------------------------------------------------------------- scoring
 
 
-def answer_logps(model: Any, tokenizer: Any, convs: list[list[dict[str, Any]]], *, max_len: int = 1024, batch_size: int = 8) -> list[float]:
+def answer_logps(
+    model: Any, tokenizer: Any, convs: list[list[dict[str, Any]]], *, max_len: int = 1024, batch_size: int = 8
+) -> list[float]:
     """Summed log-probability of each conversation's final assistant message under ``model`` (no grad)."""
     import torch
 
@@ -121,7 +123,9 @@ def answer_logps(model: Any, tokenizer: Any, convs: list[list[dict[str, Any]]], 
     return out
 
 
-def pair_logps(model: Any, tokenizer: Any, pairs: list[dict[str, Any]], *, max_len: int = 1024) -> list[tuple[float, float]]:
+def pair_logps(
+    model: Any, tokenizer: Any, pairs: list[dict[str, Any]], *, max_len: int = 1024
+) -> list[tuple[float, float]]:
     """``(logp chosen, logp rejected)`` per pair."""
     convs = [answer_messages(p["prompt"], p["chosen"]) for p in pairs]
     convs += [answer_messages(p["prompt"], p["rejected"]) for p in pairs]
@@ -214,7 +218,13 @@ class MetricsSink:
     """Collects the metrics TRL logs (one dict per logging step), forwards them to the run (metrics.jsonl)
     and to ``on_progress``, and asks the Trainer to stop when ``should_stop()`` says so."""
 
-    def __init__(self, write: Any = None, on_progress: Any = None, should_stop: Any = None, total_steps: int | None = None) -> None:
+    def __init__(
+        self,
+        write: Any = None,
+        on_progress: Any = None,
+        should_stop: Any = None,
+        total_steps: int | None = None,
+    ) -> None:
         self.history: list[dict[str, float]] = []
         self._write = write
         self.on_progress = on_progress
@@ -259,9 +269,13 @@ def _callback(sink: MetricsSink) -> TrainerCallback:
             sink.total_steps = state.max_steps
             sink._last = (time.monotonic(), 0.0)  # TRL's num_tokens counts from 0: step 1 gets a speed too
             if sink.on_progress is not None:
-                sink.on_progress({"event": "start", "step": 0, "total_steps": state.max_steps, "resumed": False})
+                sink.on_progress(
+                    {"event": "start", "step": 0, "total_steps": state.max_steps, "resumed": False}
+                )
 
-        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
+        def on_log(
+            self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any
+        ) -> None:
             if logs:
                 sink.add(state.global_step, logs)
 
@@ -322,14 +336,22 @@ def build_policy(cfg: ProjectConfig) -> Policy:
     base, adapter = cfg.model.name, None
     if t.init_from is not None:
         if not Path(t.init_from).exists():
-            raise TunesmithError(f"train.init_from {t.init_from} does not exist.", "Point it at the folder of a finished SFT run (runs/<id>).")
+            raise TunesmithError(
+                f"train.init_from {t.init_from} does not exist.",
+                "Point it at the folder of a finished SFT run (runs/<id>).",
+            )
         kind, folder = locate_run_weights(Path(t.init_from))
         if kind == "model":
             base = str(folder)
         else:
             base = run_base_model(Path(t.init_from)) or base
             adapter = folder
-    model = load_causal_lm(base, dtype=cfg.model.dtype, load_in_4bit=t.finetune == "qlora", attn_implementation=cfg.model.attn_implementation)
+    model = load_causal_lm(
+        base,
+        dtype=cfg.model.dtype,
+        load_in_4bit=t.finetune == "qlora",
+        attn_implementation=cfg.model.attn_implementation,
+    )
     tok_src = adapter if adapter is not None and (adapter / "tokenizer_config.json").exists() else base
     tokenizer = load_tokenizer(str(tok_src))
     if t.finetune == "qlora":
@@ -342,7 +364,9 @@ def build_policy(cfg: ProjectConfig) -> Policy:
         if t.finetune == "full":
             merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
             return Policy(merged, tokenizer, None, base, adapter)
-        return Policy(PeftModel.from_pretrained(model, str(adapter), is_trainable=True), tokenizer, None, base, adapter)
+        return Policy(
+            PeftModel.from_pretrained(model, str(adapter), is_trainable=True), tokenizer, None, base, adapter
+        )
     if t.finetune == "full":
         return Policy(model, tokenizer, None, base)
     return Policy(model, tokenizer, to_lora_config(cfg.lora, t.finetune), base)

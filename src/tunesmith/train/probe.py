@@ -33,11 +33,19 @@ def probe_loss(model: Any, tokenizer: Any, cfg: ProjectConfig) -> float:
     from tunesmith.train.loop import evaluate
 
     examples = [
-        tokenize_chat(tokenizer, [{"role": "user", "content": q}, {"role": "assistant", "content": a}], cfg.data.max_seq_len)
+        tokenize_chat(
+            tokenizer,
+            [{"role": "user", "content": q}, {"role": "assistant", "content": a}],
+            cfg.data.max_seq_len,
+        )
         for q, a in PROBE
     ]
     return evaluate(model, examples, cfg)
 
 
 def forgetting_report(before: float, after: float) -> dict[str, float]:
-    return {"before": round(before, 4), "after": round(after, 4), "increase": round((after - before) / before, 4) if before else 0.0}
+    return {
+        "before": round(before, 4),
+        "after": round(after, 4),
+        "increase": round((after - before) / before, 4) if before else 0.0,
+    }

@@ -99,7 +99,14 @@ class RunRegistry:
             conn.execute(
                 "UPDATE runs SET status = ?, finished_at = ?, final_loss = ?, best_loss = ?, summary_json = ?"
                 " WHERE run_id = ?",
-                (status, time.time(), summary.get("final_train_loss"), summary.get("best_val_loss"), json.dumps(summary), run_id),
+                (
+                    status,
+                    time.time(),
+                    summary.get("final_train_loss"),
+                    summary.get("best_val_loss"),
+                    json.dumps(summary),
+                    run_id,
+                ),
             )
 
     def list(self) -> list[RunRecord]:
@@ -112,7 +119,9 @@ class RunRegistry:
             row = conn.execute(f"SELECT {_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         if row is None:
             known = ", ".join(r.run_id for r in self.list()[-5:]) or "none"
-            raise TunesmithError(f"No run {run_id!r} in {self.path}.", f"Recent runs: {known}. See `tunesmith runs list`.")
+            raise TunesmithError(
+                f"No run {run_id!r} in {self.path}.", f"Recent runs: {known}. See `tunesmith runs list`."
+            )
         return _record(row)
 
     def remove(self, run_id: str) -> None:

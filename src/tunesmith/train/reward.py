@@ -41,7 +41,9 @@ from tunesmith.train.pref_common import (
 )
 
 
-def run(cfg: ProjectConfig, run: Any, *, resume: Any = None, on_progress: Any = None, should_stop: Any = None) -> Any:
+def run(
+    cfg: ProjectConfig, run: Any, *, resume: Any = None, on_progress: Any = None, should_stop: Any = None
+) -> Any:
     """Train a reward model into ``run`` (a ``tunesmith.train.runs.Run``); returns ``run.finish(...)``."""
     refuse_resume("reward", resume)
     no_progress_bars()
@@ -74,7 +76,9 @@ def build_reward_model(cfg: ProjectConfig) -> tuple[Any, Any]:
     tokenizer = load_tokenizer(cfg.model.name)
     with _quiet_load_report():  # "score.weight MISSING": the new head is meant to start untrained
         model = AutoModelForSequenceClassification.from_pretrained(
-            str(path), num_labels=1, dtype=resolve_dtype(cfg.model.dtype, "cpu" if not torch.cuda.is_available() else "cuda")
+            str(path),
+            num_labels=1,
+            dtype=resolve_dtype(cfg.model.dtype, "cpu" if not torch.cuda.is_available() else "cuda"),
         )
     model.config.pad_token_id = tokenizer.pad_token_id
     if cfg.train.finetune == "full":
@@ -88,16 +92,24 @@ def build_reward_model(cfg: ProjectConfig) -> tuple[Any, Any]:
     return get_peft_model(model, lora), tokenizer
 
 
-def build_trainer(cfg: ProjectConfig, model: Any, tokenizer: Any, pairs: Pairs, out_dir: Path, sink: MetricsSink) -> Any:
+def build_trainer(
+    cfg: ProjectConfig, model: Any, tokenizer: Any, pairs: Pairs, out_dir: Path, sink: MetricsSink
+) -> Any:
     from datasets import Dataset
     from trl import RewardConfig, RewardTrainer
 
-    args = trl_args(RewardConfig, cfg, out_dir, max_length=cfg.data.max_seq_len, center_rewards_coefficient=None)
-    trainer = RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(pairs.train), processing_class=tokenizer)
+    args = trl_args(
+        RewardConfig, cfg, out_dir, max_length=cfg.data.max_seq_len, center_rewards_coefficient=None
+    )
+    trainer = RewardTrainer(
+        model=model, args=args, train_dataset=Dataset.from_list(pairs.train), processing_class=tokenizer
+    )
     return quiet(trainer, sink)
 
 
-def summarize(pairs: Pairs, before: list[tuple[float, float]], after: list[tuple[float, float]], sink: MetricsSink) -> dict[str, Any]:
+def summarize(
+    pairs: Pairs, before: list[tuple[float, float]], after: list[tuple[float, float]], sink: MetricsSink
+) -> dict[str, Any]:
     m_before = [c - r for c, r in before]
     m_after = [c - r for c, r in after]
     loss_first, loss_last = first_last(sink.series("loss"))
@@ -168,7 +180,9 @@ def load_reward_scorer(run_dir: Path, *, max_len: int = 1024) -> RewardScorer:
 
     run_dir = Path(run_dir)
     if not run_dir.exists():
-        raise TunesmithError(f"Reward run {run_dir} does not exist.", "Pass the folder of a finished `method: reward` run.")
+        raise TunesmithError(
+            f"Reward run {run_dir} does not exist.", "Pass the folder of a finished `method: reward` run."
+        )
     summary = run_dir / "summary.json"
     method = json.loads(summary.read_text()).get("method") if summary.exists() else None
     if method is not None and method != "reward":
@@ -185,13 +199,20 @@ def load_reward_scorer(run_dir: Path, *, max_len: int = 1024) -> RewardScorer:
 
         base = run_base_model(run_dir)
         if base is None:
-            raise TunesmithError(f"Cannot tell which base model {run_dir} was trained on.", "Its summary.json is missing.")
+            raise TunesmithError(
+                f"Cannot tell which base model {run_dir} was trained on.", "Its summary.json is missing."
+            )
         with _quiet_load_report():  # the head is missing from the base; the adapter restores the trained one
-            head = AutoModelForSequenceClassification.from_pretrained(str(resolve_model_dir(base)), num_labels=1, dtype=torch.float32)
+            head = AutoModelForSequenceClassification.from_pretrained(
+                str(resolve_model_dir(base)), num_labels=1, dtype=torch.float32
+            )
         head.config.pad_token_id = tokenizer.pad_token_id
         model = PeftModel.from_pretrained(head, str(folder))
     if getattr(model.config, "num_labels", 1) != 1:
-        raise TunesmithError(f"{run_dir} is not a reward model (it has {model.config.num_labels} outputs).", "Pass a method: reward run.")
+        raise TunesmithError(
+            f"{run_dir} is not a reward model (it has {model.config.num_labels} outputs).",
+            "Pass a method: reward run.",
+        )
     model.config.pad_token_id = tokenizer.pad_token_id
     model.eval()
     return RewardScorer(model, tokenizer, max_len)

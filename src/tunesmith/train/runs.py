@@ -75,7 +75,9 @@ class Run:
         with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
             fh.write(json.dumps(row) + "\n")
         step = int(row.get("step", 0))
-        numbers = {k: float(v) for k, v in row.items() if isinstance(v, int | float) and k not in ("step", "time")}
+        numbers = {
+            k: float(v) for k, v in row.items() if isinstance(v, int | float) and k not in ("step", "time")
+        }
         for sink in self._sinks:
             sink(numbers, step)
 
@@ -148,8 +150,12 @@ def open_run_for_resume(run_dir: Path, cfg: ProjectConfig | None = None, *, is_m
     run_dir = Path(run_dir)
     saved_path = run_dir / "config.resolved.yaml"
     if not saved_path.exists():
-        raise TunesmithError(f"{run_dir} is not a tunesmith run folder (no config.resolved.yaml).", "Pass runs/<run_id>.")
-    saved = validate_config_dict(yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {}, str(saved_path))
+        raise TunesmithError(
+            f"{run_dir} is not a tunesmith run folder (no config.resolved.yaml).", "Pass runs/<run_id>."
+        )
+    saved = validate_config_dict(
+        yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {}, str(saved_path)
+    )
     if cfg is not None:
         diffs = config_differences(saved, cfg)
         if diffs:
@@ -170,7 +176,13 @@ def open_run_for_resume(run_dir: Path, cfg: ProjectConfig | None = None, *, is_m
 
 
 # Keys that only change logging, checkpoint cadence or patience; output_dir/run_name come from the folder.
-RESUME_MAY_CHANGE = ("early_stopping_patience", "save_every", "keep_checkpoints", "logging_steps", "report_to")
+RESUME_MAY_CHANGE = (
+    "early_stopping_patience",
+    "save_every",
+    "keep_checkpoints",
+    "logging_steps",
+    "report_to",
+)
 _IGNORED_ON_RESUME = {"train.output_dir", "train.run_name"}
 
 
@@ -207,7 +219,10 @@ def check_writable(folder: Path) -> None:
     while not probe.exists():
         probe = probe.parent
     if not probe.is_dir():
-        raise TunesmithError(f"train.output_dir {folder}: {probe} is a file, not a folder.", "Set train.output_dir to a folder.")
+        raise TunesmithError(
+            f"train.output_dir {folder}: {probe} is a file, not a folder.",
+            "Set train.output_dir to a folder.",
+        )
     if not os.access(probe, os.W_OK | os.X_OK):
         raise TunesmithError(
             f"train.output_dir {folder} is not writable (no write permission on {probe}).",

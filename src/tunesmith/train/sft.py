@@ -1,7 +1,7 @@
 """Supervised fine-tuning (chat, completion, classification, extraction data): the whole flow in one place.
 
-    check the run folder -> tokenizer -> data (refuse errors, split, mask) -> memory check -> run folder
-    -> model (full / lora / qlora / dora) -> probe before -> fit -> probe after -> save weights -> summary
+check the run folder -> tokenizer -> data (refuse errors, split, mask) -> memory check -> run folder
+-> model (full / lora / qlora / dora) -> probe before -> fit -> probe after -> save weights -> summary
 """
 
 from __future__ import annotations
@@ -39,11 +39,23 @@ def run(
     try:
         model = build_trainable(cfg)
         before = _probe(model, tokenizer, cfg)
-        result = fit(model, data.train, data.holdout, cfg, run_, resume_from=resume_from, on_progress=on_progress, should_stop=should_stop)
+        result = fit(
+            model,
+            data.train,
+            data.holdout,
+            cfg,
+            run_,
+            resume_from=resume_from,
+            on_progress=on_progress,
+            should_stop=should_stop,
+        )
         after = _probe(model, tokenizer, cfg)
         run_.save_weights(model, tokenizer)
     except BaseException as exc:
-        run_.finish({"error": f"{type(exc).__name__}: {exc}"}, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
+        run_.finish(
+            {"error": f"{type(exc).__name__}: {exc}"},
+            "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+        )
         raise
     summary = summarize(result, data, before, after, cfg, resume_from)
     out = run_.finish(summary, result.status)
@@ -81,7 +93,14 @@ def create_run_for(cfg: ProjectConfig) -> Run:
     return create_run(cfg, is_main=_dist()[1] == 0)
 
 
-def summarize(result: Any, data: Any, before: float | None, after: float | None, cfg: ProjectConfig, resume_from: Path | None) -> dict[str, Any]:
+def summarize(
+    result: Any,
+    data: Any,
+    before: float | None,
+    after: float | None,
+    cfg: ProjectConfig,
+    resume_from: Path | None,
+) -> dict[str, Any]:
     from tunesmith.train.probe import forgetting_report
 
     s = result.state

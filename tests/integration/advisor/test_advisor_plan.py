@@ -20,12 +20,17 @@ KB = ROOT / "tests" / "assets" / "advisor" / "kb_qa"
 
 
 def demo_project(tmp_path: Path, model: str, n_train: int = 160, n_holdout: int = 60) -> Path:
-    spec = importlib.util.spec_from_file_location("demo_generate", ROOT / "examples" / "support_tickets" / "generate.py")
+    spec = importlib.util.spec_from_file_location(
+        "demo_generate", ROOT / "examples" / "support_tickets" / "generate.py"
+    )
     mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(mod)  # type: ignore[union-attr]
     mod.write_dataset(tmp_path / "data", n_train, n_holdout)
-    cfg = {"model": {"name": model}, "data": {"train": "data/train.jsonl", "holdout": "data/holdout.jsonl"},
-           "train": {"finetune": "lora", "epochs": 2}}
+    cfg = {
+        "model": {"name": model},
+        "data": {"train": "data/train.jsonl", "holdout": "data/holdout.jsonl"},
+        "train": {"finetune": "lora", "epochs": 2},
+    }
     (tmp_path / "tunesmith.yaml").write_text(yaml.safe_dump(cfg))
     return tmp_path / "tunesmith.yaml"
 
@@ -67,7 +72,9 @@ def test_plan_refuses_a_config_without_training_data(tmp_path):
 @pytest.mark.real
 @pytest.mark.slow  # ~7 min of SmolLM2 baselines on 2 cores: opt-in (--runslow)
 def test_plan_on_the_demo_project_recommends_fine_tuning(tmp_path, smollm2_dir):
-    res = CliRunner().invoke(app, ["plan", str(demo_project(tmp_path, "smollm2-135m-instruct")), "--sample", "10"])
+    res = CliRunner().invoke(
+        app, ["plan", str(demo_project(tmp_path, "smollm2-135m-instruct")), "--sample", "10"]
+    )
     assert res.exit_code == 0, res.output
     (tmp_path / "plan_output.txt").write_text(res.stdout)
     print(res.stdout)

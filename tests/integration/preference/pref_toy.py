@@ -32,10 +32,7 @@ FACTS = [
 def caps_pairs(n: int | None = None) -> list[dict]:
     """Chosen = the answer in CAPITALS, rejected = the same answer in normal case: a style no base model
     prefers, so a base scores ~0% and learning shows as a clear rise."""
-    rows = [
-        {"prompt": q, "chosen": a.upper(), "rejected": a}
-        for q, a in FACTS[: n or len(FACTS)]
-    ]
+    rows = [{"prompt": q, "chosen": a.upper(), "rejected": a} for q, a in FACTS[: n or len(FACTS)]]
     return rows
 
 
@@ -48,9 +45,11 @@ def exclaim_pairs() -> list[dict]:
 def yes_no_pairs(n: int = 16) -> list[dict]:
     """The tiny model's task: always prefer the answer 'yes' to 'no'."""
     return [
-        {"prompt": [{"role": "user", "content": f"Is {i} a number?"}],
-         "chosen": [{"role": "assistant", "content": "yes"}],
-         "rejected": [{"role": "assistant", "content": "no"}]}
+        {
+            "prompt": [{"role": "user", "content": f"Is {i} a number?"}],
+            "chosen": [{"role": "assistant", "content": "yes"}],
+            "rejected": [{"role": "assistant", "content": "no"}],
+        }
         for i in range(n)
     ]
 

@@ -54,7 +54,9 @@ def reward_run(tmp: Path):  # noqa: ANN201
 
 
 def test_real_dpo_raises_holdout_preference_accuracy(tmp: Path) -> None:
-    result = train(_cfg(tmp, "dpo", "train.run_name=dpo", "train.lr=1e-3", "train.max_steps=6", "train.beta=0.1"))
+    result = train(
+        _cfg(tmp, "dpo", "train.run_name=dpo", "train.lr=1e-3", "train.max_steps=6", "train.beta=0.1")
+    )
     s = result.summary
     assert result.status == "completed" and s["holdout_pairs"] == len(caps_pairs()) - N_TRAIN
     assert math.isfinite(s["train_loss_last"]) and s["train_loss_last"] < s["train_loss_first"]
@@ -81,6 +83,8 @@ def test_real_ppo_rloo_runs_a_few_steps(tmp: Path, reward_run) -> None:  # noqa:
     assert result.status == "completed" and s["algorithm"] == "rloo" and s["steps"] == 2
     rows = [r for r in (result.run_dir / "metrics.jsonl").read_text().splitlines() if r]
     assert len(rows) == 2 and all('"kl"' in r and '"reward"' in r for r in rows)
-    assert all(math.isfinite(g["reward_before"]) and math.isfinite(g["reward_after"]) for g in s["probe_generations"])
+    assert all(
+        math.isfinite(g["reward_before"]) and math.isfinite(g["reward_after"]) for g in s["probe_generations"]
+    )
     model, _ = load_for_inference(None, result.run_dir)
     assert model is not None

@@ -82,9 +82,15 @@ def test_dpo_lora_learns_and_reloads(dpo_run) -> None:  # noqa: ANN001
     margins = [c - r for c, r in pair_logps(model, tok, holdout)]
     assert sum(margins) / len(margins) == pytest.approx(s["holdout_logp_margin"], abs=1e-4)
     # LoRA: the base weights are untouched (adapter disabled == a freshly loaded base)
-    base_lp = [x for pair in pair_logps(load_causal_lm("tiny", dtype="float32"), load_tokenizer("tiny"), holdout) for x in pair]
+    base_lp = [
+        x
+        for pair in pair_logps(load_causal_lm("tiny", dtype="float32"), load_tokenizer("tiny"), holdout)
+        for x in pair
+    ]
     with model.disable_adapter():
-        assert [x for pair in pair_logps(model, tok, holdout) for x in pair] == pytest.approx(base_lp, abs=1e-5)
+        assert [x for pair in pair_logps(model, tok, holdout) for x in pair] == pytest.approx(
+            base_lp, abs=1e-5
+        )
     assert json.loads((result.run_dir / "adapter" / "adapter_config.json").read_text())["peft_type"] == "LORA"
     assert not (result.run_dir / "adapter" / "ref").exists()  # no reference adapter copy saved
 
@@ -93,7 +99,16 @@ def test_dpo_lora_learns_and_reloads(dpo_run) -> None:  # noqa: ANN001
 def test_dpo_full_and_qlora(tmp: Path, finetune: str) -> None:
     from tunesmith.models.inference import load_for_inference
 
-    result = train(_cfg(tmp, "dpo", f"train.run_name=dpo-{finetune}", f"train.finetune={finetune}", "train.max_steps=4", "train.loss_type=ipo"))
+    result = train(
+        _cfg(
+            tmp,
+            "dpo",
+            f"train.run_name=dpo-{finetune}",
+            f"train.finetune={finetune}",
+            "train.max_steps=4",
+            "train.loss_type=ipo",
+        )
+    )
     s = result.summary
     assert result.status == "completed" and s["loss_type"] == "ipo"
     assert math.isfinite(s["train_loss_last"]) and s["train_loss_last"] < s["train_loss_first"]
@@ -109,11 +124,26 @@ def test_dpo_from_sft_run_uses_it_as_start_and_reference(tmp: Path) -> None:
     from tunesmith.train.pref_common import load_pairs, pair_logps
 
     chat = tmp / "chat.jsonl"
-    chat.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"Is {i} a number?"}, {"role": "assistant", "content": "no"}]}) + "\n" for i in range(12)))
+    chat.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "messages": [
+                        {"role": "user", "content": f"Is {i} a number?"},
+                        {"role": "assistant", "content": "no"},
+                    ]
+                }
+            )
+            + "\n"
+            for i in range(12)
+        )
+    )
     sft = train(load_config(None, ["model.name=tiny", f"data.train={chat}", "train.method=sft", "train.lr=3e-2", "train.max_steps=4",
                                    "train.batch_tokens=128", "lora.r=8", f"train.output_dir={tmp / 'runs'}", "train.run_name=sft"]))  # fmt: skip
     assert sft.status == "completed"
-    cfg = _cfg(tmp, "dpo", "train.run_name=dpo-from-sft", f"train.init_from={sft.run_dir}", "train.max_steps=4")
+    cfg = _cfg(
+        tmp, "dpo", "train.run_name=dpo-from-sft", f"train.init_from={sft.run_dir}", "train.max_steps=4"
+    )
     result = train(cfg)
     s = result.summary
     holdout = load_pairs(cfg).holdout
@@ -145,7 +175,9 @@ def test_reward_model_learns_scores_and_reloads(tmp: Path, reward_run) -> None: 
     assert sum(c - r for c, r in scores) / len(scores) == pytest.approx(s["holdout_reward_margin"], abs=1e-4)
     # tunesmith score RUN --data FILE: pairs and plain conversations
     out = tmp / "scores.jsonl"
-    res = CliRunner().invoke(app, ["score", str(reward_run.run_dir), "--data", str(tmp / "pairs.jsonl"), "--out", str(out)])
+    res = CliRunner().invoke(
+        app, ["score", str(reward_run.run_dir), "--data", str(tmp / "pairs.jsonl"), "--out", str(out)]
+    )
     assert res.exit_code == 0, res.output
     assert "pairwise accuracy" in res.output
     rows = [json.loads(line) for line in out.read_text().splitlines()]
@@ -181,8 +213,12 @@ def test_ppo_rloo_raises_sampled_reward(tmp: Path, reward_run) -> None:  # noqa:
     assert all(math.isfinite(r["loss"]) and "reward" in r and "kl" in r for r in rows)
     # RLOO maximises the reward of its own samples: the mean sampled reward of the last steps beats the first
     assert s["train_reward_last"] > s["train_reward_first"]
-    assert all(math.isfinite(g["reward_before"]) and math.isfinite(g["reward_after"]) for g in s["probe_generations"])
-    assert len(s["probe_generations"]) >= 1 and {"before", "after", "reward_before", "reward_after"} <= set(s["probe_generations"][0])
+    assert all(
+        math.isfinite(g["reward_before"]) and math.isfinite(g["reward_after"]) for g in s["probe_generations"]
+    )
+    assert len(s["probe_generations"]) >= 1 and {"before", "after", "reward_before", "reward_after"} <= set(
+        s["probe_generations"][0]
+    )
     model, _ = load_for_inference(None, result.run_dir)
     assert model is not None
 
@@ -192,27 +228,56 @@ def test_eval_preference_report_compares_base_and_finetuned(tmp: Path, dpo_run, 
 
     dpo_dir = dpo_run[1].run_dir
     out = tmp / "eval-dpo"
-    report = evaluate(model=None, adapter=dpo_dir, data=tmp / "pairs.jsonl", out=out, n_generations=2, max_new_tokens=4)
+    report = evaluate(
+        model=None, adapter=dpo_dir, data=tmp / "pairs.jsonl", out=out, n_generations=2, max_new_tokens=4
+    )
     saved = json.loads((out / "report.json").read_text())
     assert saved["candidates"] == report["candidates"]
     base, tuned = (report["candidates"][k]["metrics"] for k in ("base", "finetuned"))
     assert base["reward_margin"] == 0.0  # the base is the reference: no implicit reward by definition
     assert tuned["preference_accuracy"] > base["preference_accuracy"] and tuned["reward_margin"] > 0
-    assert len(report["generations"]) == 2 and {"base", "finetuned", "chosen"} <= set(report["generations"][0])
+    assert len(report["generations"]) == 2 and {"base", "finetuned", "chosen"} <= set(
+        report["generations"][0]
+    )
     # the same through the CLI: tunesmith eval --model M --adapter RUN --data PAIRS --out DIR
     from typer.testing import CliRunner
 
     from tunesmith.cli.main import app
 
-    res = CliRunner().invoke(app, ["eval", "--model", "tiny", "--adapter", str(dpo_dir), "--data", str(tmp / "pairs.jsonl"), "--out", str(tmp / "eval-cli")])
+    res = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--model",
+            "tiny",
+            "--adapter",
+            str(dpo_dir),
+            "--data",
+            str(tmp / "pairs.jsonl"),
+            "--out",
+            str(tmp / "eval-cli"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     cli = json.loads((tmp / "eval-cli" / "report.json").read_text())
     assert cli["task"] == "preference" and set(cli["candidates"]) == {"base", "finetuned"}
-    assert cli["candidates"]["finetuned"]["metrics"]["preference_accuracy"] == report["candidates"]["finetuned"]["metrics"]["preference_accuracy"]
+    assert (
+        cli["candidates"]["finetuned"]["metrics"]["preference_accuracy"]
+        == report["candidates"]["finetuned"]["metrics"]["preference_accuracy"]
+    )
     # the reward run: the reward model against the base LM as a judge
     rep = evaluate(model=None, adapter=reward_run.run_dir, data=tmp / "pairs.jsonl", out=tmp / "eval-rm")
     assert rep["candidates"]["finetuned"]["metrics"]["preference_accuracy"] == 1.0
     assert rep["candidates"]["base"]["metrics"]["reward_margin"] is None
     # a policy with a reward model: generated-answer reward before vs after
-    rep = evaluate(model=None, adapter=dpo_dir, data=tmp / "pairs.jsonl", reward_model=reward_run.run_dir, max_examples=4, max_new_tokens=4)
-    assert {"generated_reward"} <= set(rep["candidates"]["base"]["metrics"]) and "base_reward" in rep["generations"][0]
+    rep = evaluate(
+        model=None,
+        adapter=dpo_dir,
+        data=tmp / "pairs.jsonl",
+        reward_model=reward_run.run_dir,
+        max_examples=4,
+        max_new_tokens=4,
+    )
+    assert {"generated_reward"} <= set(rep["candidates"]["base"]["metrics"]) and "base_reward" in rep[
+        "generations"
+    ][0]

@@ -10,8 +10,15 @@ from typing import Any
 
 def add_lines(n: int = 16) -> bytes:
     """A learnable toy chat task (short, so tiny-model steps are fast)."""
-    rows = [{"messages": [{"role": "user", "content": f"add {i % 7} {i % 5}"}, {"role": "assistant", "content": f"The sum is {i % 7 + i % 5}."}]}
-            for i in range(n)]
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": f"add {i % 7} {i % 5}"},
+                {"role": "assistant", "content": f"The sum is {i % 7 + i % 5}."},
+            ]
+        }
+        for i in range(n)
+    ]
     return ("\n".join(json.dumps(r) for r in rows) + "\n").encode()
 
 
@@ -20,9 +27,13 @@ def start_app(data_dir: Path, overrides: list[str], concurrency: int = 1, **kw: 
     from tunesmith.serve.app import ServeSettings, create_app
     from tunesmith.serve.jobs import Supervisor
 
-    settings = ServeSettings(data_dir=data_dir, start_workers=False, train_overrides=overrides, concurrency=concurrency, **kw)
+    settings = ServeSettings(
+        data_dir=data_dir, start_workers=False, train_overrides=overrides, concurrency=concurrency, **kw
+    )
     app = create_app(settings)
-    app.state.supervisor = Supervisor(settings.data_dir, concurrency, overrides, stop_grace_s=settings.stop_grace_s, tick_s=0.2)
+    app.state.supervisor = Supervisor(
+        settings.data_dir, concurrency, overrides, stop_grace_s=settings.stop_grace_s, tick_s=0.2
+    )
     app.state.supervisor.start()
     return app
 

@@ -16,8 +16,16 @@ from serve_int_toy import add_lines, wait_for
 
 pytestmark = pytest.mark.integration
 
-CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run", "--window-size=1280,900"]
+CHROME_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--window-size=1280,900",
+]
 
 COUNT_BLUE = """
 const svg = document.getElementById('curve');
@@ -70,12 +78,22 @@ def test_dashboard_shows_jobs_events_models_and_a_rendered_loss_curve(live_serve
     store = app.state.store
     losses = [2.5, 2.1, 1.8, 1.7, 1.4, 1.3, 1.1, 1.05]
     for step, loss in enumerate(losses, start=1):
-        store.add_event(job.id, f"Step {step}/8: training loss={loss:.4f}", data={"step": step, "train_loss": loss, "total_steps": 8},
-                        type_="metrics")
-    store.add_event(job.id, "Step 8: validation loss=1.2000", data={"step": 8, "valid_loss": 1.2}, type_="metrics")
+        store.add_event(
+            job.id,
+            f"Step {step}/8: training loss={loss:.4f}",
+            data={"step": step, "train_loss": loss, "total_steps": 8},
+            type_="metrics",
+        )
+    store.add_event(
+        job.id, "Step 8: validation loss=1.2000", data={"step": 8, "valid_loss": 1.2}, type_="metrics"
+    )
     report = app.state.settings.data_dir / "reports" / "demo" / "report.json"
     report.parent.mkdir(parents=True)
-    report.write_text(json.dumps({"task": "classification", "n": 20, "candidates": {"finetuned": {"metrics": {"accuracy": 0.95}}}}))
+    report.write_text(
+        json.dumps(
+            {"task": "classification", "n": 20, "candidates": {"finetuned": {"metrics": {"accuracy": 0.95}}}}
+        )
+    )
 
     opts = webdriver.ChromeOptions()
     for flag in CHROME_FLAGS:
@@ -90,7 +108,9 @@ def test_dashboard_shows_jobs_events_models_and_a_rendered_loss_curve(live_serve
         assert len(points) == len(losses)
         ys = [float(p.split(",")[1]) for p in points]
         assert ys == sorted(ys)  # falling loss -> rising y in SVG coordinates
-        box = driver.execute_script("const b = document.getElementById('loss-line').getBBox(); return [b.width, b.height];")
+        box = driver.execute_script(
+            "const b = document.getElementById('loss-line').getBBox(); return [b.width, b.height];"
+        )
         assert box[0] > 400 and box[1] > 100
         assert driver.execute_async_script(COUNT_BLUE) > 300  # the line's pixels are really drawn
         assert driver.find_elements(By.ID, "valid-line")
@@ -102,7 +122,11 @@ def test_dashboard_shows_jobs_events_models_and_a_rendered_loss_curve(live_serve
         assert "tiny" in models and "smollm2-135m-instruct" in models
         assert "accuracy=0.950" in driver.find_element(By.ID, "reports").text
         client.fine_tuning.jobs.cancel(job.id)  # the page polls: the new status appears without a reload
-        wait_for(lambda: "cancelled" in driver.find_element(By.CSS_SELECTOR, "#jobs tbody tr").text, 10, "the live status")
+        wait_for(
+            lambda: "cancelled" in driver.find_element(By.CSS_SELECTOR, "#jobs tbody tr").text,
+            10,
+            "the live status",
+        )
         time.sleep(0.3)
         driver.save_screenshot(str(tmp_path / "dashboard.png"))
         shot = Path("/tmp/tunesmith-dashboard.png")

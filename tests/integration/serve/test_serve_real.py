@@ -14,7 +14,12 @@ from tunesmith.serve.testing import in_process_client
 pytestmark = pytest.mark.real
 
 MODEL = "smollm2-135m-instruct"
-QUESTIONS = ["What is the capital of France?", "Name a red fruit.", "How do I reset my password?", "Say hello."]
+QUESTIONS = [
+    "What is the capital of France?",
+    "Name a red fruit.",
+    "How do I reset my password?",
+    "Say hello.",
+]
 
 
 def test_smollm2_served_answers_match_generate_and_batch(tmp_path: Path, smollm2_dir) -> None:
@@ -25,13 +30,21 @@ def test_smollm2_served_answers_match_generate_and_batch(tmp_path: Path, smollm2
     client = in_process_client(app)
 
     def ask(q: str, **kw):
-        return client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": q}], temperature=0,
-                                              max_tokens=16, **kw)
+        return client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": q}], temperature=0, max_tokens=16, **kw
+        )
 
     sequential = [ask(q).choices[0].message.content for q in QUESTIONS]
     model, tok = load_for_inference(MODEL)
-    direct = [g.text for g in generate(model, tok, [[{"role": "user", "content": q}] for q in QUESTIONS],
-                                       GenerationSettings(max_tokens=16))]
+    direct = [
+        g.text
+        for g in generate(
+            model,
+            tok,
+            [[{"role": "user", "content": q}] for q in QUESTIONS],
+            GenerationSettings(max_tokens=16),
+        )
+    ]
     assert sequential == direct and all(sequential)
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         together = list(pool.map(lambda q: ask(q).choices[0].message.content, QUESTIONS))
@@ -44,7 +57,11 @@ def test_smollm2_served_answers_match_generate_and_batch(tmp_path: Path, smollm2
     from tunesmith.serve.engine import ModelRef
 
     pieces: list[str] = []
-    gen = app.state.engine.submit(ModelRef(base=MODEL), [{"role": "user", "content": QUESTIONS[0]}], GenerationSettings(max_tokens=16),
-                                  on_text=pieces.append).result()
+    gen = app.state.engine.submit(
+        ModelRef(base=MODEL),
+        [{"role": "user", "content": QUESTIONS[0]}],
+        GenerationSettings(max_tokens=16),
+        on_text=pieces.append,
+    ).result()
     assert len(pieces) > 3 and "".join(pieces) == gen.text == sequential[0]  # token by token, same text
     app.state.engine.close()

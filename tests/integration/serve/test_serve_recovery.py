@@ -50,14 +50,22 @@ def test_kill_worker_mid_training_resumes_to_the_same_loss(tmp_path: Path) -> No
     try:
         client = in_process_client(app)
         f = client.files.create(file=("add.jsonl", add_lines(16)), purpose="fine-tune")
-        victim = client.fine_tuning.jobs.create(model="tiny", training_file=f.id, seed=3, hyperparameters=HYPER)
-        reference = client.fine_tuning.jobs.create(model="tiny", training_file=f.id, seed=3, hyperparameters=HYPER)
+        victim = client.fine_tuning.jobs.create(
+            model="tiny", training_file=f.id, seed=3, hyperparameters=HYPER
+        )
+        reference = client.fine_tuning.jobs.create(
+            model="tiny", training_file=f.id, seed=3, hyperparameters=HYPER
+        )
         wait_for(lambda: _checkpoint_at_least(store, victim.id, 2), 180, "a first checkpoint")
         pid = store.get_job(victim.id)["worker_pid"]
         killed_at = _running_step(store, victim.id)
         os.kill(pid, signal.SIGKILL)
         for j in (victim, reference):
-            wait_for(lambda j=j: client.fine_tuning.jobs.retrieve(j.id).status in ("succeeded", "failed"), 240, "both jobs")
+            wait_for(
+                lambda j=j: client.fine_tuning.jobs.retrieve(j.id).status in ("succeeded", "failed"),
+                240,
+                "both jobs",
+            )
         assert client.fine_tuning.jobs.retrieve(victim.id).status == "succeeded"
         assert client.fine_tuning.jobs.retrieve(reference.id).status == "succeeded"
         msgs = [e.message for e in client.fine_tuning.jobs.list_events(victim.id, limit=100)]
@@ -85,7 +93,18 @@ def _free_port() -> int:
 
 
 def _serve(data_dir: Path, port: int) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "tunesmith", "serve", "--port", str(port), "--data-dir", str(data_dir), "--concurrency", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tunesmith",
+        "serve",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        "--concurrency",
+        "1",
+    ]
     for o in OVERRIDES:
         cmd += ["--train-override", o]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -104,7 +123,12 @@ def test_kill_server_mid_training_restart_finishes_the_job(tmp_path: Path) -> No
     data_dir, port = tmp_path / "data", _free_port()
     server = _serve(data_dir, port)
     try:
-        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0, _strict_response_validation=True)
+        client = openai.OpenAI(
+            base_url=f"http://127.0.0.1:{port}/v1",
+            api_key="x",
+            max_retries=0,
+            _strict_response_validation=True,
+        )
         f = client.files.create(file=("add.jsonl", add_lines(16)), purpose="fine-tune")
         job = client.fine_tuning.jobs.create(model="tiny", training_file=f.id, seed=3, hyperparameters=HYPER)
         store = Store(data_dir / "tunesmith.db")
@@ -112,17 +136,27 @@ def test_kill_server_mid_training_restart_finishes_the_job(tmp_path: Path) -> No
         worker = store.get_job(job.id)["worker_pid"]
         server.send_signal(signal.SIGKILL)
         server.wait(timeout=10)
-        wait_for(lambda: not _alive(worker), 10, "the worker to die with its server")  # no orphan keeps training
+        wait_for(
+            lambda: not _alive(worker), 10, "the worker to die with its server"
+        )  # no orphan keeps training
         assert store.get_job(job.id)["status"] == "running"  # what a crash leaves behind
         server = _serve(data_dir, port)
-        done = wait_for(lambda: (j := client.fine_tuning.jobs.retrieve(job.id)).status in ("succeeded", "failed") and j, 240, "the job")
+        done = wait_for(
+            lambda: (j := client.fine_tuning.jobs.retrieve(job.id)).status in ("succeeded", "failed") and j,
+            240,
+            "the job",
+        )
         assert done.status == "succeeded", done.error
         msgs = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=100)]
         assert any(m.startswith("Job restarted (attempt 2) from step") for m in msgs)
         step, loss = final_train_loss(store, job.id)
         assert step == 6 and loss > 0
-        r = client.chat.completions.create(model=done.fine_tuned_model, messages=[{"role": "user", "content": "add 1 2"}],
-                                           temperature=0, max_tokens=4)
+        r = client.chat.completions.create(
+            model=done.fine_tuned_model,
+            messages=[{"role": "user", "content": "add 1 2"}],
+            temperature=0,
+            max_tokens=4,
+        )
         assert r.usage.completion_tokens >= 1
     finally:
         server.send_signal(signal.SIGTERM)
@@ -138,7 +172,9 @@ def test_cancel_running_job_is_prompt_and_idempotent(tmp_path: Path) -> None:
     try:
         client = in_process_client(app)
         f = client.files.create(file=("add.jsonl", add_lines(16)), purpose="fine-tune")
-        long_job = client.fine_tuning.jobs.create(model="tiny", training_file=f.id, hyperparameters={"n_epochs": 50})
+        long_job = client.fine_tuning.jobs.create(
+            model="tiny", training_file=f.id, hyperparameters={"n_epochs": 50}
+        )
         nxt = client.fine_tuning.jobs.create(model="tiny", training_file=f.id, metadata={"next": "1"})
         wait_for(lambda: _running_step(store, long_job.id) >= 1, 120, "training to start")
         t0 = time.monotonic()
@@ -148,7 +184,9 @@ def test_cancel_running_job_is_prompt_and_idempotent(tmp_path: Path) -> None:
         wait_for(lambda: store.get_job(long_job.id)["worker_pid"] is None, 15, "the worker to let go")
         stopped_at = _running_step(store, long_job.id)
         assert time.monotonic() - t0 < 15 and stopped_at < 400
-        wait_for(lambda: store.get_job(nxt.id)["status"] != "queued", 30, "the same worker to take the next job")
+        wait_for(
+            lambda: store.get_job(nxt.id)["status"] != "queued", 30, "the same worker to take the next job"
+        )
         time.sleep(1)
         assert _running_step(store, long_job.id) == stopped_at  # nothing trains after the stop
         assert client.fine_tuning.jobs.retrieve(long_job.id).status == "cancelled"

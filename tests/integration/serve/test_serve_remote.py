@@ -24,14 +24,29 @@ def test_remote_backend_trains_follows_and_evaluates(tmp_path: Path) -> None:
     app = start_app(tmp_path / "data", ["train.max_steps=3", "data.max_seq_len=64"])
     try:
         client = in_process_client(app)
-        cfg = load_config(None, ["model.name=tiny", f"data.train={train}", f"data.holdout={holdout}", "train.lr=1e-3",
-                                 "train.run_name=remote-demo", "eval.max_new_tokens=8"])
-        assert job_request(cfg, "file-x", "chat")["method"]["supervised"]["hyperparameters"]["learning_rate_multiplier"] == pytest.approx(5.0)
+        cfg = load_config(
+            None,
+            [
+                "model.name=tiny",
+                f"data.train={train}",
+                f"data.holdout={holdout}",
+                "train.lr=1e-3",
+                "train.run_name=remote-demo",
+                "eval.max_new_tokens=8",
+            ],
+        )
+        assert job_request(cfg, "file-x", "chat")["method"]["supervised"]["hyperparameters"][
+            "learning_rate_multiplier"
+        ] == pytest.approx(5.0)
         seen: list[str] = []
         result = train_remote(cfg, client, on_event=seen.append, poll_s=0.3, out=tmp_path / "eval")
-        assert result.status == "succeeded" and result.fine_tuned_model.startswith("ft:tiny:local:remote-demo:")
+        assert result.status == "succeeded" and result.fine_tuned_model.startswith(
+            "ft:tiny:local:remote-demo:"
+        )
         assert seen[0].startswith("created remote job") and "Fine-tuning job started" in seen
-        assert seen.index("Fine-tuning job started") < seen.index("The job has successfully completed")  # oldest first
+        assert seen.index("Fine-tuning job started") < seen.index(
+            "The job has successfully completed"
+        )  # oldest first
         assert len(result.events) == len(set(result.events)) or any("Step" in e for e in result.events)
         m = result.report["candidates"]["finetuned"]["metrics"]
         assert result.report["n"] == 4 and 0.0 <= m["token_f1"] <= 1.0

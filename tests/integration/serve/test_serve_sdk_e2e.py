@@ -28,10 +28,19 @@ def served(tmp_path_factory):
     app = start_app(data_dir, OVERRIDES)
     client = in_process_client(app)
     upload = client.files.create(file=("add.jsonl", add_lines(16)), purpose="fine-tune")
-    job = client.fine_tuning.jobs.create(model="tiny", training_file=upload.id, suffix="adder", seed=7,
-                                         hyperparameters={"learning_rate_multiplier": 250, "n_epochs": 20})
+    job = client.fine_tuning.jobs.create(
+        model="tiny",
+        training_file=upload.id,
+        suffix="adder",
+        seed=7,
+        hyperparameters={"learning_rate_multiplier": 250, "n_epochs": 20},
+    )
     assert job.status == "queued" and job.hyperparameters.learning_rate_multiplier == 250
-    done = wait_for(lambda: (j := client.fine_tuning.jobs.retrieve(job.id)).status in ("succeeded", "failed") and j, 240, "the job")
+    done = wait_for(
+        lambda: (j := client.fine_tuning.jobs.retrieve(job.id)).status in ("succeeded", "failed") and j,
+        240,
+        "the job",
+    )
     assert done.status == "succeeded", done.error
     yield app, client, upload, done
     app.state.supervisor.stop()
@@ -40,7 +49,9 @@ def served(tmp_path_factory):
 
 def test_job_events_and_checkpoints(served) -> None:
     app, client, upload, job = served
-    assert job.fine_tuned_model.startswith("ft:tiny:local:adder:") and job.trained_tokens > 0 and job.finished_at
+    assert (
+        job.fine_tuned_model.startswith("ft:tiny:local:adder:") and job.trained_tokens > 0 and job.finished_at
+    )
     assert client.files.content(upload.id).read() == add_lines(16)
     events = list(client.fine_tuning.jobs.list_events(job.id, limit=3))  # auto-paginates, newest first
     msgs = [e.message for e in events]
@@ -54,7 +65,9 @@ def test_job_events_and_checkpoints(served) -> None:
     steps = [c.step_number for c in ckpts.data]
     assert steps == sorted(steps, reverse=True) and {4, 8, 12} <= set(steps) and len(steps) == len(set(steps))
     c3 = next(c for c in ckpts.data if c.step_number == 4)
-    assert c3.fine_tuned_model_checkpoint == f"{job.fine_tuned_model}:ckpt-step-4" and c3.metrics.train_loss > 0
+    assert (
+        c3.fine_tuned_model_checkpoint == f"{job.fine_tuned_model}:ckpt-step-4" and c3.metrics.train_loss > 0
+    )
     assert ckpts.first_id == ckpts.data[0].id and ckpts.last_id == ckpts.data[-1].id
     ids = [m.id for m in client.models.list()]
     assert job.fine_tuned_model in ids and c3.fine_tuned_model_checkpoint in ids
@@ -63,17 +76,36 @@ def test_job_events_and_checkpoints(served) -> None:
 
 def test_chat_with_the_fine_tuned_model_stream_and_not(served) -> None:
     app, client, _, job = served
-    r = client.chat.completions.create(model=job.fine_tuned_model, messages=PROMPT, temperature=0, max_tokens=12)
+    r = client.chat.completions.create(
+        model=job.fine_tuned_model, messages=PROMPT, temperature=0, max_tokens=12
+    )
     text = r.choices[0].message.content
-    assert r.model == job.fine_tuned_model and r.usage.completion_tokens >= 1 and r.choices[0].finish_reason in ("stop", "length")
-    chunks = list(client.chat.completions.create(model=job.fine_tuned_model, messages=PROMPT, temperature=0, max_tokens=12,
-                                                 stream=True, stream_options={"include_usage": True}))
+    assert (
+        r.model == job.fine_tuned_model
+        and r.usage.completion_tokens >= 1
+        and r.choices[0].finish_reason in ("stop", "length")
+    )
+    chunks = list(
+        client.chat.completions.create(
+            model=job.fine_tuned_model,
+            messages=PROMPT,
+            temperature=0,
+            max_tokens=12,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == text
     assert chunks[-1].usage.completion_tokens == r.usage.completion_tokens
     base = client.chat.completions.create(model="tiny", messages=PROMPT, temperature=0, max_tokens=12)
     # the adapter is really applied per request: the base answers differently
-    assert (base.choices[0].message.content, base.choices[0].finish_reason) != (text, r.choices[0].finish_reason)
-    ck = client.chat.completions.create(model=f"{job.fine_tuned_model}:ckpt-step-4", messages=PROMPT, temperature=0, max_tokens=12)
+    assert (base.choices[0].message.content, base.choices[0].finish_reason) != (
+        text,
+        r.choices[0].finish_reason,
+    )
+    ck = client.chat.completions.create(
+        model=f"{job.fine_tuned_model}:ckpt-step-4", messages=PROMPT, temperature=0, max_tokens=12
+    )
     assert ck.usage.completion_tokens >= 1
 
 
@@ -85,14 +117,33 @@ def test_no_train_serve_skew(served, tmp_path: Path) -> None:
     app, client, _, job = served
     run_dir = Path(app.state.store.get_job(job.id)["run_dir"])
     prompts = ["add 3 4", "add 6 1", "add 0 2"]
-    served_answers = [client.chat.completions.create(model=job.fine_tuned_model, messages=[{"role": "user", "content": p}],
-                                                     temperature=0, max_tokens=12).choices[0].message.content for p in prompts]
+    served_answers = [
+        client.chat.completions.create(
+            model=job.fine_tuned_model,
+            messages=[{"role": "user", "content": p}],
+            temperature=0,
+            max_tokens=12,
+        )
+        .choices[0]
+        .message.content
+        for p in prompts
+    ]
     model, tok = load_for_inference(None, run_dir)
-    direct = [g.text for g in generate(model, tok, [[{"role": "user", "content": p}] for p in prompts],
-                                       GenerationSettings(max_tokens=12))]
+    direct = [
+        g.text
+        for g in generate(
+            model, tok, [[{"role": "user", "content": p}] for p in prompts], GenerationSettings(max_tokens=12)
+        )
+    ]
     assert served_answers == direct and any(served_answers)
-    out = subprocess.run([sys.executable, "-m", "tunesmith", "chat", str(run_dir), "--max-tokens", "12"], input="add 3 4\n/exit\n",
-                         capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
+    out = subprocess.run(
+        [sys.executable, "-m", "tunesmith", "chat", str(run_dir), "--max-tokens", "12"],
+        input="add 3 4\n/exit\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     assert out.returncode == 0, out.stderr
     line = next(ln for ln in out.stdout.splitlines() if "model>" in ln)  # after the "you> " prompt
     assert line.split("model>", 1)[1].removeprefix("[/]").strip() == served_answers[0]
@@ -102,11 +153,19 @@ def test_no_train_serve_skew(served, tmp_path: Path) -> None:
 
     holdout = tmp_path / "holdout.jsonl"
     holdout.write_bytes(add_lines(3))
-    ctx = prepare(EvalSpec(data=holdout, adapter=run_dir, baselines=("zero-shot",), settings=EvalConfig(max_new_tokens=12)))
+    ctx = prepare(
+        EvalSpec(
+            data=holdout, adapter=run_dir, baselines=("zero-shot",), settings=EvalConfig(max_new_tokens=12)
+        )
+    )
     _, eval_answers = evaluate(ctx, "finetuned", model, tok)
     convs = candidate_prompts(ctx, "finetuned")
-    via_server = [client.chat.completions.create(model=job.fine_tuned_model, messages=c, temperature=0, max_tokens=12)
-                  .choices[0].message.content for c in convs]
+    via_server = [
+        client.chat.completions.create(model=job.fine_tuned_model, messages=c, temperature=0, max_tokens=12)
+        .choices[0]
+        .message.content
+        for c in convs
+    ]
     assert via_server == eval_answers
 
 
@@ -117,8 +176,13 @@ def test_concurrent_requests_are_batched_and_match_sequential(served) -> None:
 
     def ask(item):
         model, q = item
-        return client.chat.completions.create(model=model, messages=[{"role": "user", "content": q}], temperature=0,
-                                              max_tokens=8).choices[0].message.content
+        return (
+            client.chat.completions.create(
+                model=model, messages=[{"role": "user", "content": q}], temperature=0, max_tokens=8
+            )
+            .choices[0]
+            .message.content
+        )
 
     sequential = [ask(a) for a in asks]
     before = len(engine.batches)
@@ -142,10 +206,14 @@ def test_streaming_pieces_arrive_before_the_answer_is_done(served) -> None:
         def on_text(d: str, pieces=pieces, holder=holder) -> None:
             pieces.append((d, holder["fut"] is not None and holder["fut"].done()))
 
-        fut = app.state.engine.submit(ref, PROMPT, GenerationSettings(max_tokens=12, stop=stop), on_text=on_text)
+        fut = app.state.engine.submit(
+            ref, PROMPT, GenerationSettings(max_tokens=12, stop=stop), on_text=on_text
+        )
         holder["fut"] = fut
         gen = fut.result()
-        assert gen.text.startswith("".join(p for p, _ in pieces))  # never more than, or other than, the answer
+        assert gen.text.startswith(
+            "".join(p for p, _ in pieces)
+        )  # never more than, or other than, the answer
         assert pieces and not pieces[0][1]  # the first piece came while the answer was still being decoded
 
 
@@ -181,7 +249,9 @@ def test_embeddings_from_the_embedded_minilm(served) -> None:
         return sum(x * y for x, y in zip(u, v, strict=True))
 
     assert cos(vecs[0], vecs[1]) > cos(vecs[0], vecs[2])  # paraphrases are closer than an unrelated sentence
-    lenient = in_process_client(app, strict=False)  # the SDK's default: base64 on the wire, decoded by the SDK
+    lenient = in_process_client(
+        app, strict=False
+    )  # the SDK's default: base64 on the wire, decoded by the SDK
     b64 = lenient.embeddings.create(model="minilm", input=texts[0]).data[0].embedding
     assert max(abs(x - y) for x, y in zip(b64, vecs[0], strict=True)) < 1e-6
     with pytest.raises(openai.NotFoundError):
@@ -193,19 +263,40 @@ def test_dpo_job_end_to_end(served) -> None:
     import math
 
     app, client, _, _ = served
-    rows = [{"input": {"messages": [{"role": "user", "content": f"say {i}"}]},
-             "preferred_output": [{"role": "assistant", "content": f"The number is {i}."}],
-             "non_preferred_output": [{"role": "assistant", "content": "No."}]} for i in range(12)]
-    f = client.files.create(file=("pref.jsonl", "\n".join(json.dumps(r) for r in rows).encode()), purpose="fine-tune")
-    job = client.fine_tuning.jobs.create(model="tiny", training_file=f.id, suffix="dpo",
-                                         method={"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.2}}})
-    done = wait_for(lambda: (j := client.fine_tuning.jobs.retrieve(job.id)).status in ("succeeded", "failed") and j, 240, "the DPO job")
+    rows = [
+        {
+            "input": {"messages": [{"role": "user", "content": f"say {i}"}]},
+            "preferred_output": [{"role": "assistant", "content": f"The number is {i}."}],
+            "non_preferred_output": [{"role": "assistant", "content": "No."}],
+        }
+        for i in range(12)
+    ]
+    f = client.files.create(
+        file=("pref.jsonl", "\n".join(json.dumps(r) for r in rows).encode()), purpose="fine-tune"
+    )
+    job = client.fine_tuning.jobs.create(
+        model="tiny",
+        training_file=f.id,
+        suffix="dpo",
+        method={"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.2}}},
+    )
+    done = wait_for(
+        lambda: (j := client.fine_tuning.jobs.retrieve(job.id)).status in ("succeeded", "failed") and j,
+        240,
+        "the DPO job",
+    )
     assert done.status == "succeeded", done.error
     assert done.method.type == "dpo" and done.method.dpo.hyperparameters.beta == 0.2
     losses = [m for m in app.state.store.metrics_series(job.id) if "train_loss" in m]
-    assert losses and abs(losses[0]["train_loss"] - math.log(2)) < 0.01  # policy == reference at step 1: loss = ln 2
-    r = client.chat.completions.create(model=done.fine_tuned_model, messages=[{"role": "user", "content": "say 3"}],
-                                       temperature=0, max_tokens=6)
+    assert (
+        losses and abs(losses[0]["train_loss"] - math.log(2)) < 0.01
+    )  # policy == reference at step 1: loss = ln 2
+    r = client.chat.completions.create(
+        model=done.fine_tuned_model,
+        messages=[{"role": "user", "content": "say 3"}],
+        temperature=0,
+        max_tokens=6,
+    )
     assert r.model == done.fine_tuned_model and r.usage.completion_tokens >= 1
 
 

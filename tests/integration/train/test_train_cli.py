@@ -20,7 +20,9 @@ from tunesmith.cli.main import main
 pytestmark = pytest.mark.integration
 
 
-def _cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str, stdin: str | None = None) -> tuple[int, str, str]:
+def _cli(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str, stdin: str | None = None
+) -> tuple[int, str, str]:
     monkeypatch.setattr(sys, "argv", ["tunesmith", *args])
     if stdin is not None:
         import io
@@ -41,7 +43,14 @@ def _project(tmp_path: Path, model_dir: Path, **train: object) -> Path:
         "model": {"name": str(model_dir)},
         "data": {"train": data.name},
         "lora": {"r": 8},
-        "train": {"finetune": "lora", "lr": 0.03, "max_steps": 3, "batch_tokens": 128, "output_dir": "runs", **train},
+        "train": {
+            "finetune": "lora",
+            "lr": 0.03,
+            "max_steps": 3,
+            "batch_tokens": 128,
+            "output_dir": "runs",
+            **train,
+        },
     }
     path = tmp_path / "tunesmith.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -80,7 +89,9 @@ def test_cli_train_runs_export_chat_rm(tmp_path: Path, toy_model_dir: Path, caps
     code, _, err = _cli(capsys, monkeypatch, "export", str(run_dir), "--merged", str(merged))
     assert code == 1 and "not empty" in err and "Traceback" not in err
 
-    code, out, err = _cli(capsys, monkeypatch, "chat", str(run_dir), "--max-tokens", "4", stdin="Is apple a fruit?\n/exit\n")
+    code, out, err = _cli(
+        capsys, monkeypatch, "chat", str(run_dir), "--max-tokens", "4", stdin="Is apple a fruit?\n/exit\n"
+    )
     assert code == 0, err
     assert "model>" in out and "tokens" in out
 
@@ -94,19 +105,27 @@ def test_cli_train_runs_export_chat_rm(tmp_path: Path, toy_model_dir: Path, caps
     assert code == 1 and "No run 'cli'" in err
 
 
-def test_cli_refuses_bad_data_and_typos_without_writing(tmp_path: Path, toy_model_dir: Path, capsys, monkeypatch) -> None:  # noqa: ANN001
+def test_cli_refuses_bad_data_and_typos_without_writing(
+    tmp_path: Path, toy_model_dir: Path, capsys, monkeypatch
+) -> None:  # noqa: ANN001
     config = _project(tmp_path, toy_model_dir)
     with open(tmp_path / "train.jsonl", "a") as fh:
         fh.write('{"messages": [{"role": "user", "content": "no answer"}]}\n')
     code, _, err = _cli(capsys, monkeypatch, "train", str(config))
     assert code == 1 and "Traceback" not in err
-    assert "train.jsonl line 17: The conversation has no assistant message to learn from. (no_assistant_message)" in err and "--force" in err
+    assert (
+        "train.jsonl line 17: The conversation has no assistant message to learn from. (no_assistant_message)"
+        in err
+        and "--force" in err
+    )
     assert not (tmp_path / "runs").exists() or not [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
 
     code, _, err = _cli(capsys, monkeypatch, "train", str(config), "train.lrr=0.1")
     assert code == 1 and "train.lrr" in err and "train.lr" in err
 
-    code, out, err = _cli(capsys, monkeypatch, "train", str(config), "--force", "train.max_steps=1", "train.run_name=forced")
+    code, out, err = _cli(
+        capsys, monkeypatch, "train", str(config), "--force", "train.max_steps=1", "train.run_name=forced"
+    )
     assert code == 0, err
     assert json.loads((tmp_path / "runs" / "forced" / "summary.json").read_text())["skipped_lines"] == 1
 
@@ -115,7 +134,11 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path, toy_model_d
     config = _project(tmp_path, toy_model_dir, run_name="interrupted", max_steps=500, save_every=1000)
     proc = subprocess.Popen(
         [sys.executable, "-m", "tunesmith.cli.main", "train", str(config)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env={**os.environ, "COLUMNS": "200"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "COLUMNS": "200"},
     )
     deadline = time.time() + 240
     assert proc.stdout is not None

@@ -23,7 +23,11 @@ def _frozen_state(model) -> dict[str, torch.Tensor]:  # noqa: ANN001
     # Compared as raw bytes: QLoRA stores packed 4-bit codes in float32 containers, where a bit pattern
     # can read as NaN (and NaN != NaN would report a change that did not happen).
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return {n: p.detach().contiguous().view(torch.uint8).clone() for n, p in inner.state_dict().items() if "lora_" not in n}
+    return {
+        n: p.detach().contiguous().view(torch.uint8).clone()
+        for n, p in inner.state_dict().items()
+        if "lora_" not in n
+    }
 
 
 def _reload(run_dir: Path, finetune: str, base_dir: Path):  # noqa: ANN202
@@ -35,7 +39,9 @@ def _reload(run_dir: Path, finetune: str, base_dir: Path):  # noqa: ANN202
         from transformers import AutoModelForCausalLM
 
         return AutoModelForCausalLM.from_pretrained(run_dir / "model", dtype=torch.float32)
-    base = load_causal_lm(base_dir, load_in_4bit=finetune == "qlora")  # plain peft on the base it was trained on
+    base = load_causal_lm(
+        base_dir, load_in_4bit=finetune == "qlora"
+    )  # plain peft on the base it was trained on
     return PeftModel.from_pretrained(base, run_dir / "adapter")
 
 
@@ -52,7 +58,11 @@ def test_sft_every_finetune_mode(tmp_path: Path, toy_model_dir: Path, finetune: 
     assert s["status"] == "completed" and s["steps"] == 12
     assert math.isfinite(s["final_train_loss"]) and math.isfinite(s["final_val_loss"])
     assert s["final_val_loss"] < 0.6 * s["first_val_loss"], s  # learned: hold-out loss fell by >40%
-    losses = [json.loads(line)["loss"] for line in (result.run_dir / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
+    losses = [
+        json.loads(line)["loss"]
+        for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()
+        if '"loss"' in line
+    ]
     assert len(losses) == 12 and sum(losses[-3:]) < sum(losses[:3])
 
     model = result.model
@@ -73,13 +83,24 @@ def test_sft_every_finetune_mode(tmp_path: Path, toy_model_dir: Path, finetune: 
     for name in ("config.resolved.yaml", "metrics.jsonl", "summary.json"):
         assert (result.run_dir / name).exists()
     summary = json.loads((result.run_dir / "summary.json").read_text())
-    for key in ("base_model", "method", "finetune", "final_train_loss", "best_val_loss", "tokens_trained", "wall_time_s", "peak_memory_mb"):
+    for key in (
+        "base_model",
+        "method",
+        "finetune",
+        "final_train_loss",
+        "best_val_loss",
+        "tokens_trained",
+        "wall_time_s",
+        "peak_memory_mb",
+    ):
         assert summary[key] is not None, key
     assert summary["tokens_trained"] > 0 and summary["peak_memory_mb"] > 50
 
 
 def test_cpt_trains_on_every_token(tmp_path: Path, toy_model_dir: Path) -> None:
-    cfg = toy_config(tmp_path, toy_model_dir, "lora", "data.max_seq_len=32", "train.forgetting_probe=true", method="cpt")
+    cfg = toy_config(
+        tmp_path, toy_model_dir, "lora", "data.max_seq_len=32", "train.forgetting_probe=true", method="cpt"
+    )
     result = train(cfg)
     s = result.summary
     assert s["status"] == "completed" and s["task"] == "text"
@@ -87,7 +108,9 @@ def test_cpt_trains_on_every_token(tmp_path: Path, toy_model_dir: Path) -> None:
     assert s["tokens_trained"] > 0.9 * s["tokens_seen"]  # every token but each window's first carries loss
     assert set(s["forgetting"]) == {"before", "after", "increase"} and s["forgetting"]["before"] > 0
     reloaded = _reload(result.run_dir, "lora", toy_model_dir)
-    torch.testing.assert_close(logits(reloaded, PROBE_IDS), logits(result.model, PROBE_IDS), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        logits(reloaded, PROBE_IDS), logits(result.model, PROBE_IDS), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_early_stopping_restores_the_best_weights(tmp_path: Path, toy_model_dir: Path) -> None:
@@ -96,8 +119,15 @@ def test_early_stopping_restores_the_best_weights(tmp_path: Path, toy_model_dir:
     from tunesmith.train.checkpoints import best_checkpoint
 
     # a learning rate far too high for full fine-tuning: the hold-out loss gets worse after the first step
-    cfg = toy_config(tmp_path, toy_model_dir, "full", "train.lr=0.3", "train.lr_scheduler=constant",
-                     "train.eval_every=1", "train.early_stopping_patience=2")
+    cfg = toy_config(
+        tmp_path,
+        toy_model_dir,
+        "full",
+        "train.lr=0.3",
+        "train.lr_scheduler=constant",
+        "train.eval_every=1",
+        "train.early_stopping_patience=2",
+    )
     result = train(cfg)
     s = result.summary
     assert s["status"] == "early_stopped" and s["stopped_early"] and s["steps"] < 12, s
@@ -107,5 +137,7 @@ def test_early_stopping_restores_the_best_weights(tmp_path: Path, toy_model_dir:
     saved = load_file(str(best / "trainable.safetensors"))
     now = trainable_state(result.model)
     assert all(torch.equal(now[k], saved[k]) for k in saved)  # the model (and model/ on disk) is the best one
-    vals = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines() if "val_loss" in x]
+    vals = [
+        json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines() if "val_loss" in x
+    ]
     assert min(v["val_loss"] for v in vals) == pytest.approx(s["best_val_loss"])

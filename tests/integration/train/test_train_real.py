@@ -18,18 +18,36 @@ pytestmark = pytest.mark.real
 def test_smollm2_lora_adapter_reloads_with_plain_peft(tmp_path: Path, smollm2_dir: Path) -> None:
     rows = [
         {"messages": [{"role": "user", "content": f"Route: {q}"}, {"role": "assistant", "content": a}]}
-        for q, a in [("I was charged twice", "billing"), ("App crashes on start", "technical"), ("Reset my password", "account"),
-                     ("Refund please", "billing"), ("Error 500 on login", "technical"), ("Change my email", "account")]
+        for q, a in [
+            ("I was charged twice", "billing"),
+            ("App crashes on start", "technical"),
+            ("Reset my password", "account"),
+            ("Refund please", "billing"),
+            ("Error 500 on login", "technical"),
+            ("Change my email", "account"),
+        ]
     ]
     data = tmp_path / "train.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    cfg = load_config(None, [
-        "model.name=smollm2-135m-instruct", f"data.train={data}", "data.max_seq_len=64", "data.holdout_fraction=0.34",
-        # few steps, no mid-run evaluations or checkpoints: the point is the real model's path, not learning
-        "train.finetune=lora", "lora.r=8", "train.max_steps=2", "train.batch_tokens=512", "train.warmup_ratio=0",
-        "train.eval_every=1000", "train.save_every=1000",
-        f"train.output_dir={tmp_path / 'runs'}", "train.run_name=real",
-    ])
+    cfg = load_config(
+        None,
+        [
+            "model.name=smollm2-135m-instruct",
+            f"data.train={data}",
+            "data.max_seq_len=64",
+            "data.holdout_fraction=0.34",
+            # few steps, no mid-run evaluations or checkpoints: the point is the real model's path, not learning
+            "train.finetune=lora",
+            "lora.r=8",
+            "train.max_steps=2",
+            "train.batch_tokens=512",
+            "train.warmup_ratio=0",
+            "train.eval_every=1000",
+            "train.save_every=1000",
+            f"train.output_dir={tmp_path / 'runs'}",
+            "train.run_name=real",
+        ],
+    )
     result = train(cfg)
     s = result.summary
     assert s["status"] == "completed" and s["steps"] == 2 and s["lr"] == 2e-4  # the LoRA default
@@ -44,7 +62,12 @@ def test_smollm2_lora_adapter_reloads_with_plain_peft(tmp_path: Path, smollm2_di
     reloaded = PeftModel.from_pretrained(base, adapter).eval()
     tok = AutoTokenizer.from_pretrained(adapter)  # the tokenizer and chat template saved beside the adapter
     assert tok.chat_template
-    ids = tok.apply_chat_template([{"role": "user", "content": "Route: refund"}], add_generation_prompt=True, return_tensors="pt", return_dict=True)["input_ids"]
+    ids = tok.apply_chat_template(
+        [{"role": "user", "content": "Route: refund"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )["input_ids"]
     trained = result.model.eval()
     with torch.no_grad():
         got, want = reloaded(input_ids=ids).logits, trained(input_ids=ids).logits

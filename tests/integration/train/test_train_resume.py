@@ -58,7 +58,9 @@ def test_resume_matches_uninterrupted_run(tmp_path: Path, toy_model_dir: Path) -
         train(load_config({str(cfg_file)!r}), on_progress=progress)
         """
     )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env={**os.environ})
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env={**os.environ}
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     run_dir = tmp_path / "runs" / "killed"
     assert latest_checkpoint(run_dir / "checkpoints").name == f"step-{N:08d}"
@@ -84,7 +86,9 @@ def test_resume_matches_uninterrupted_run(tmp_path: Path, toy_model_dir: Path) -
     assert stopped.status == "stopped" and stopped.summary["steps"] == N - 1
     assert latest_checkpoint(stopped.run_dir / "checkpoints").name == f"step-{N - 1:08d}"
     assert (stopped.run_dir / "adapter" / "adapter_config.json").exists()  # the weights so far are usable too
-    done = train(toy_config(tmp_path, toy_model_dir, "lora", *common, "train.run_name=paused"), resume=stopped.run_dir)
+    done = train(
+        toy_config(tmp_path, toy_model_dir, "lora", *common, "train.run_name=paused"), resume=stopped.run_dir
+    )
     assert done.summary["final_train_loss"] == pytest.approx(straight.summary["final_train_loss"], rel=TOL)
 
 
@@ -105,7 +109,11 @@ def test_resume_refuses_changed_config_and_missing_checkpoint(tmp_path: Path, to
 def test_resume_refuses_changed_data(tmp_path: Path, toy_model_dir: Path) -> None:
     cfg = toy_config(tmp_path, toy_model_dir, "lora", "train.run_name=r", "train.max_steps=4")
     steps: list[int] = []
-    first = train(cfg, on_progress=lambda e: steps.append(1) if e["event"] == "step" else None, should_stop=lambda: len(steps) >= 1)
+    first = train(
+        cfg,
+        on_progress=lambda e: steps.append(1) if e["event"] == "step" else None,
+        should_stop=lambda: len(steps) >= 1,
+    )
     assert first.status == "stopped"
     data = tmp_path / "train.jsonl"
     data.write_text(data.read_text().replace("Is apple", "Is mango"))

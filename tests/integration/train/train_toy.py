@@ -7,7 +7,16 @@ from pathlib import Path
 
 from tunesmith.config import ProjectConfig, load_config
 
-WORDS = [("apple", 1), ("pear", 1), ("car", 0), ("chair", 0), ("banana", 1), ("table", 0), ("plum", 1), ("truck", 0)]
+WORDS = [
+    ("apple", 1),
+    ("pear", 1),
+    ("car", 0),
+    ("chair", 0),
+    ("banana", 1),
+    ("table", 0),
+    ("plum", 1),
+    ("truck", 0),
+]
 
 TOY_LR = {"full": 1e-2, "lora": 3e-2, "qlora": 3e-2, "dora": 3e-2}  # a 32-wide model takes large steps
 
@@ -15,7 +24,12 @@ TOY_LR = {"full": 1e-2, "lora": 3e-2, "qlora": 3e-2, "dora": 3e-2}  # a 32-wide 
 def toy_chat(path: Path, repeat: int = 2) -> Path:
     """A yes/no question set: the answer is a pure function of the word, so the loss can fall fast."""
     rows = [
-        {"messages": [{"role": "user", "content": f"Is {w} a fruit?"}, {"role": "assistant", "content": "yes" if f else "no"}]}
+        {
+            "messages": [
+                {"role": "user", "content": f"Is {w} a fruit?"},
+                {"role": "assistant", "content": "yes" if f else "no"},
+            ]
+        }
         for w, f in WORDS * repeat
     ]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
@@ -28,7 +42,9 @@ def toy_text(path: Path) -> Path:
     return path
 
 
-def toy_config(tmp_path: Path, model_dir: Path, finetune: str = "lora", *overrides: str, method: str = "sft") -> ProjectConfig:
+def toy_config(
+    tmp_path: Path, model_dir: Path, finetune: str = "lora", *overrides: str, method: str = "sft"
+) -> ProjectConfig:
     data = toy_text(tmp_path / "text.jsonl") if method == "cpt" else toy_chat(tmp_path / "train.jsonl")
     return load_config(
         None,

@@ -21,8 +21,12 @@ W = Workload(examples=1000, avg_tokens=512, max_tokens=1024, epochs=3, avg_outpu
 
 
 def _est(model: str, method: str, seq: int = 1024, ckpt: bool = False, **kw):
-    return estimate(load_architecture(model), Setup(method, batch_size=1, seq_len=seq, gradient_checkpointing=ckpt, **kw),
-                    W, PRICES)
+    return estimate(
+        load_architecture(model),
+        Setup(method, batch_size=1, seq_len=seq, gradient_checkpointing=ckpt, **kw),
+        W,
+        PRICES,
+    )
 
 
 def _gpu(est, name):
@@ -48,7 +52,9 @@ def test_adapter_param_count_matches_peft(tiny_model_dir, method):
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
-    peft_model = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear", use_dora=method == "dora"))
+    peft_model = get_peft_model(
+        model, LoraConfig(r=4, target_modules="all-linear", use_dora=method == "dora")
+    )
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
     assert load_architecture(str(tiny_model_dir)).lora_params(4, dora=method == "dora") == trainable
 
@@ -106,7 +112,9 @@ def test_together_price_tier_follows_model_size():
 def test_breakeven_volume_is_where_the_gpu_bill_equals_the_api_bill():
     sv = _est("8b", "lora").serving
     assert sv is not None
-    assert sv.breakeven_requests_per_month * sv.frontier_usd_per_request == pytest.approx(sv.gpu_usd_per_month)
+    assert sv.breakeven_requests_per_month * sv.frontier_usd_per_request == pytest.approx(
+        sv.gpu_usd_per_month
+    )
     assert sv.selfhost_usd_per_request < sv.frontier_usd_per_request
 
 
@@ -122,8 +130,10 @@ def test_every_price_has_a_source_and_a_date():
 
 def test_price_override_file_replaces_only_what_it_names(tmp_path):
     f = tmp_path / "p.yaml"
-    f.write_text("gpus:\n  H100-80GB:\n    usd_per_hour: 10.0\n  MY-GPU:\n    memory_gb: 96\n    bf16_tflops: 500\n"
-                 "    bandwidth_gbps: 4000\n    usd_per_hour: 1.0\n    source: our own cluster, 2026\n")
+    f.write_text(
+        "gpus:\n  H100-80GB:\n    usd_per_hour: 10.0\n  MY-GPU:\n    memory_gb: 96\n    bf16_tflops: 500\n"
+        "    bandwidth_gbps: 4000\n    usd_per_hour: 1.0\n    source: our own cluster, 2026\n"
+    )
     sheet = load_prices(f)
     assert sheet.gpus["H100-80GB"].usd_per_hour == 10.0 and sheet.gpus["H100-80GB"].bf16_tflops == 989
     assert "MY-GPU" in sheet.gpus and "A100-80GB" in sheet.gpus
@@ -138,8 +148,15 @@ def test_token_counts_use_the_chat_template(tiny_model_dir, tmp_path):
     from tunesmith.data.tokenize import tokenize_chat
     from tunesmith.models.load import load_tokenizer
 
-    rows = [{"messages": [{"role": "user", "content": f"question {i} " * (i + 1)},
-                          {"role": "assistant", "content": f"answer {i}"}]} for i in range(5)]
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": f"question {i} " * (i + 1)},
+                {"role": "assistant", "content": f"answer {i}"},
+            ]
+        }
+        for i in range(5)
+    ]
     f = tmp_path / "d.jsonl"
     f.write_text("\n".join(json.dumps(r) for r in rows))
     w = measure_workload(f, str(tiny_model_dir), epochs=2)
@@ -154,8 +171,27 @@ runner = CliRunner()
 
 
 def test_cli_json_has_the_exact_shape():
-    res = runner.invoke(app, ["estimate", "--model", "7b", "--method", "qlora", "--examples", "2000",
-                              "--avg-tokens", "350", "--epochs", "2", "--gpu", "A6000-48GB", "--gpu", "H100", "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "estimate",
+            "--model",
+            "7b",
+            "--method",
+            "qlora",
+            "--examples",
+            "2000",
+            "--avg-tokens",
+            "350",
+            "--epochs",
+            "2",
+            "--gpu",
+            "A6000-48GB",
+            "--gpu",
+            "H100",
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert set(out) == {"params", "memory_gb", "fits", "flops", "hours", "cost_usd"}
@@ -163,11 +199,15 @@ def test_cli_json_has_the_exact_shape():
     assert set(out["memory_gb"]) == {"weights", "gradients", "optimizer", "activations", "total"}
     assert set(out["fits"]) == set(out["hours"]) == {"A6000-48GB", "H100-80GB"}
     assert {"A6000-48GB", "H100-80GB", "together/lora", "openai/gpt-4o-mini"} <= set(out["cost_usd"])
-    assert out["memory_gb"]["total"] == pytest.approx(sum(v for k, v in out["memory_gb"].items() if k != "total"), abs=0.01)
+    assert out["memory_gb"]["total"] == pytest.approx(
+        sum(v for k, v in out["memory_gb"].items() if k != "total"), abs=0.01
+    )
 
 
 def test_cli_table_names_formula_and_breakeven(tmp_path):
-    res = runner.invoke(app, ["estimate", "--model", "8b", "--method", "lora", "--examples", "500", "--avg-tokens", "300"])
+    res = runner.invoke(
+        app, ["estimate", "--model", "8b", "--method", "lora", "--examples", "500", "--avg-tokens", "300"]
+    )
     assert res.exit_code == 0, res.output
     for needle in ("Memory", "optimizer", "4N + 6·L·s·q + 6P", "Break-even", "together/lora", "RTX4090-24GB"):
         assert needle in res.output
@@ -176,7 +216,10 @@ def test_cli_table_names_formula_and_breakeven(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--model", "7b", "--method", "prefix", "--examples", "5", "--avg-tokens", "9"], "not one of full, lora"),
+        (
+            ["--model", "7b", "--method", "prefix", "--examples", "5", "--avg-tokens", "9"],
+            "not one of full, lora",
+        ),
         (["--model", "7b"], "Give --data FILE"),
         (["--model", "nosuch-model", "--examples", "5", "--avg-tokens", "9"], "Unknown model"),
         (["--model", "7b", "--examples", "5", "--avg-tokens", "9", "--gpu", "TPUv9"], "Unknown GPU"),

@@ -19,8 +19,10 @@ def bl(zero: float, few: float, rag: float | None = None) -> list[Baseline]:
     return out + ([Baseline("rag", "m", rag, 30.0, 3.0)] if rag is not None else [])
 
 
-FACT_QA = [chat("When was the company founded?", "Ingrid Halvorsen founded it in 1962 in Alesund."),
-           chat("How heavy is the Tern 40?", "It weighs 82 kilograms with a three-cylinder engine.")]
+FACT_QA = [
+    chat("When was the company founded?", "Ingrid Halvorsen founded it in 1962 in Alesund."),
+    chat("How heavy is the Tern 40?", "It weighs 82 kilograms with a three-cylinder engine."),
+]
 DOCS = "ingrid halvorsen founded the company in 1962 in alesund. the tern 40 weighs 82 kilograms, three-cylinder engine."
 
 
@@ -33,13 +35,17 @@ def test_novel_answers_covered_by_documents_are_a_knowledge_signal():
 
 
 def test_rewriting_inputs_has_low_novelty():
-    rows = [chat("Translate to upper case: the invoice is late", "THE INVOICE IS LATE"),
-            chat("Translate to upper case: my login fails", "MY LOGIN FAILS")]
+    rows = [
+        chat("Translate to upper case: the invoice is late", "THE INVOICE IS LATE"),
+        chat("Translate to upper case: my login fails", "MY LOGIN FAILS"),
+    ]
     assert inspect_data(rows, rows, "chat", "").novelty == pytest.approx(0.0)
 
 
 def test_classification_profile_counts_labels_and_imbalance():
-    rows = [{"text": f"t{i}", "label": "a"} for i in range(6)] + [{"text": "u", "label": "b"} for _ in range(2)]
+    rows = [{"text": f"t{i}", "label": "a"} for i in range(6)] + [
+        {"text": "u", "label": "b"} for _ in range(2)
+    ]
     p = inspect_data(rows, rows[:2], "classification", "")
     assert p.label_counts == {"a": 6, "b": 2} and p.imbalance == 3.0 and p.regular_format
 

@@ -43,7 +43,11 @@ def test_truncation_reports_cut_answer(tiny_model_dir):
     tok = load_tokenizer(str(tiny_model_dir))
     full = tokenize_chat(tok, CONV)
     t = tokenize_chat(tok, CONV, max_len=len(full.input_ids) - 3)
-    assert t.truncated_answer and t.n_tokens_full == len(full.input_ids) and len(t.input_ids) == len(full.input_ids) - 3
+    assert (
+        t.truncated_answer
+        and t.n_tokens_full == len(full.input_ids)
+        and len(t.input_ids) == len(full.input_ids) - 3
+    )
 
 
 def test_train_on_all_and_text(tiny_model_dir):

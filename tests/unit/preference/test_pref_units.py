@@ -17,7 +17,9 @@ pytestmark = pytest.mark.unit
 
 
 def _jsonl(path: Path, rows: list) -> Path:
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8")
+    path.write_text(
+        "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8"
+    )
     return path
 
 
@@ -33,7 +35,10 @@ def test_loss_type_accepts_trl_losses_and_combinations() -> None:
 def test_trl_args_are_fp32_without_checkpointing_on_cpu(tmp_path: Path, name: str) -> None:
     import trl
 
-    cfg = load_config(None, ["train.lr=3e-4", "train.max_steps=7", "train.batch_size=4", "train.grad_accum=2", "train.seed=5"])
+    cfg = load_config(
+        None,
+        ["train.lr=3e-4", "train.max_steps=7", "train.batch_size=4", "train.grad_accum=2", "train.seed=5"],
+    )
     extra = {"num_generations": 2} if name == "RLOOConfig" else {}
     args = trl_args(getattr(trl, name), cfg, tmp_path / "trl", **extra)
     # TRL's own defaults are the GPU recipe (bf16 + checkpointing): on a CPU they do not even construct
@@ -41,7 +46,13 @@ def test_trl_args_are_fp32_without_checkpointing_on_cpu(tmp_path: Path, name: st
         getattr(trl, name)(output_dir=str(tmp_path / "d"), **extra)
     assert args.bf16 is False and args.fp16 is False and args.gradient_checkpointing is False
     assert args.use_cpu is True and args.report_to == [] and args.save_strategy == "no"
-    assert (args.learning_rate, args.max_steps, args.per_device_train_batch_size, args.gradient_accumulation_steps, args.seed) == (3e-4, 7, 4, 2, 5)
+    assert (
+        args.learning_rate,
+        args.max_steps,
+        args.per_device_train_batch_size,
+        args.gradient_accumulation_steps,
+        args.seed,
+    ) == (3e-4, 7, 4, 2, 5)
 
 
 def test_prompts_accept_three_shapes_and_drop_a_trailing_answer(tmp_path: Path) -> None:
@@ -83,14 +94,19 @@ def test_pairs_split_is_seeded_and_leaves_both_sides(tmp_path: Path) -> None:
     cfg = load_config(None, [f"data.train={path}", "data.holdout_fraction=0.3", "train.method=dpo"])
     a, b = load_pairs(cfg), load_pairs(cfg)
     assert (len(a.train), len(a.holdout)) == (7, 3) and a == b
-    assert {p["prompt"][0]["content"] for p in a.train} | {p["prompt"][0]["content"] for p in a.holdout} == {f"q{i}" for i in range(10)}
+    assert {p["prompt"][0]["content"] for p in a.train} | {p["prompt"][0]["content"] for p in a.holdout} == {
+        f"q{i}" for i in range(10)
+    }
     one = _jsonl(tmp_path / "one.jsonl", rows[:1])
     with pytest.raises(TunesmithError, match="too few to split off a hold-out"):
         load_pairs(load_config(None, [f"data.train={one}", "train.method=dpo"]))
 
 
 def test_chat_data_is_refused_for_preference_methods(tmp_path: Path) -> None:
-    path = _jsonl(tmp_path / "chat.jsonl", [{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]}])
+    path = _jsonl(
+        tmp_path / "chat.jsonl",
+        [{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]}],
+    )
     with pytest.raises(TunesmithError) as info:
         load_pairs(load_config(None, [f"data.train={path}", "train.method=dpo"]))
     assert "holds chat data, but preference methods train on pairs" in info.value.message

@@ -33,17 +33,42 @@ def _errors(tmp_path: Path, bad: dict) -> list:
 @pytest.mark.parametrize(
     ("bad", "needle"),
     [
-        ({"prompt": "Q", "chosen": "Same answer", "rejected": "Same answer "}, "'chosen' and 'rejected' are identical"),
+        (
+            {"prompt": "Q", "chosen": "Same answer", "rejected": "Same answer "},
+            "'chosen' and 'rejected' are identical",
+        ),
         ({"prompt": "Q", "chosen": "", "rejected": "No"}, "'chosen' is empty"),
         ({"prompt": "Q", "chosen": "Yes", "rejected": "   "}, "'rejected' is empty"),
         ({"prompt": "Q", "chosen": "Yes"}, "'rejected' is missing or empty"),
-        ({"prompt": "Q", "chosen": [{"role": "assistant", "content": ""}], "rejected": "No"}, "chosen[0] (assistant) has no text content"),
-        ({"prompt": [U, A], "chosen": "Yes", "rejected": "No"}, "The prompt ends with an assistant turn (message 1)"),
-        ({"prompt": [U], "chosen": [A, A], "rejected": "No"}, "'chosen' must be exactly one assistant message (got 2 messages)"),
-        ({"prompt": [U], "chosen": "Yes", "rejected": [U]}, "'rejected' must be an assistant message (got role 'user')"),
+        (
+            {"prompt": "Q", "chosen": [{"role": "assistant", "content": ""}], "rejected": "No"},
+            "chosen[0] (assistant) has no text content",
+        ),
+        (
+            {"prompt": [U, A], "chosen": "Yes", "rejected": "No"},
+            "The prompt ends with an assistant turn (message 1)",
+        ),
+        (
+            {"prompt": [U], "chosen": [A, A], "rejected": "No"},
+            "'chosen' must be exactly one assistant message (got 2 messages)",
+        ),
+        (
+            {"prompt": [U], "chosen": "Yes", "rejected": [U]},
+            "'rejected' must be an assistant message (got role 'user')",
+        ),
         ({"prompt": [], "chosen": "Yes", "rejected": "No"}, "'prompt' is missing or empty"),
     ],
-    ids=["identical", "empty-chosen", "blank-rejected", "missing-rejected", "empty-message", "prompt-ends-assistant", "two-messages", "wrong-role", "empty-prompt"],
+    ids=[
+        "identical",
+        "empty-chosen",
+        "blank-rejected",
+        "missing-rejected",
+        "empty-message",
+        "prompt-ends-assistant",
+        "two-messages",
+        "wrong-role",
+        "empty-prompt",
+    ],
 )
 def test_each_bad_pair_is_reported_on_its_line(tmp_path: Path, bad: dict, needle: str) -> None:
     errors = _errors(tmp_path, bad)
@@ -55,7 +80,11 @@ def test_each_bad_pair_is_reported_on_its_line(tmp_path: Path, bad: dict, needle
 
 
 def test_openai_format_errors_name_the_openai_fields(tmp_path: Path) -> None:
-    good = {"input": {"messages": [U]}, "preferred_output": [A], "non_preferred_output": [{"role": "assistant", "content": "Bye"}]}
+    good = {
+        "input": {"messages": [U]},
+        "preferred_output": [A],
+        "non_preferred_output": [{"role": "assistant", "content": "Bye"}],
+    }
     same = dict(good, non_preferred_output=[A])
     ends_assistant = dict(good, input={"messages": [U, A]})
     two = dict(good, preferred_output=[A, A])
@@ -69,14 +98,20 @@ def test_openai_format_errors_name_the_openai_fields(tmp_path: Path) -> None:
 
 
 def test_multi_turn_prompt_ending_in_user_turn_is_valid(tmp_path: Path) -> None:
-    row = {"prompt": [U, A, {"role": "user", "content": "And again?"}], "chosen": [A], "rejected": [{"role": "assistant", "content": "No"}]}
+    row = {
+        "prompt": [U, A, {"role": "user", "content": "And again?"}],
+        "chosen": [A],
+        "rejected": [{"role": "assistant", "content": "No"}],
+    }
     data = load_data(_write(tmp_path, [row]), "preference")
     assert not data.errors
     assert [m["role"] for m in data.records[0].data["prompt"]] == ["user", "assistant", "user"]
 
 
 def test_training_refuses_bad_pairs_listing_lines(tmp_path: Path) -> None:
-    path = _write(tmp_path, [GOOD, {"prompt": "Q", "chosen": "x", "rejected": "x"}, GOOD, {"prompt": "Q", "chosen": ""}])
+    path = _write(
+        tmp_path, [GOOD, {"prompt": "Q", "chosen": "x", "rejected": "x"}, GOOD, {"prompt": "Q", "chosen": ""}]
+    )
     with pytest.raises(TunesmithError) as info:
         load_records_or_raise(path, "preference")
     msg = str(info.value)

@@ -11,15 +11,27 @@ from tunesmith.models.generate import Generation
 
 
 def chat_lines(n: int = 12) -> bytes:
-    rows = [{"messages": [{"role": "user", "content": f"add {i} {i + 1}"}, {"role": "assistant", "content": str(2 * i + 1)}]}
-            for i in range(n)]
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": f"add {i} {i + 1}"},
+                {"role": "assistant", "content": str(2 * i + 1)},
+            ]
+        }
+        for i in range(n)
+    ]
     return ("\n".join(json.dumps(r) for r in rows) + "\n").encode()
 
 
 def dpo_lines(n: int = 12) -> bytes:
-    rows = [{"input": {"messages": [{"role": "user", "content": f"say {i}"}]},
-             "preferred_output": [{"role": "assistant", "content": str(i)}],
-             "non_preferred_output": [{"role": "assistant", "content": "no"}]} for i in range(n)]
+    rows = [
+        {
+            "input": {"messages": [{"role": "user", "content": f"say {i}"}]},
+            "preferred_output": [{"role": "assistant", "content": str(i)}],
+            "non_preferred_output": [{"role": "assistant", "content": "no"}],
+        }
+        for i in range(n)
+    ]
     return ("\n".join(json.dumps(r) for r in rows) + "\n").encode()
 
 

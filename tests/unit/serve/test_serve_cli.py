@@ -19,8 +19,19 @@ pytestmark = pytest.mark.unit
 def test_logs_correct_and_export(tmp_path: Path) -> None:
     store = Store(tmp_path / "tunesmith.db")
     for q, a in (("hi", "hello"), ("2+2", "5")):
-        store.log_request({"created_at": 0.0, "model": "ft:tiny:local::x", "messages": json.dumps([{"role": "user", "content": q}]),
-                           "response": a, "latency_ms": 12.0, "prompt_tokens": 3, "completion_tokens": 1, "status": 200, "stream": 0})
+        store.log_request(
+            {
+                "created_at": 0.0,
+                "model": "ft:tiny:local::x",
+                "messages": json.dumps([{"role": "user", "content": q}]),
+                "response": a,
+                "latency_ms": 12.0,
+                "prompt_tokens": 3,
+                "completion_tokens": 1,
+                "status": 200,
+                "stream": 0,
+            }
+        )
     runner = CliRunner()
     ok = runner.invoke(cli, ["logs", "correct", "2", "4", "--data-dir", str(tmp_path)])
     assert ok.exit_code == 0, ok.output
@@ -38,7 +49,11 @@ def test_serve_refuses_a_busy_port_and_a_missing_base_model(tmp_path: Path) -> N
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        busy = runner.invoke(cli, ["serve", "--port", str(port), "--data-dir", str(tmp_path), "--concurrency", "0"])
+        busy = runner.invoke(
+            cli, ["serve", "--port", str(port), "--data-dir", str(tmp_path), "--concurrency", "0"]
+        )
     assert isinstance(busy.exception, TunesmithError) and str(port) in busy.exception.message
-    missing = runner.invoke(cli, ["serve", "--base-model", str(tmp_path / "nope"), "--data-dir", str(tmp_path)])
+    missing = runner.invoke(
+        cli, ["serve", "--base-model", str(tmp_path / "nope"), "--data-dir", str(tmp_path)]
+    )
     assert isinstance(missing.exception, TunesmithError) and "--base-model" in missing.exception.message

@@ -24,24 +24,62 @@ pytestmark = pytest.mark.unit
 FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**40), 2**40)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
     max_leaves=12,
 )
-segments = st.text(max_size=30) | st.sampled_from(["..", "../..", "%2e%2e", "file-", "ftjob-", "ft:tiny:x::y", "a/b", "\x00", "tiny"])
+segments = st.text(max_size=30) | st.sampled_from(
+    ["..", "../..", "%2e%2e", "file-", "ftjob-", "ft:tiny:x::y", "a/b", "\x00", "tiny"]
+)
 
 VALID = {
-    "/v1/chat/completions": {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4, "temperature": 0,
-                             "top_p": 1, "stop": ["x"], "seed": 1, "stream": False, "n": 1,
-                             "response_format": {"type": "json_object"}, "stream_options": {"include_usage": True}},
+    "/v1/chat/completions": {
+        "model": "tiny",
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 4,
+        "temperature": 0,
+        "top_p": 1,
+        "stop": ["x"],
+        "seed": 1,
+        "stream": False,
+        "n": 1,
+        "response_format": {"type": "json_object"},
+        "stream_options": {"include_usage": True},
+    },
     "/v1/embeddings": {"model": "minilm", "input": ["hello"], "encoding_format": "float"},
-    "/v1/fine_tuning/jobs": {"model": "tiny", "training_file": "FILE", "suffix": "s", "seed": 1, "metadata": {"a": "b"},
-                             "method": {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 1}}}},
+    "/v1/fine_tuning/jobs": {
+        "model": "tiny",
+        "training_file": "FILE",
+        "suffix": "s",
+        "seed": 1,
+        "metadata": {"a": "b"},
+        "method": {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 1}}},
+    },
 }
-POST_PATHS = ["/v1/fine_tuning/jobs/{id}/cancel", "/v1/fine_tuning/jobs/{id}/pause", "/v1/fine_tuning/jobs/{id}/resume"]
-GET_PATHS = ["/v1/files", "/v1/files/{id}", "/v1/files/{id}/content", "/v1/fine_tuning/jobs", "/v1/fine_tuning/jobs/{id}",
-             "/v1/fine_tuning/jobs/{id}/events", "/v1/fine_tuning/jobs/{id}/checkpoints", "/v1/models", "/v1/models/{id}",
-             "/v1/tunesmith/stats", "/v1/tunesmith/jobs/{id}/metrics", "/v1/tunesmith/reports", "/"]
+POST_PATHS = [
+    "/v1/fine_tuning/jobs/{id}/cancel",
+    "/v1/fine_tuning/jobs/{id}/pause",
+    "/v1/fine_tuning/jobs/{id}/resume",
+]
+GET_PATHS = [
+    "/v1/files",
+    "/v1/files/{id}",
+    "/v1/files/{id}/content",
+    "/v1/fine_tuning/jobs",
+    "/v1/fine_tuning/jobs/{id}",
+    "/v1/fine_tuning/jobs/{id}/events",
+    "/v1/fine_tuning/jobs/{id}/checkpoints",
+    "/v1/models",
+    "/v1/models/{id}",
+    "/v1/tunesmith/stats",
+    "/v1/tunesmith/jobs/{id}/metrics",
+    "/v1/tunesmith/reports",
+    "/",
+]
 DELETE_PATHS = ["/v1/files/{id}", "/v1/models/{id}"]
 
 
@@ -50,8 +88,12 @@ def fuzz_env(tmp_path_factory):
     app = make_app(Path(tmp_path_factory.mktemp("fuzz")))
     app.state.engine = ScriptedEngine(["{}"])
     c = httpx2.Client(transport=SyncASGITransport(app), base_url="http://t")
-    fid = c.post("/v1/files", files={"file": ("t.jsonl", chat_lines(12))}, data={"purpose": "fine-tune"}).json()["id"]
-    jid = c.post("/v1/fine_tuning/jobs", json={**VALID["/v1/fine_tuning/jobs"], "training_file": fid}).json()["id"]
+    fid = c.post(
+        "/v1/files", files={"file": ("t.jsonl", chat_lines(12))}, data={"purpose": "fine-tune"}
+    ).json()["id"]
+    jid = c.post("/v1/fine_tuning/jobs", json={**VALID["/v1/fine_tuning/jobs"], "training_file": fid}).json()[
+        "id"
+    ]
     return c, {"file": fid, "job": jid}
 
 
@@ -61,7 +103,9 @@ def check(resp: httpx2.Response, asked_schema: bool = False) -> None:
         assert asked_schema and resp.json()["error"]["code"] == "invalid_json_output", resp.text
     if resp.status_code >= 400:
         body = resp.json()
-        assert set(body) == {"error"} and {"message", "type", "param", "code"} == set(body["error"]), resp.text
+        assert set(body) == {"error"} and {"message", "type", "param", "code"} == set(body["error"]), (
+            resp.text
+        )
         assert resp.status_code != 422 and resp.status_code != 409
 
 
@@ -73,13 +117,25 @@ def _ids(draw, env) -> str:
 @given(data=st.data())
 def test_fuzz_paths_and_queries(fuzz_env, data) -> None:
     c, env = fuzz_env
-    method, template = data.draw(st.sampled_from([("GET", p) for p in GET_PATHS] + [("POST", p) for p in POST_PATHS]
-                                                 + [("DELETE", p) for p in DELETE_PATHS if "models" in p]))
+    method, template = data.draw(
+        st.sampled_from(
+            [("GET", p) for p in GET_PATHS]
+            + [("POST", p) for p in POST_PATHS]
+            + [("DELETE", p) for p in DELETE_PATHS if "models" in p]
+        )
+    )
     raw = _ids(data.draw, env)
-    seg = quote(raw, safe=":") if data.draw(st.booleans()) else quote(raw, safe=":/.")  # '/' and '..' raw or encoded
+    seg = (
+        quote(raw, safe=":") if data.draw(st.booleans()) else quote(raw, safe=":/.")
+    )  # '/' and '..' raw or encoded
     path = template.replace("{id}", seg)
-    params = data.draw(st.dictionaries(st.sampled_from(["limit", "after", "order", "purpose", "metadata[a]", "x"]),
-                                       st.text(max_size=12) | st.integers(-5, 20000).map(str), max_size=3))
+    params = data.draw(
+        st.dictionaries(
+            st.sampled_from(["limit", "after", "order", "purpose", "metadata[a]", "x"]),
+            st.text(max_size=12) | st.integers(-5, 20000).map(str),
+            max_size=3,
+        )
+    )
     check(c.request(method, path, params=params))
 
 
@@ -98,17 +154,25 @@ def test_fuzz_json_bodies(fuzz_env, data) -> None:
     elif mode == "random":
         body = data.draw(json_values)
     else:
-        resp = c.post(path, content=data.draw(st.binary(max_size=64)), headers={"content-type": "application/json"})
+        resp = c.post(
+            path, content=data.draw(st.binary(max_size=64)), headers={"content-type": "application/json"}
+        )
         check(resp)
         return
-    asked_schema = isinstance(body, dict) and isinstance(body.get("response_format"), dict) and \
-        body["response_format"].get("type") == "json_schema"
+    asked_schema = (
+        isinstance(body, dict)
+        and isinstance(body.get("response_format"), dict)
+        and body["response_format"].get("type") == "json_schema"
+    )
     check(c.post(path, json=body), asked_schema)
 
 
 @FUZZ
-@given(purpose=st.text(max_size=12) | st.sampled_from(["fine-tune", "user_data"]),
-       content=st.binary(max_size=300) | st.just(chat_lines(3)), filename=st.text(max_size=40))
+@given(
+    purpose=st.text(max_size=12) | st.sampled_from(["fine-tune", "user_data"]),
+    content=st.binary(max_size=300) | st.just(chat_lines(3)),
+    filename=st.text(max_size=40),
+)
 def test_fuzz_uploads(fuzz_env, purpose, content, filename) -> None:
     c, _ = fuzz_env
     resp = c.post("/v1/files", files={"file": (filename or "x", content)}, data={"purpose": purpose})

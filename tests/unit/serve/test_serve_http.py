@@ -50,10 +50,18 @@ def test_errors_have_openai_shape_never_422(app) -> None:
     assert_openai_error(c.get("/v1/nope"), 404)
     assert_openai_error(c.post("/v1/chat/completions", content=b"{not json"), 400)
     assert_openai_error(c.post("/v1/chat/completions", json=[1, 2]), 400)
-    assert_openai_error(c.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]}), 400, "model")
-    err = assert_openai_error(c.post("/v1/chat/completions", json={"model": "tiny", "messages": [{"role": 123}]}), 400)
+    assert_openai_error(
+        c.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]}), 400, "model"
+    )
+    err = assert_openai_error(
+        c.post("/v1/chat/completions", json={"model": "tiny", "messages": [{"role": 123}]}), 400
+    )
     assert err["param"].startswith("messages.0.role")
-    assert_openai_error(c.post("/v1/fine_tuning/jobs", json={"model": "tiny", "training_file": "file-x", "seed": -1}), 400, "seed")
+    assert_openai_error(
+        c.post("/v1/fine_tuning/jobs", json={"model": "tiny", "training_file": "file-x", "seed": -1}),
+        400,
+        "seed",
+    )
     assert_openai_error(c.get("/v1/files?limit=abc"), 400, "query.limit")
     assert_openai_error(c.delete("/v1/files"), 405)
 
@@ -96,7 +104,14 @@ def test_file_ids_never_reach_outside_the_data_folder(app, tmp_path: Path) -> No
     secret = tmp_path / "data" / "secret.jsonl"
     secret.write_text("top secret")
     c = raw(app)
-    for fid in ("..%2Fsecret", "file-..%2F..%2Fsecret", "%2E%2E%2Fsecret", "file-abc%00", "file-/etc/passwd", "../tunesmith.db"):
+    for fid in (
+        "..%2Fsecret",
+        "file-..%2F..%2Fsecret",
+        "%2E%2E%2Fsecret",
+        "file-abc%00",
+        "file-/etc/passwd",
+        "../tunesmith.db",
+    ):
         resp = c.get(f"/v1/files/{fid}/content")
         assert resp.status_code == 404 and b"top secret" not in resp.content, (fid, resp.text)
     from tunesmith.serve.jobs import file_path
@@ -112,11 +127,26 @@ def test_job_create_validates_synchronously(client) -> None:
         (dict(model="tiny", training_file="file-doesnotexist"), "training_file"),
         (dict(model="no-such-model", training_file=f.id), "model"),
         (dict(model="tiny", training_file=f.id, method={"type": "reinforcement"}), "method.type"),
-        (dict(model="tiny", training_file=f.id, method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 0}}}),
-         "method.supervised.hyperparameters.n_epochs"),
-        (dict(model="tiny", training_file=f.id, method={"type": "dpo", "dpo": {"hyperparameters": {"beta": 5}}}),
-         "method.dpo.hyperparameters.beta"),
-        (dict(model="tiny", training_file=f.id, method={"type": "dpo"}), "training_file"),  # chat data for dpo
+        (
+            dict(
+                model="tiny",
+                training_file=f.id,
+                method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 0}}},
+            ),
+            "method.supervised.hyperparameters.n_epochs",
+        ),
+        (
+            dict(
+                model="tiny",
+                training_file=f.id,
+                method={"type": "dpo", "dpo": {"hyperparameters": {"beta": 5}}},
+            ),
+            "method.dpo.hyperparameters.beta",
+        ),
+        (
+            dict(model="tiny", training_file=f.id, method={"type": "dpo"}),
+            "training_file",
+        ),  # chat data for dpo
         (dict(model="tiny", training_file=f.id, suffix=""), "suffix"),
     ]
     for kwargs, param in cases:
@@ -124,13 +154,18 @@ def test_job_create_validates_synchronously(client) -> None:
             client.fine_tuning.jobs.create(**kwargs)
         assert exc.value.param == param, (kwargs, exc.value.body)
     d = client.files.create(file=("p.jsonl", dpo_lines(12)), purpose="fine-tune")
-    job = client.fine_tuning.jobs.create(model="tiny", training_file=d.id, method={"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.2}}})
+    job = client.fine_tuning.jobs.create(
+        model="tiny", training_file=d.id, method={"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.2}}}
+    )
     assert job.method.type == "dpo" and job.method.dpo.hyperparameters.beta == 0.2
 
 
 def test_job_listing_cancel_pause_resume(client, app) -> None:
     f = client.files.create(file=("t.jsonl", chat_lines(12)), purpose="fine-tune")
-    jobs = [client.fine_tuning.jobs.create(model="tiny", training_file=f.id, seed=i, metadata={"n": str(i)}) for i in range(3)]
+    jobs = [
+        client.fine_tuning.jobs.create(model="tiny", training_file=f.id, seed=i, metadata={"n": str(i)})
+        for i in range(3)
+    ]
     assert all(j.status == "queued" and j.error is None and j.seed == i for i, j in enumerate(jobs))
     assert [j.id for j in client.fine_tuning.jobs.list(limit=1)] == [j.id for j in reversed(jobs)]
     assert [j.id for j in client.fine_tuning.jobs.list(metadata={"n": "1"})] == [jobs[1].id]
@@ -179,7 +214,8 @@ def test_cors_off_by_default(tmp_path: Path) -> None:
     off = raw(make_app(tmp_path / "a")).options("/v1/models", headers=pre)
     assert "access-control-allow-origin" not in off.headers
     on = raw(make_app(tmp_path / "b", cors_origins=["http://ok.example"])).options(
-        "/v1/models", headers={**pre, "Origin": "http://ok.example"})
+        "/v1/models", headers={**pre, "Origin": "http://ok.example"}
+    )
     assert on.headers.get("access-control-allow-origin") == "http://ok.example"
 
 
@@ -188,7 +224,9 @@ def test_models_routing_and_delete(client, app) -> None:
     assert {"tiny", "smollm2-135m-instruct", "minilm"} <= set(ids)
     assert client.models.retrieve("tiny").id == "tiny"
     with pytest.raises(openai.NotFoundError) as exc:
-        client.models.retrieve("Org/Some-Model")  # a '/' id reaches the route ({model:path}) and is a clean 404
+        client.models.retrieve(
+            "Org/Some-Model"
+        )  # a '/' id reaches the route ({model:path}) and is a clean 404
     assert exc.value.code == "model_not_found"
     with pytest.raises(openai.PermissionDeniedError):
         client.models.delete("tiny")
@@ -198,19 +236,44 @@ def test_models_routing_and_delete(client, app) -> None:
 
 def test_chat_shapes_with_scripted_engine(client, app) -> None:
     engine = app.state.engine = ScriptedEngine(["Hello there, friend."])
-    r = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}], temperature=0, max_tokens=5,
-                                       stop=["\n"], seed=3, top_p=0.5)
+    r = client.chat.completions.create(
+        model="tiny",
+        messages=[{"role": "user", "content": "hi"}],
+        temperature=0,
+        max_tokens=5,
+        stop=["\n"],
+        seed=3,
+        top_p=0.5,
+    )
     assert r.choices[0].message.content == "Hello there, friend." and r.choices[0].finish_reason == "stop"
     assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens == 10
     settings = engine.calls[-1][2]
-    assert (settings.max_tokens, settings.temperature, settings.top_p, settings.stop, settings.seed) == (5, 0, 0.5, ("\n",), 3)
-    chunks = list(client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}], stream=True,
-                                                 stream_options={"include_usage": True}))
+    assert (settings.max_tokens, settings.temperature, settings.top_p, settings.stop, settings.seed) == (
+        5,
+        0,
+        0.5,
+        ("\n",),
+        3,
+    )
+    chunks = list(
+        client.chat.completions.create(
+            model="tiny",
+            messages=[{"role": "user", "content": "hi"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     assert len({c.id for c in chunks}) == 1 and chunks[0].choices[0].delta.role == "assistant"
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Hello there, friend."
-    assert chunks[-2].choices[0].finish_reason == "stop" and chunks[-1].choices == [] and chunks[-1].usage.total_tokens == 10
+    assert (
+        chunks[-2].choices[0].finish_reason == "stop"
+        and chunks[-1].choices == []
+        and chunks[-1].usage.total_tokens == 10
+    )
     with pytest.raises(openai.NotFoundError) as exc:
-        client.chat.completions.create(model="ft:tiny:local::missing", messages=[{"role": "user", "content": "hi"}])
+        client.chat.completions.create(
+            model="ft:tiny:local::missing", messages=[{"role": "user", "content": "hi"}]
+        )
     assert exc.value.code == "model_not_found"
 
 
@@ -220,22 +283,39 @@ def test_json_response_format_validate_and_retry(client, app) -> None:
         score: int
 
     engine = app.state.engine = ScriptedEngine(["sure! label=a", '{"label": "a", "score": 2}'])
-    parsed = client.chat.completions.parse(model="tiny", messages=[{"role": "user", "content": "rate"}], response_format=Answer)
+    parsed = client.chat.completions.parse(
+        model="tiny", messages=[{"role": "user", "content": "rate"}], response_format=Answer
+    )
     assert parsed.choices[0].message.parsed == Answer(label="a", score=2)
     assert len(engine.calls) == 2 and "JSON schema" in engine.calls[0][1][0]["content"]
     app.state.engine = ScriptedEngine(['{"label": "a"}'])  # valid JSON, wrong schema, every time
     c = raw(app)
-    body = {"model": "tiny", "messages": [{"role": "user", "content": "x"}],
-            "response_format": {"type": "json_schema", "json_schema": {"name": "A", "schema": Answer.model_json_schema()}}}
+    body = {
+        "model": "tiny",
+        "messages": [{"role": "user", "content": "x"}],
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "A", "schema": Answer.model_json_schema()},
+        },
+    }
     err = assert_openai_error(c.post("/v1/chat/completions", json=body), 500)
     assert err["code"] == "invalid_json_output"
     app.state.engine = ScriptedEngine(['{"ok": true}'])
-    ok = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "x"}], response_format={"type": "json_object"})
+    ok = client.chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": "x"}], response_format={"type": "json_object"}
+    )
     assert json.loads(ok.choices[0].message.content) == {"ok": True}
     missing = {**body, "response_format": {"type": "json_schema", "json_schema": {"name": "A"}}}
-    assert_openai_error(c.post("/v1/chat/completions", json=missing), 400, "response_format.json_schema.schema")
-    bad_schema = {**body, "response_format": {"type": "json_schema", "json_schema": {"name": "A", "schema": {"type": 5}}}}
-    assert_openai_error(c.post("/v1/chat/completions", json=bad_schema), 400, "response_format.json_schema.schema")
+    assert_openai_error(
+        c.post("/v1/chat/completions", json=missing), 400, "response_format.json_schema.schema"
+    )
+    bad_schema = {
+        **body,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "A", "schema": {"type": 5}}},
+    }
+    assert_openai_error(
+        c.post("/v1/chat/completions", json=bad_schema), 400, "response_format.json_schema.schema"
+    )
 
 
 def test_request_logging_export_and_stats(tmp_path: Path) -> None:
@@ -261,7 +341,9 @@ def test_request_logging_export_and_stats(tmp_path: Path) -> None:
     assert live[0]["model"] == "tiny" and live[0]["requests"] == 2 and live[0]["p95_ms"] >= 0
     quiet = make_app(tmp_path / "q")  # logging is opt-in
     quiet.state.engine = ScriptedEngine(["x"])
-    in_process_client(quiet).chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}])
+    in_process_client(quiet).chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": "hi"}]
+    )
     assert quiet.state.store.request_logs() == []
 
 
@@ -276,8 +358,19 @@ def test_store_migrations_and_atomic_claim(tmp_path: Path) -> None:
     assert store.schema_version() == len(MIGRATIONS)
     Store(db)  # re-opening migrates nothing and loses nothing
     for i in range(5):
-        store.add_job({"id": f"ftjob-{i}", "created_at": 0, "model": "tiny", "training_file": "f", "status": "queued",
-                       "method": "{}", "hyperparameters": "{}", "seed": 0}, "created")
+        store.add_job(
+            {
+                "id": f"ftjob-{i}",
+                "created_at": 0,
+                "model": "tiny",
+                "training_file": "f",
+                "status": "queued",
+                "method": "{}",
+                "hyperparameters": "{}",
+                "seed": 0,
+            },
+            "created",
+        )
     claimed: list = []
     threads = [threading.Thread(target=lambda p=p: claimed.append(store.claim_job(p))) for p in range(8)]
     for t in threads:

@@ -18,9 +18,20 @@ pytestmark = pytest.mark.unit
 
 
 def _examples(tok):  # noqa: ANN001, ANN202
-    answers = ["yes", "no", "a much longer answer with many more tokens in it", "ok", "fine thanks", "no", "maybe so", "yes indeed"]
+    answers = [
+        "yes",
+        "no",
+        "a much longer answer with many more tokens in it",
+        "ok",
+        "fine thanks",
+        "no",
+        "maybe so",
+        "yes indeed",
+    ]
     return [
-        tokenize_chat(tok, [{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": a}])
+        tokenize_chat(
+            tok, [{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": a}]
+        )
         for i, a in enumerate(answers)
     ]
 

@@ -29,7 +29,9 @@ def test_to_lora_config_maps_every_field(finetune: str) -> None:
     from tunesmith.config import LoraConfig
     from tunesmith.train.adapters import to_lora_config
 
-    lc = LoraConfig(r=8, lora_alpha=24, lora_dropout=0.1, target_modules=["q_proj", "v_proj"], layers_to_transform=[1])
+    lc = LoraConfig(
+        r=8, lora_alpha=24, lora_dropout=0.1, target_modules=["q_proj", "v_proj"], layers_to_transform=[1]
+    )
     out = to_lora_config(lc, finetune)
     assert out.r == 8 and out.lora_alpha == 24 and out.lora_dropout == 0.1
     assert set(out.target_modules) == {"q_proj", "v_proj"}
@@ -135,7 +137,12 @@ def test_registry_records_runs(tmp_path: Path) -> None:
     runs = reg.list()
     assert [r.run_id for r in runs] == ["r1", "r2"]
     r1 = reg.get("r1")
-    assert (r1.status, r1.final_loss, r1.best_loss, r1.summary["best_val_loss"]) == ("completed", 1.5, 1.25, 1.25)
+    assert (r1.status, r1.final_loss, r1.best_loss, r1.summary["best_val_loss"]) == (
+        "completed",
+        1.5,
+        1.25,
+        1.25,
+    )
     assert reg.get("r2").status == "running"
     reg.remove("r2")
     with pytest.raises(TunesmithError, match=r"(?s)No run .r2.*Recent runs: r1\."):
@@ -147,7 +154,9 @@ def test_registry_migrates_an_old_file_in_place(tmp_path: Path) -> None:
 
     conn = sqlite3.connect(tmp_path / "registry.sqlite")  # a file written by schema version 1
     conn.executescript(MIGRATIONS[0] + "PRAGMA user_version = 1;")
-    conn.execute("INSERT INTO runs VALUES ('old', '/x/old', 'sft', 'lora', 'tiny', 'completed', 1.0, 2.0, 0.5, 0.4)")
+    conn.execute(
+        "INSERT INTO runs VALUES ('old', '/x/old', 'sft', 'lora', 'tiny', 'completed', 1.0, 2.0, 0.5, 0.4)"
+    )
     conn.commit()
     conn.close()
     reg = RunRegistry(tmp_path)
@@ -191,7 +200,10 @@ def test_memory_estimate_orders_finetune_modes(tmp_path: Path) -> None:
 
     conf = {"hidden_size": 576, "num_hidden_layers": 30, "intermediate_size": 1536}
     n = 135_000_000
-    full, lora, qlora = (estimate_training_memory(conf, n, _cfg(tmp_path, f"train.finetune={m}")) for m in ("full", "lora", "qlora"))
+    full, lora, qlora = (
+        estimate_training_memory(conf, n, _cfg(tmp_path, f"train.finetune={m}"))
+        for m in ("full", "lora", "qlora")
+    )
     assert full.weights + full.optimizer == 16 * n
     assert qlora.weights < lora.weights == full.weights and lora.optimizer < full.optimizer / 10
     ckpt_cfg = _cfg(tmp_path, "train.gradient_checkpointing=true")
@@ -277,14 +289,19 @@ def test_classification_trains_as_chat_with_label_answer(tmp_path: Path) -> None
     from tunesmith.train.data import prepare_data
 
     rows = [{"text": f"message {i}", "label": "urgent" if i % 2 else "normal"} for i in range(5)]
-    cfg = _cfg(tmp_path, f"data.train={_write_jsonl(tmp_path / 't.jsonl', rows)}", "data.holdout_fraction=0.2")
+    cfg = _cfg(
+        tmp_path, f"data.train={_write_jsonl(tmp_path / 't.jsonl', rows)}", "data.holdout_fraction=0.2"
+    )
     tok = load_tokenizer("tiny")
     data = prepare_data(cfg, tok)
     assert data.task == "classification" and "normal, urgent" in data.system_prompt
     assert (len(data.train), len(data.holdout)) == (4, 1)
     ex = data.train[0]
     trained = tok.decode([t for t in ex.labels if t != -100])
-    assert trained.strip() in ("urgent<|im_end|>", "normal<|im_end|>")  # the label plus end-of-turn, nothing else
+    assert trained.strip() in (
+        "urgent<|im_end|>",
+        "normal<|im_end|>",
+    )  # the label plus end-of-turn, nothing else
     assert "<|im_start|>system" in ex.text
 
 
@@ -293,16 +310,22 @@ def test_sft_refuses_raw_text_and_cpt_windows_long_documents(tmp_path: Path) -> 
     from tunesmith.train.data import prepare_data
 
     doc = " ".join(f"word{i}" for i in range(200))
-    path = _write_jsonl(tmp_path / "docs.jsonl", [{"text": doc}, {"text": "short one"}, {"text": "another short"}])
+    path = _write_jsonl(
+        tmp_path / "docs.jsonl", [{"text": doc}, {"text": "short one"}, {"text": "another short"}]
+    )
     tok = load_tokenizer("tiny")
     with pytest.raises(TunesmithError, match="method: cpt"):
         prepare_data(_cfg(tmp_path, f"data.train={path}"), tok)
-    cfg = _cfg(tmp_path, f"data.train={path}", "train.method=cpt", "data.max_seq_len=64", f"data.holdout={path}")
+    cfg = _cfg(
+        tmp_path, f"data.train={path}", "train.method=cpt", "data.max_seq_len=64", f"data.holdout={path}"
+    )
     data = prepare_data(cfg, tok)
     n_doc = len(tok(doc)["input_ids"]) + 1  # + EOS
     windows = [t for t in data.train if len(t.input_ids) == 64]
     assert len(windows) == n_doc // 64 and all(t.labels == t.input_ids for t in data.train)
-    assert sum(len(t.input_ids) for t in data.train) == n_doc + sum(len(tok(s)["input_ids"]) + 1 for s in ("short one", "another short"))
+    assert sum(len(t.input_ids) for t in data.train) == n_doc + sum(
+        len(tok(s)["input_ids"]) + 1 for s in ("short one", "another short")
+    )
 
 
 def test_split_holdout_is_seeded() -> None:
