@@ -46,10 +46,36 @@ def train_command(
         min=1,
         help="Processes for data-parallel training (DDP via torchrun; gloo on CPU, NCCL on GPU).",
     ),
+    backend: str = typer.Option(
+        "local",
+        "--backend",
+        help="local (this machine) or openai (any OpenAI-compatible fine-tuning API, via --base-url).",
+    ),
+    base_url: str | None = typer.Option(
+        None, "--base-url", help="With --backend openai: the API, e.g. http://127.0.0.1:8000/v1."
+    ),
+    api_key: str | None = typer.Option(
+        None, "--api-key", envvar="OPENAI_API_KEY", help="With --backend openai: the bearer key."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="With --backend openai: folder for the hold-out evaluation report."
+    ),
 ) -> None:
     """Fine-tune a model (sft/cpt with full, lora, qlora or dora; dpo/reward/ppo). Ctrl-C saves and stops."""
     from tunesmith.config import load_config
+    from tunesmith.errors import UsageError
 
+    if backend not in ("local", "openai"):
+        raise UsageError(f"--backend {backend!r} is not known.", "Use --backend local or --backend openai.")
+    if backend == "openai":
+        if not base_url:
+            raise UsageError(
+                "--backend openai needs --base-url.", "Example: --base-url http://127.0.0.1:8000/v1"
+            )
+        from tunesmith.cli.serve_cmd import remote_train
+
+        remote_train(config, overrides or [], base_url=base_url, api_key=api_key, out=out)
+        return
     cfg = load_config(config, overrides or [])
     from transformers.utils import logging as hf_logging
 
