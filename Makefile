@@ -29,7 +29,7 @@ demo-quick: install
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Also the opt-in slow tests: SmolLM2 preference tuning, advisor plans and the probe (~30 min more).
+# Also the opt-in tests marked slow.
 test-all: install
 	$(BIN)/python -m pytest --runslow $(PYTEST_ARGS)
 

@@ -70,7 +70,6 @@ def test_plan_refuses_a_config_without_training_data(tmp_path):
 
 
 @pytest.mark.real
-@pytest.mark.slow  # ~7 min of SmolLM2 baselines on 2 cores: opt-in (--runslow)
 def test_plan_on_the_demo_project_recommends_fine_tuning(tmp_path, smollm2_dir):
     res = CliRunner().invoke(
         app, ["plan", str(demo_project(tmp_path, "smollm2-135m-instruct")), "--sample", "10"]
@@ -84,7 +83,6 @@ def test_plan_on_the_demo_project_recommends_fine_tuning(tmp_path, smollm2_dir):
 
 
 @pytest.mark.real
-@pytest.mark.slow  # ~8 min on 2 cores: opt-in (--runslow)
 def test_plan_on_knowledge_heavy_qa_with_documents_recommends_rag(tmp_path, smollm2_dir):
     out = plan_json(kb_project(tmp_path, "smollm2-135m-instruct"), sample=6)
     assert out["recommendation"] == "rag"

@@ -105,7 +105,6 @@ def test_cli_probe_prints_calibrated_time_and_uncalibrated_error(tmp_path, tiny_
 
 
 @pytest.mark.real
-@pytest.mark.slow  # two full SmolLM2 runs: opt-in (--runslow)
 def test_probe_on_smollm2_predicts_the_whole_run_within_25_percent(tmp_path, smollm2_dir):
     data = write_tickets(tmp_path / "train.jsonl", 14)
     cfg = {

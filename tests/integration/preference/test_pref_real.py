@@ -15,8 +15,7 @@ from pref_toy import caps_pairs, exclaim_pairs, write_jsonl
 from tunesmith.config import ProjectConfig, load_config
 from tunesmith.train.api import train
 
-# ~12 min of SmolLM2 DPO/reward/RLOO runs on 2 cores: opt-in with --runslow (make test-all).
-pytestmark = [pytest.mark.real, pytest.mark.slow]
+pytestmark = pytest.mark.real
 
 N_TRAIN = 12  # the remaining 8 facts are the hold-out
 
