@@ -68,9 +68,11 @@ def _run_preference(method: str, cfg: ProjectConfig, **kwargs: Any) -> RunResult
         raise TunesmithError(
             f"train.method: {method} is not available in this build.", "Use sft or cpt."
         ) from None
+    from tunesmith.train.pref_common import refuse_resume
     from tunesmith.train.runs import create_run, open_run_for_resume
 
     resume = kwargs.get("resume")
+    refuse_resume(method, resume)  # before the run folder is opened: a refusal must not mark it failed
     run = open_run_for_resume(resume, cfg) if resume is not None else create_run(cfg)
     accepted = inspect.signature(module.run).parameters
     extra = {k: v for k, v in kwargs.items() if k in accepted}
