@@ -100,10 +100,11 @@ def run_tunesmith(path: Path, out: Path) -> tuple[float, float, dict]:
 
 
 def run_reference(path: Path) -> tuple[float, int]:
-    from datasets import load_dataset
+    from datasets import disable_progress_bars, load_dataset
 
     from tunesmith.models.load import load_tokenizer
 
+    disable_progress_bars()  # a bar per batch would bury the figures
     tok = load_tokenizer("smollm2-135m-instruct")
     t0 = time.perf_counter()
     ds = load_dataset("json", data_files=str(path), split="train", keep_in_memory=True)

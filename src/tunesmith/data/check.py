@@ -9,6 +9,7 @@ cannot be read at all becomes one error in the report.
 from __future__ import annotations
 
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,11 +70,19 @@ def validate_data(
     held_views = _views(held) if held is not None else []
     if held_views and views and views[0].label is not None:
         held_views = [View(v.line, v.input, v.output, v.output.strip()) for v in held_views]
-    warnings = _quality(views, held_views)
-    stats = _stats(data, views)
-    if tokenizer is not None and data.records and data.task:
-        prompt = system_prompt if system_prompt is not None else default_system_prompt(data.rows, data.task)
-        tok = measure(tokenizer, _conversations(data, prompt), max_seq_len)
+    tokens = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokstats") as pool:
+        if tokenizer is not None and data.records and data.task:
+            # Token stats run beside the quality checks: the tokenizer's Rust backend releases the GIL, so
+            # its batches use the core that the single-threaded quality pass leaves idle.
+            prompt = (
+                system_prompt if system_prompt is not None else default_system_prompt(data.rows, data.task)
+            )
+            tokens = pool.submit(measure, tokenizer, _conversations(data, prompt), max_seq_len)
+        warnings = _quality(views, held_views)
+        stats = _stats(data, views)
+        tok = tokens.result() if tokens is not None else None
+    if tok is not None:
         errors += [
             Issue(
                 line,

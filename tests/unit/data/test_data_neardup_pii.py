@@ -36,6 +36,31 @@ def test_normalize_many_matches_one_by_one():
     assert normalize_many(texts) == [normalize_text(t) for t in texts]
 
 
+def test_normalize_many_fast_path_matches_the_regex_on_random_text():
+    # ASCII batches take the byte-translation path, batches with other characters the regex: both must
+    # give exactly normalize_text's answer, across batch boundaries
+    rng = random.Random(3)
+    alphabet = "abcXYZ019_ ,.;:!?'\"-\t\n\r\x0b\x0c/()[]{}@#$%^&*+=<>|~`" + "éÜß€中文\u00a0\u2003"
+    texts = []
+    for i in range(2 * neardup._NORM_BATCH + 17):
+        pool = alphabet if i % 700 == 0 else alphabet[:-9]  # mostly ASCII batches, a few mixed ones
+        texts.append("".join(rng.choice(pool) for _ in range(rng.randint(0, 40))))
+    assert normalize_many(texts) == [normalize_text(t) for t in texts]
+
+
+def test_word_hashes_are_one_id_per_distinct_word_across_chunks(monkeypatch):
+    monkeypatch.setattr(neardup, "_WORD_CHUNK", 64)  # many chunks, so words repeat across them
+    vocab = [f"w{i}" for i in range(20_000)] + ["", "ünïcode", "a", "aa", "ab", "ba"]
+    norm = [" ".join(vocab[j : j + 7]) for j in range(0, len(vocab), 7)] + ["w5 w5 ab", "ba"]
+    words = " ".join(norm).split(" ")
+    ids = neardup._word_hashes(norm, len(words))
+    by_word: dict[str, set[int]] = {}
+    for w, h in zip(words, ids.tolist(), strict=True):
+        by_word.setdefault(w, set()).add(h)
+    assert all(len(v) == 1 for v in by_word.values())  # the same word: the same id, wherever it is
+    assert len({next(iter(v)) for v in by_word.values()}) == len(by_word)  # distinct words: distinct ids
+
+
 def test_lsh_candidates_are_linear_in_a_bucket():
     # 2,000 identical-template texts land in the same buckets; star comparison keeps candidates ~n per band
     texts = ["the same template text with a few shared words " + str(i % 3) for i in range(2000)]
