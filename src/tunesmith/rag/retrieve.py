@@ -150,15 +150,56 @@ def rrf_fuse(rankings: list[list[int]], k: int = RRF_K) -> list[tuple[int, float
 
 
 def load_reranker(name: str | Path) -> Any:
-    from sentence_transformers import CrossEncoder
-
+    """Load a local sentence-transformers CrossEncoder folder (never downloaded): a sequence-classification
+    model with one relevance logit, or two labels where the second means relevant."""
     path = Path(name).expanduser()
     if not path.is_dir():
         raise TunesmithError(
-            f"Re-ranker {name!r} is not a local cross-encoder folder.",
+            f"Re-ranker {str(name)!r} is not a local cross-encoder folder.",
             "Pass a folder saved with CrossEncoder.save() (models are never downloaded).",
         )
-    return CrossEncoder(str(path), device="cpu")
+    _check_cross_encoder_folder(path)
+    from sentence_transformers import CrossEncoder
+
+    try:
+        model = CrossEncoder(str(path), device="cpu", local_files_only=True)
+    except Exception as exc:  # transformers raises OSError/ValueError/KeyError/... for a broken folder
+        raise TunesmithError(
+            f"Re-ranker {path} could not be loaded as a cross-encoder: {type(exc).__name__}: {exc}",
+            "Pass a folder saved with CrossEncoder.save() (config.json, weights and tokenizer files).",
+        ) from None
+    if model.num_labels not in (1, 2):
+        raise TunesmithError(
+            f"Re-ranker {path} has {model.num_labels} output labels; a re-ranker scores relevance with 1 "
+            "(or 2: not relevant, relevant).",
+            "Use a cross-encoder trained for passage ranking (e.g. an ms-marco cross-encoder saved locally).",
+        )
+    return model
+
+
+def _check_cross_encoder_folder(path: Path) -> None:
+    """Refuse an embedder (or other model) folder before CrossEncoder silently adds a random head to it."""
+    import json
+
+    config = path / "config.json"
+    if not config.is_file():
+        raise TunesmithError(
+            f"Re-ranker {path} has no config.json, so it is not a saved cross-encoder.",
+            "Pass a folder saved with CrossEncoder.save() (models are never downloaded).",
+        )
+    try:
+        archs = json.loads(config.read_text(encoding="utf-8")).get("architectures") or []
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        raise TunesmithError(
+            f"Re-ranker {path}: config.json is not a JSON object.",
+            "Re-save the model with CrossEncoder.save().",
+        ) from None
+    if archs and not any(str(a).endswith("ForSequenceClassification") for a in archs):
+        raise TunesmithError(
+            f"Re-ranker {path} holds a {archs[0]} model, not a cross-encoder (a sequence-classification "
+            "model that scores question-passage pairs); loading it would re-rank with a random head.",
+            "An embedder folder (e.g. MiniLM) cannot re-rank; pass a cross-encoder folder, or drop --rerank.",
+        )
 
 
 def _rerank(
@@ -169,10 +210,10 @@ def _rerank(
     ids = [c for c, _ in ranked if c in rows]
     if not ids:
         return []
-    scores = np.asarray(
-        model.predict([(query, rows[c].text) for c in ids], show_progress_bar=False), dtype=np.float64
-    )
-    if scores.ndim > 1:  # a 2-class head: the "relevant" logit
+    pairs = [(query, rows[c].text) for c in ids]
+    # With two labels the softmax probability of "relevant" ranks; the raw second logit alone would not.
+    scores = np.asarray(model.predict(pairs, show_progress_bar=False, apply_softmax=True), dtype=np.float64)
+    if scores.ndim > 1:
         scores = scores[:, -1]
     order = np.argsort(-scores, kind="stable")
     return [(ids[i], float(scores[i])) for i in order]
