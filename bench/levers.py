@@ -20,7 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 VARIANTS = {
-    "baseline": "tunesmith defaults: packed rows, trained-positions-only chunked loss, sdpa, default threads, AdamW",
+    "baseline": "tunesmith defaults: packed rows, trained-positions-only chunked loss, sdpa_packed attention, default threads, AdamW",
+    "masked_sdpa": "sdpa with transformers' block-diagonal mask over each packed row (the default before sdpa_packed)",
     "full_logits": "loss from the model's full logits (every position, 49k vocab)",
     "padded_random": "no packing: random batches padded to the longest (what TRL does by default)",
     "padded_grouped": "no packing: length-grouped padded batches (tunesmith's non-packing path)",
@@ -31,7 +32,9 @@ VARIANTS = {
     "foreach_adamw": "AdamW(foreach=True)",
     "compile": "torch.compile of the decoder layers",
     "grad_ckpt": "gradient checkpointing on (TRL's default)",
-    "micro256": "256-token micro-batches (x4 accumulation gives the same step; less activation memory)",
+    "micro256": "256-token steps (one optimizer step per 256 tokens)",
+    "accum4x256": "4 packed micro-batches of <= 256 tokens accumulated per 1,024-token step (less activation memory)",
+    "accum2x512": "2 packed micro-batches of <= 512 tokens accumulated per 1,024-token step",
 }
 
 
@@ -54,6 +57,11 @@ def run_variant(name: str, n_examples: int, step_tokens: int, steps: int) -> dic
     model = load_causal_lm(
         "smollm2-135m-instruct", dtype="float32", attn_implementation="eager" if name == "eager" else "sdpa"
     )
+    if name not in ("eager", "masked_sdpa"):
+        from tunesmith.train import attention
+
+        attention.register()
+        model.set_attn_implementation(attention.NAME)
     model.config.use_cache = False
     from peft import LoraConfig, get_peft_model
 
@@ -63,7 +71,8 @@ def run_variant(name: str, n_examples: int, step_tokens: int, steps: int) -> dic
         LoraConfig(
             r=16,
             lora_alpha=32,
-            target_modules="all-linear",
+            # peft refuses layers_to_transform with the "all-linear" shorthand: the same modules, by name
+            target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
             layers_to_transform=layers,
             task_type="CAUSAL_LM",
         ),
@@ -87,17 +96,23 @@ def run_variant(name: str, n_examples: int, step_tokens: int, steps: int) -> dic
         batches = build_batches(
             examples, batch_tokens=step_tokens, packing=not name.startswith("padded"), seed=0, epoch=0
         )
+    accum = {"accum4x256": 4, "accum2x512": 2}.get(name, 1)
+    if accum > 1:
+        batches = build_batches(examples, batch_tokens=step_tokens // accum, packing=True, seed=0, epoch=0)
+    steps_of = [batches[s : s + accum] for s in range(0, len(batches), accum)]
     times, useful = [], []
-    for i, b in enumerate(batches[: steps + 1]):
+    for i, group in enumerate(steps_of[: steps + 1]):
         t0 = time.perf_counter()
-        loss, n = loss_fn(model, b)
-        (loss / max(n, 1)).backward()
+        n_step = sum(int((b.labels != -100).sum()) for b in group)
+        for b in group:  # token-weighted accumulation, as the trainer does
+            loss, n = loss_fn(model, b)
+            (loss / max(n_step, 1)).backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
         if i:  # the first step warms up allocators (and compiles)
             times.append(time.perf_counter() - t0)
-            useful.append(b.n_tokens)
+            useful.append(sum(b.n_tokens for b in group))
     per_tok = [t / u for t, u in zip(times, useful, strict=True)]
     return {
         "variant": name,

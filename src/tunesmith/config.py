@@ -34,8 +34,12 @@ class ModelConfig(Section):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="Compute dtype. auto = float32 on CPU, bfloat16 on a GPU that supports it."
     )
-    attn_implementation: Literal["auto", "eager", "sdpa"] = Field(
-        "auto", description="Attention kernel. auto = sdpa where the model supports it."
+    attn_implementation: Literal["auto", "eager", "sdpa", "sdpa_packed"] = Field(
+        "auto",
+        description=(
+            "Attention kernel. auto = sdpa_packed when training (causal sdpa per example inside packed rows, "
+            "no block mask; models with a sliding window keep sdpa) and sdpa elsewhere."
+        ),
     )
 
 

@@ -50,6 +50,16 @@ def to_lora_config(lora: LoraConfig, finetune: Finetune, model: Any = None) -> p
     )
 
 
+def _use_packed_attention(model: Any, attn: str) -> None:
+    """``auto`` and ``sdpa_packed`` train with per-example causal attention in packed rows (train/attention.py);
+    ``auto`` keeps sdpa for models it would not reproduce exactly (a sliding window, logit soft-capping)."""
+    from tunesmith.train import attention
+
+    if attn == "sdpa_packed" or (attn == "auto" and attention.supports(model.config)):
+        attention.register()
+        model.set_attn_implementation(attention.NAME)
+
+
 def build_trainable(cfg: ProjectConfig) -> Any:
     """The model in train mode with exactly the parameters ``cfg.train.finetune`` trains set to require grad.
 
@@ -60,12 +70,14 @@ def build_trainable(cfg: ProjectConfig) -> Any:
 
     torch.manual_seed(cfg.train.seed)
     finetune = cfg.train.finetune
+    attn = cfg.model.attn_implementation
     model = load_causal_lm(
         cfg.model.name,
         dtype=cfg.model.dtype,
         load_in_4bit=finetune == "qlora",
-        attn_implementation=cfg.model.attn_implementation,
+        attn_implementation="sdpa" if attn == "sdpa_packed" else attn,
     )
+    _use_packed_attention(model, attn)
     if finetune == "full":
         for p in model.parameters():
             p.requires_grad_(True)

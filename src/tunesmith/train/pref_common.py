@@ -350,7 +350,10 @@ def build_policy(cfg: ProjectConfig) -> Policy:
         base,
         dtype=cfg.model.dtype,
         load_in_4bit=t.finetune == "qlora",
-        attn_implementation=cfg.model.attn_implementation,
+        # preference batches are padded pairs: sdpa_packed would fall back to sdpa on every one of them
+        attn_implementation="sdpa"
+        if cfg.model.attn_implementation == "sdpa_packed"
+        else cfg.model.attn_implementation,
     )
     tok_src = adapter if adapter is not None and (adapter / "tokenizer_config.json").exists() else base
     tokenizer = load_tokenizer(str(tok_src))
