@@ -16,6 +16,8 @@ rag_app = typer.Typer(
 )
 
 MODE_HELP = "Retrieval mode: hybrid (BM25 + dense, reciprocal-rank fusion), dense or bm25."
+# str, not Path: a postgresql:// URL would lose a slash as a Path
+INDEX_HELP = "Index folder, or the postgresql:// URL it was built into."
 
 
 def register(app: typer.Typer) -> None:
@@ -33,7 +35,11 @@ def index_cmd(
     docs: list[Path] = typer.Argument(
         ..., help="Document files or folders (.txt .md .html .pdf .jsonl .csv)."
     ),
-    index: Path = typer.Option(..., "--index", help="Index folder (created if missing, updated if present)."),
+    index: str = typer.Option(
+        ...,
+        "--index",
+        help="Index folder (created if missing, updated if present), or a postgresql:// URL (pgvector).",
+    ),
     chunk_tokens: int = typer.Option(
         256, "--chunk-tokens", help="Chunk size in embedder tokens (capped at the embedder's limit)."
     ),
@@ -98,7 +104,7 @@ def index_cmd(
 
 @rag_app.command("query")
 def query_cmd(
-    index: Path = typer.Argument(..., help="Index folder."),
+    index: str = typer.Argument(..., help=INDEX_HELP),
     question: str = typer.Argument(..., help="The question or search text."),
     k: int = typer.Option(5, "-k", "--k", help="Passages to return."),
     mode: str = typer.Option("hybrid", "--mode", help=MODE_HELP),
@@ -130,7 +136,7 @@ def query_cmd(
 
 @rag_app.command("ask")
 def ask_cmd(
-    index: Path = typer.Argument(..., help="Index folder."),
+    index: str = typer.Argument(..., help=INDEX_HELP),
     question: str = typer.Argument(..., help="The question."),
     model: str | None = typer.Option(
         None,
@@ -187,7 +193,7 @@ def ask_cmd(
 
 @rag_app.command("eval")
 def eval_cmd(
-    index: Path = typer.Argument(..., help="Index folder."),
+    index: str = typer.Argument(..., help=INDEX_HELP),
     qa: Path = typer.Option(
         ...,
         "--qa",

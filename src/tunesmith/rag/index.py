@@ -9,11 +9,12 @@ flight and never leaves a half-indexed file. A bad file is reported (name, probl
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from tunesmith.rag.bm25 import save_bm25
 from tunesmith.rag.chunk import Chunk, chunk_sections
 from tunesmith.rag.embed import DEFAULT_EMBEDDER, Embedder, get_embedder
 from tunesmith.rag.loaders import LoadIssue, iter_document_files, load_document
+from tunesmith.rag.pgstore import PgStore, is_server_url
 from tunesmith.rag.store import DocState, SqliteStore, writer_lock
 
 FLUSH_CHUNKS = 256  # chunks embedded and committed together
@@ -58,7 +60,7 @@ class _Pending:
 
 def index_documents(
     paths: list[Path],
-    index_dir: Path,
+    index_dir: Path | str,
     *,
     embedder: Embedder | str = DEFAULT_EMBEDDER,
     chunk_tokens: int = 256,
@@ -66,34 +68,32 @@ def index_documents(
     rebuild: bool = False,
     progress: ProgressFn | None = None,
 ) -> IndexReport:
-    """Index (or update) ``index_dir`` from the files and folders in ``paths``."""
+    """Index (or update) ``index_dir`` (a folder, or a ``postgresql://`` URL) from the files and folders in
+    ``paths``."""
     started = time.perf_counter()
     paths = [Path(p) for p in paths]
     for p in paths:
         if not p.exists():
             raise TunesmithError(f"{p} does not exist.", "Pass existing document files or folders.")
     emb = get_embedder(embedder) if isinstance(embedder, str) else embedder
-    index_dir = Path(index_dir)
-    with writer_lock(index_dir):
-        store = SqliteStore(index_dir, create=True)
-        try:
-            if rebuild:
-                _clear(store)
-            _check_embedder(store, emb, index_dir)
-            settings = json.dumps({"chunk_tokens": chunk_tokens, "chunk_overlap": chunk_overlap})
-            run = _Run(store, emb, settings, chunk_tokens, chunk_overlap)
-            files = list(iter_document_files(paths))
-            for i, (f, source) in enumerate(files, start=1):
-                run.visit(f, source)
-                if progress:
-                    progress(i, len(files), source)
-            run.flush()
-            run.delete_missing(paths)
-            n_docs, n_chunks = store.count()
-            if run.changed or not (index_dir / "bm25").exists():
-                save_bm25(store, index_dir)
-        finally:
-            store.close()
+    server = is_server_url(index_dir)  # BM25 of a server index is built by its readers (rag/pgstore.py)
+    index_dir = index_dir if server else Path(index_dir)
+    with _open_writer(index_dir) as store:
+        if rebuild:
+            _clear(store)
+        _check_embedder(store, emb, index_dir)
+        settings = json.dumps({"chunk_tokens": chunk_tokens, "chunk_overlap": chunk_overlap})
+        run = _Run(store, emb, settings, chunk_tokens, chunk_overlap)
+        files = list(iter_document_files(paths))
+        for i, (f, source) in enumerate(files, start=1):
+            run.visit(f, source)
+            if progress:
+                progress(i, len(files), source)
+        run.flush()
+        run.delete_missing(paths)
+        n_docs, n_chunks = store.count()
+        if not server and (run.changed or not (index_dir / "bm25").exists()):
+            save_bm25(store, index_dir)
     return IndexReport(
         files_seen=len(files), added=run.added, updated=run.updated, unchanged=run.unchanged, deleted=run.deleted,
         files_read=run.files_read, chunks_embedded=run.embedded, chunks_reused=run.reused, n_docs=n_docs,
@@ -101,7 +101,26 @@ def index_documents(
     )  # fmt: skip
 
 
-def _check_embedder(store: SqliteStore, emb: Embedder, index_dir: Path) -> None:
+@contextlib.contextmanager
+def _open_writer(index: Path | str) -> Iterator[SqliteStore]:
+    """The index's store, held by its one writer: the folder's lock file, or the database's advisory lock."""
+    if isinstance(index, str):
+        server = PgStore(index, create=True)
+        try:
+            with server.writer_lock():
+                yield server  # type: ignore[misc]
+        finally:
+            server.close()
+        return
+    with writer_lock(index):
+        store = SqliteStore(index, create=True)
+        try:
+            yield store
+        finally:
+            store.close()
+
+
+def _check_embedder(store: SqliteStore, emb: Embedder, index_dir: Path | str) -> None:
     built_with = store.meta("embedder_id")
     if built_with is None:
         store.set_meta("embedder_id", emb.id)

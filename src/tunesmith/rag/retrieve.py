@@ -81,9 +81,15 @@ class Index:
 
 
 def open_index(path: Path | str, embedder: Embedder | str | None = None) -> Index:
-    """Open an index folder built by ``tunesmith rag index`` (read-only use; safe while a writer runs)."""
-    path = Path(path)
-    store = SqliteStore(path)
+    """Open an index folder built by ``tunesmith rag index``, or a ``postgresql://`` URL (rag/pgstore.py),
+    for reading (safe while a writer runs)."""
+    from tunesmith.rag.pgstore import PgIndex, PgStore, is_server_url  # it imports this module
+
+    if is_server_url(path):
+        store, index_cls = PgStore(str(path)), PgIndex
+    else:
+        path = Path(path)
+        store, index_cls = SqliteStore(path), Index
     built_with = store.meta("embedder_id")
     if built_with is None:
         store.close()
@@ -104,7 +110,7 @@ def open_index(path: Path | str, embedder: Embedder | str | None = None) -> Inde
             "compared with this embedder's.",
             f"Query with the embedder it was built with ({name}), or rebuild it with the new one (rag index --rebuild).",
         )
-    return Index(path, store, emb)
+    return index_cls(path, store, emb)  # type: ignore[arg-type]
 
 
 def retrieve(
