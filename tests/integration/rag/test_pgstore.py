@@ -110,8 +110,7 @@ def test_server_index_ranks_like_the_sqlite_store(corpus, tmp_path, pg_url):
     exact = store.nearest(q, 50)
     with store.conn.transaction():
         store.conn.execute("SET LOCAL enable_seqscan = off")
-        plan = " ".join(r[0] for r in store.conn.execute(
-            "EXPLAIN SELECT id FROM chunks ORDER BY vector <=> %s LIMIT 50", (q,)))  # fmt: skip
+        plan = " ".join(r[0] for r in store.conn.execute("EXPLAIN " + pgstore.NEAREST_SQL, (q, q, 50)))
         assert "chunks_vector_hnsw" in plan
         via_hnsw = store.nearest(q, 50)
     assert [i for i, _ in via_hnsw] == [i for i, _ in exact]
