@@ -203,7 +203,9 @@ class EvalConfig(Section):
 
 class RagConfig(Section):
     docs: list[Path] = Field(default_factory=list, description="Document files or folders to index.")
-    index: Path | None = Field(None, description="Index folder.")
+    index: str | None = Field(
+        None, description="Index folder (relative to this file), or a postgresql:// URL for the server store."
+    )
     chunk_tokens: int = Field(256, ge=16, description="Chunk size in embedder tokens.")
     chunk_overlap: int = Field(32, ge=0, description="Tokens shared by consecutive chunks.")
     k: int = Field(5, ge=1, description="Passages retrieved per question.")
@@ -301,8 +303,8 @@ def _resolve_paths(cfg: ProjectConfig, base: Path) -> ProjectConfig:
     data = cfg.data
     data.train, data.holdout = fix(data.train), fix(data.holdout)
     cfg.rag.docs = [fix(p) for p in cfg.rag.docs]  # type: ignore[misc]
-    if cfg.rag.index is not None:
-        cfg.rag.index = fix(cfg.rag.index)
+    if cfg.rag.index is not None and "://" not in cfg.rag.index:  # a URL stays as written
+        cfg.rag.index = str(fix(Path(cfg.rag.index)))
     for name in ("init_from", "reward_model", "prompts"):
         setattr(cfg.train, name, fix(getattr(cfg.train, name)))
     if not cfg.train.output_dir.is_absolute():

@@ -74,3 +74,12 @@ def test_relative_data_paths_resolve_against_config_folder(tmp_path):
 )
 def test_every_shipped_config_validates(path):
     load_config(path)
+
+
+def test_rag_index_folder_is_resolved_and_a_server_url_kept_as_written(tmp_path):
+    p = tmp_path / "tunesmith.yaml"
+    p.write_text("rag:\n  index: idx\n")
+    assert load_config(p).rag.index == str((tmp_path / "idx").resolve())
+    url = "postgresql://user:secret@db.example:5432/rag"
+    p.write_text(f"rag:\n  index: {url}\n")
+    assert load_config(p).rag.index == url  # a Path would have collapsed '//' and made it relative

@@ -316,10 +316,10 @@ def convert(
         "--system-prompt",
         help="Use this system prompt instead of the generated one (e.g. the train file's, for the hold-out).",
     ),
-    with_context: Path | None = typer.Option(
+    with_context: str | None = typer.Option(
         None,
         "--with-context",
-        help="RAG index folder: add retrieved passages and distractors to each prompt (RAFT).",
+        help="RAG index folder or postgresql:// URL: add retrieved passages and distractors to each prompt (RAFT).",
     ),
     k: int = typer.Option(3, "--k", min=0, help="Retrieved passages per row (--with-context)."),
     distractors: int = typer.Option(

@@ -57,7 +57,9 @@ def eval_cmd(
         help='Release gate rule, e.g. "finetuned.accuracy>=0.9" (repeatable). Exit 1 when one fails.',
     ),
     task: str | None = typer.Option(None, "--task", help="Force the data format (detected when omitted)."),
-    rag_index: Path | None = typer.Option(None, "--rag-index", help="Index folder for the rag baseline."),
+    rag_index: str | None = typer.Option(
+        None, "--rag-index", help="Index folder (or postgresql:// URL) for the rag baseline."
+    ),
     reward: Path | None = typer.Option(
         None, "--reward", help="A reward run: adds reward_score for chat/completion answers."
     ),

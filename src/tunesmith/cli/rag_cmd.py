@@ -110,6 +110,7 @@ def index_cmd(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from tunesmith.rag.index import index_documents
+    from tunesmith.rag.pgstore import redact
 
     rag = _rag_settings(config, override)
     docs = list(docs or rag.docs)
@@ -142,7 +143,7 @@ def index_cmd(
         typer.echo(json.dumps(asdict(report), indent=2))
     else:
         console.print(
-            f"[bold]{index}[/]: {report.n_docs} documents, {report.n_chunks} chunks. This run: "
+            f"[bold]{redact(str(index))}[/]: {report.n_docs} documents, {report.n_chunks} chunks. This run: "
             f"{report.added} added, {report.updated} updated, {report.unchanged} unchanged, {report.deleted} deleted; "
             f"{report.chunks_embedded} chunks embedded, {report.chunks_reused} reused ({report.seconds:.1f} s).",
             highlight=False,

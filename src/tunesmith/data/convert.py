@@ -79,7 +79,9 @@ def _add_context(rows: list[dict], index: Path | str, k: int, distractors: int, 
             f"--with-context needs tunesmith.rag.raft, which is not available: {exc}",
             "Install the full package (make install).",
         ) from exc
-    if not Path(index).is_dir():
+    from tunesmith.rag.pgstore import is_server_url
+
+    if not is_server_url(index) and not Path(index).is_dir():
         raise TunesmithError(
             f"--with-context {index} is not an index folder.",
             "Build one first with `tunesmith rag index DOCS --index INDEX`.",

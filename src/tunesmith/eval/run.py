@@ -51,7 +51,7 @@ class EvalSpec:
     system_prompt: str | None = None
     baselines: tuple[str, ...] = ("zero-shot", "few-shot")
     settings: EvalConfig = field(default_factory=EvalConfig)
-    rag_index: Path | None = None
+    rag_index: Path | str | None = None  # a folder or a postgresql:// URL
     reward_run: Path | None = None
     columns: Columns = Columns()
     seed: int = 0

@@ -4,7 +4,7 @@ Why SQLite + exact numpy search (see docs/rag.md): transactions make every updat
 mid-index leaves the previous state, never a half-written index); it needs no server and no extension (this
 Python's sqlite3 is built without extension loading, so sqlite-vec would need a second SQLite driver, and
 its vec0 table is a brute-force scan as well); and an exact scan of 10,000 x 384 float32 vectors is a
-~1 ms matrix-vector product. Past ~1M chunks, use the server backend (pgvector, rag/pgvector.py).
+~1 ms matrix-vector product. Past ~1M chunks, use the server backend (pgvector, rag/pgstore.py).
 """
 
 from __future__ import annotations
