@@ -168,7 +168,9 @@ def print_summary(out: dict, methods: list[str], tools: list[str], peak: float) 
             target = REFERENCES[tool]
             print(
                 f"  vs {tool:11s}: {speed:.2f}x faster (target {target}x: {'met' if speed >= target else 'MISSED'}), "
-                f"memory {mem:.2f}x ({'met' if tool != 'trl_tuned' or mem <= 0.5 else 'MISSED'} <= 0.5x of tuned), "
+                f"memory {mem:.2f}x"
+                + (f" ({'met' if mem <= 0.5 else 'MISSED'} <= 0.5x)" if tool == "trl_tuned" else "")
+                + ", "
                 f"hold-out loss {dloss:+.2%} ({'met' if abs(dloss) <= 0.02 else 'MISSED'} within 2%)"
             )
 
