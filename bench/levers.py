@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 VARIANTS = {
     "baseline": "tunesmith defaults: packed rows, trained-positions-only chunked loss, sdpa_packed attention, default threads, fused AdamW",
+    "glibc_fixed_mmap": "glibc mmap threshold pinned at 128 KiB (mallopt): freed activations go back to the OS instead of a fragmented heap",
     "masked_sdpa": "sdpa with transformers' block-diagonal mask over each packed row (the default before sdpa_packed)",
     "full_logits": "loss from the model's full logits (every position, 49k vocab)",
     "padded_random": "no packing: random batches padded to the longest (what TRL does by default)",
@@ -47,6 +48,10 @@ def run_variant(name: str, n_examples: int, step_tokens: int, steps: int) -> dic
     from tunesmith.train.loss import naive_sum_token_loss, sum_token_loss
     from tunesmith.train.packing import build_batches
 
+    if name == "glibc_fixed_mmap":
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD; also stops glibc raising it
     if name == "micro256":
         step_tokens = 256
     if name == "threads1":
