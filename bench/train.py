@@ -88,6 +88,12 @@ def run_all(size: str, methods: list[str], tools: list[str]) -> dict:
     out: dict = {"size": size, "machine": machine(), "runs": {}}
     print(f"# bench/train.py --size {size}: SmolLM2-135M, fp32 on CPU for every run (TRL: bf16=False forced)")
     print(f"# machine: {out['machine']}")
+    from tunesmith.allocator import preload_env
+
+    alloc = "jemalloc" if preload_env({}) else "glibc malloc (jemalloc not installed)"
+    print(
+        f"# allocator: tunesmith runs on {alloc}, as `tunesmith train` does; TRL on glibc malloc, as its users run it"
+    )
     print(
         f"# step = ~{STEP_TOKENS} tokens for every tool (tunesmith: {MICRO_STEPS} packed micro-batches of <= {MICRO_TOKENS} "
         f"tokens; TRL default: 8 padded examples; TRL tuned: one packed {STEP_TOKENS}-token row), 1 epoch"
@@ -124,6 +130,11 @@ def run_all(size: str, methods: list[str], tools: list[str]) -> dict:
 def _subprocess_worker(tool: str, method: str, folder: Path) -> dict:
     cmd = [sys.executable, __file__, "--worker", tool, method, str(folder)]
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    if tool.startswith("tunesmith"):
+        # what `tunesmith train` does for itself (tunesmith/allocator.py); TRL runs as its users run it
+        from tunesmith.allocator import preload_env
+
+        env = preload_env(env) or env
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):

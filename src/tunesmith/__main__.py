@@ -1,3 +1,3 @@
-from tunesmith.cli.main import main
+from tunesmith.cli.main import entry
 
-main()
+entry()

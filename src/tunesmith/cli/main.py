@@ -52,6 +52,21 @@ def _root(
         raise typer.Exit()
 
 
+TRAINING_COMMANDS = ("train", "demo")  # the commands that train in this process
+
+
+def entry() -> None:
+    """The process entry point (console script and ``python -m tunesmith``): a training command first
+    re-executes itself on jemalloc where it is installed (tunesmith/allocator.py), then runs ``main``.
+    ``main`` itself never replaces the process, so it can be called in-process (tests)."""
+    args = sys.argv[1:]
+    if args and args[0] in TRAINING_COMMANDS:
+        from tunesmith.allocator import reexec_with_jemalloc
+
+        reexec_with_jemalloc(args)
+    main()
+
+
 def main() -> None:
     """Console entry point. Usage errors are click's (exit 2, with the usage line); a TunesmithError is
     rendered as message + hint with its exit code (never a traceback)."""
@@ -68,4 +83,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    entry()

@@ -102,6 +102,7 @@ def train_command(
     status = result.status
     console.print(
         f"[bold]{status}[/] run [cyan]{result.run_dir}[/] after {s.get('steps')} steps in {s.get('wall_time_s', 0):.1f} s"
+        f" (peak memory {s.get('peak_memory_mb', 0) / 1024:.2f} GB, allocator {s.get('allocator', 'system')})"
     )
     rows = [
         ("train loss", s.get("first_train_loss"), s.get("final_train_loss")),

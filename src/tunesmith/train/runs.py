@@ -105,6 +105,7 @@ class Run:
             "status": status,
             "wall_time_s": round(time.time() - self.started, 3),
             "peak_memory_mb": peak_memory_mb(),
+            "allocator": allocator_in_use(),
         }
         if self.is_main:
             write_text_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=2))
@@ -243,6 +244,15 @@ def check_sinks(cfg: ProjectConfig) -> None:
                 f"train.report_to lists {name}, but the {name} package is not installed.",
                 f"pip install {name}, or remove {name} from train.report_to (metrics.jsonl is always written).",
             )
+
+
+def allocator_in_use() -> str:
+    """``jemalloc`` when this process runs on it (tunesmith/allocator.py), else ``system``."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return "system"
+    return "jemalloc" if "libjemalloc" in maps else "system"
 
 
 def peak_memory_mb() -> float:

@@ -156,3 +156,23 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path, toy_model_d
     assert summary["status"] == "stopped" and 2 <= summary["steps"] < 500
     index = json.loads((run_dir / "checkpoints" / "index.json").read_text())
     assert index["checkpoints"][-1]["step"] == summary["steps"]
+
+
+@pytest.mark.parametrize("switch", ["", "system"])
+def test_train_process_runs_on_jemalloc_where_installed(
+    tmp_path: Path, toy_model_dir: Path, switch: str
+) -> None:
+    # the real entry point in a subprocess: `python -m tunesmith train` re-executes itself under jemalloc
+    # (tunesmith/allocator.py) unless TUNESMITH_ALLOCATOR=system; the run records what it ran on
+    from tunesmith.allocator import jemalloc_path
+
+    config = _project(tmp_path, toy_model_dir, run_name="alloc", max_steps=1)
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"} | {"TUNESMITH_ALLOCATOR": switch}
+    proc = subprocess.run(
+        [sys.executable, "-m", "tunesmith", "train", str(config)], capture_output=True, text=True, env=env
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((tmp_path / "runs" / "alloc" / "summary.json").read_text())
+    expected = "jemalloc" if jemalloc_path() and sys.platform.startswith("linux") and not switch else "system"
+    assert summary["allocator"] == expected
+    assert f"allocator {expected}" in proc.stdout
