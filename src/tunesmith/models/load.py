@@ -278,6 +278,10 @@ def load_causal_lm(
     device = device or default_device()
     torch_dtype = resolve_dtype(dtype, device)
     extra: dict[str, Any] = dict(kwargs)
+    if attn_implementation == "sdpa_packed":  # ours (train/attention.py): make it known to transformers
+        from tunesmith.train.attention import register
+
+        register()
     if attn_implementation != "auto":
         extra["attn_implementation"] = attn_implementation
     else:

@@ -51,11 +51,11 @@ def to_lora_config(lora: LoraConfig, finetune: Finetune, model: Any = None) -> p
 
 
 def _use_packed_attention(model: Any, attn: str) -> None:
-    """``auto`` and ``sdpa_packed`` train with per-example causal attention in packed rows (train/attention.py);
-    ``auto`` keeps sdpa for models it would not reproduce exactly (a sliding window, logit soft-capping)."""
+    """``auto`` trains with per-example causal attention in packed rows (train/attention.py), except for
+    models it would not reproduce exactly (a sliding window, logit soft-capping), which keep sdpa."""
     from tunesmith.train import attention
 
-    if attn == "sdpa_packed" or (attn == "auto" and attention.supports(model.config)):
+    if attn == "auto" and attention.supports(model.config):
         attention.register()
         model.set_attn_implementation(attention.NAME)
 
@@ -75,7 +75,7 @@ def build_trainable(cfg: ProjectConfig) -> Any:
         cfg.model.name,
         dtype=cfg.model.dtype,
         load_in_4bit=finetune == "qlora",
-        attn_implementation="sdpa" if attn == "sdpa_packed" else attn,
+        attn_implementation=attn,
     )
     _use_packed_attention(model, attn)
     if finetune == "full":
