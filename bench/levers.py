@@ -63,7 +63,7 @@ def run_variant(name: str, n_examples: int, step_tokens: int, steps: int) -> dic
         "smollm2-135m-instruct", dtype="float32", attn_implementation="eager" if name == "eager" else "sdpa"
     )
     if name not in ("eager", "masked_sdpa"):
-        from tunesmith.train import attention
+        from tunesmith.models import attention
 
         attention.register()
         model.set_attn_implementation(attention.NAME)

@@ -31,8 +31,7 @@ def score(
     from tunesmith.cli.render import console
     from tunesmith.data.formats import load_records_or_raise, to_chat
     from tunesmith.errors import TunesmithError
-    from tunesmith.train.pref_common import preference_accuracy
-    from tunesmith.train.reward import load_reward_scorer
+    from tunesmith.models.scoring import load_reward_scorer, preference_accuracy
 
     loaded = load_records_or_raise(data)
     if loaded.task not in ("preference", "chat", "completion"):

@@ -35,7 +35,7 @@ import yaml
 
 from tunesmith.data.formats import load_records_or_raise
 from tunesmith.errors import TunesmithError
-from tunesmith.train.pref_common import pair_logps, preference_accuracy
+from tunesmith.models.scoring import pair_logps, preference_accuracy
 
 
 def evaluate(
@@ -161,7 +161,7 @@ def _generations(
         for p, pair, b, a in zip(prompts, pairs, before, after, strict=False)
     ]
     if rm is not None:
-        from tunesmith.train.reward import load_reward_scorer
+        from tunesmith.models.scoring import load_reward_scorer
 
         scorer = load_reward_scorer(rm)
         s_before = scorer.score(
@@ -184,7 +184,7 @@ def _evaluate_reward_run(
     model_name: str | None, adapter: Path, pairs: list[dict], info: dict
 ) -> dict[str, Any]:
     from tunesmith.models.load import load_causal_lm, load_tokenizer
-    from tunesmith.train.reward import load_reward_scorer
+    from tunesmith.models.scoring import load_reward_scorer
 
     scorer = load_reward_scorer(adapter)
     scores = scorer.pair_scores(pairs)

@@ -352,7 +352,7 @@ def evaluate_candidate(
     metrics["mean_completion_tokens"] = n_completion / len(rows)
     metrics["mean_prompt_tokens"] = n_prompt / len(rows)
     if spec.reward_run is not None and task in ("chat", "completion"):
-        from tunesmith.train.reward import load_reward_scorer
+        from tunesmith.models.scoring import load_reward_scorer
 
         scorer = load_reward_scorer(spec.reward_run)
         scores = scorer.score(

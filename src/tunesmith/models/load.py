@@ -279,7 +279,7 @@ def load_causal_lm(
     torch_dtype = resolve_dtype(dtype, device)
     extra: dict[str, Any] = dict(kwargs)
     if attn_implementation == "sdpa_packed":  # ours (train/attention.py): make it known to transformers
-        from tunesmith.train.attention import register
+        from tunesmith.models.attention import register
 
         register()
     if attn_implementation != "auto":

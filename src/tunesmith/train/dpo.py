@@ -21,6 +21,7 @@ from typing import Any
 
 from tunesmith.config import ProjectConfig
 from tunesmith.errors import TunesmithError
+from tunesmith.models.scoring import pair_logps, preference_accuracy
 from tunesmith.train.pref_common import (
     MetricsSink,
     Pairs,
@@ -31,8 +32,6 @@ from tunesmith.train.pref_common import (
     keep_fp32_adapters,
     load_pairs,
     no_progress_bars,
-    pair_logps,
-    preference_accuracy,
     quiet,
     refuse_resume,
     trl_args,

@@ -26,6 +26,7 @@ from typing import Any
 from tunesmith.config import ProjectConfig
 from tunesmith.data.formats import Issue, Record, _as_messages, _norm_message, iter_raw_rows
 from tunesmith.errors import TunesmithError
+from tunesmith.models.scoring import RewardScorer, load_reward_scorer
 from tunesmith.train.pref_common import (
     MetricsSink,
     build_policy,
@@ -38,7 +39,6 @@ from tunesmith.train.pref_common import (
     refuse_resume,
     trl_args,
 )
-from tunesmith.train.reward import RewardScorer, load_reward_scorer
 
 N_PROBE_PROMPTS = 4  # hold-out prompts answered greedily before/after (kept small: generation is slow on CPU)
 

@@ -10,9 +10,8 @@ Design choices (see docs/preference.md):
   and every logged metric goes to the run's ``metrics.jsonl`` instead).
 - **Hold-out pairs**: ``data.holdout`` when given, else a seeded ``data.holdout_fraction`` split of the
   training pairs (at least one pair on each side).
-- **Log-probabilities of an answer** (``answer_logps``) are summed over the tokens of the final assistant
-  message only (its end-of-turn token included), with the chat template and masks of
-  ``tunesmith.data.tokenize``; earlier assistant turns of a multi-turn prompt carry no score.
+- **Scoring** (log-probabilities of an answer, reward scores, preference accuracy) lives in
+  ``tunesmith.models.scoring``, because evaluation reads the same numbers and must not import training.
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 from tunesmith.config import ProjectConfig
 from tunesmith.data.formats import load_records_or_raise
-from tunesmith.data.tokenize import IGNORE_INDEX, tokenize_chat
 from tunesmith.errors import TunesmithError
 
 if TYPE_CHECKING:
@@ -75,68 +73,6 @@ def _pairs_from(path: Path) -> list[dict[str, Any]]:
             'Give lines like {"prompt": ..., "chosen": ..., "rejected": ...}; train on this file with method: sft.',
         )
     return load_records_or_raise(path, "preference").rows
-
-
-def answer_messages(prompt: list[dict[str, Any]], answer: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The conversation with only the final answer carrying loss (earlier assistant turns weight 0)."""
-    head = [dict(m, weight=0) if m["role"] == "assistant" else dict(m) for m in prompt]
-    return head + [{k: v for k, v in m.items() if k != "weight"} for m in answer]
-
-
-# --------------------------------------------------------------------------- scoring
-
-
-def answer_logps(
-    model: Any, tokenizer: Any, convs: list[list[dict[str, Any]]], *, max_len: int = 1024, batch_size: int = 8
-) -> list[float]:
-    """Summed log-probability of each conversation's final assistant message under ``model`` (no grad)."""
-    import torch
-
-    toks = [tokenize_chat(tokenizer, c, max_len=max_len) for c in convs]
-    out: list[float] = [0.0] * len(toks)
-    device = next(model.parameters()).device
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    order = sorted(range(len(toks)), key=lambda i: len(toks[i].input_ids))
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            width = max(len(toks[i].input_ids) for i in idx)
-            ids = torch.full((len(idx), width), pad, dtype=torch.long)
-            labels = torch.full((len(idx), width), IGNORE_INDEX, dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
-            for row, i in enumerate(idx):
-                n = len(toks[i].input_ids)
-                ids[row, :n] = torch.tensor(toks[i].input_ids)
-                labels[row, :n] = torch.tensor(toks[i].labels)
-                mask[row, :n] = 1
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
-            logp = torch.log_softmax(logits[:, :-1], dim=-1)
-            tgt = labels[:, 1:].to(device)
-            keep = tgt != IGNORE_INDEX
-            picked = logp.gather(-1, tgt.clamp(min=0).unsqueeze(-1)).squeeze(-1) * keep
-            for row, i in enumerate(idx):
-                out[i] = float(picked[row].sum())
-    if was_training:
-        model.train()
-    return out
-
-
-def pair_logps(
-    model: Any, tokenizer: Any, pairs: list[dict[str, Any]], *, max_len: int = 1024
-) -> list[tuple[float, float]]:
-    """``(logp chosen, logp rejected)`` per pair."""
-    convs = [answer_messages(p["prompt"], p["chosen"]) for p in pairs]
-    convs += [answer_messages(p["prompt"], p["rejected"]) for p in pairs]
-    lp = answer_logps(model, tokenizer, convs, max_len=max_len)
-    n = len(pairs)
-    return list(zip(lp[:n], lp[n:], strict=True))
-
-
-def preference_accuracy(margins: list[float]) -> float:
-    """Share of pairs whose chosen answer beats the rejected one (a tie counts as a miss)."""
-    return sum(1 for m in margins if m > 0) / len(margins) if margins else math.nan
 
 
 # --------------------------------------------------------------------------- TRL arguments

@@ -10,23 +10,19 @@ Design choices (docs/preference.md):
 - The head is ``AutoModelForSequenceClassification(num_labels=1)`` on the base: it reads the hidden state of
   the last non-padding token of the whole conversation rendered with the chat template. With LoRA the
   head trains fully (peft ``SEQ_CLS`` keeps ``score`` in ``modules_to_save``) and is saved in the adapter.
-- Scoring (``RewardScorer``) renders a conversation exactly as training did, so ``tunesmith score``, the
+- Scoring (``tunesmith.models.scoring.RewardScorer``) renders a conversation exactly as training did, so ``tunesmith score``, the
   PPO reward and evaluation all see the same numbers.
 - Pairwise accuracy counts a tie as a miss (an untrained head that scores everything alike is at 0).
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tunesmith.config import ProjectConfig
-from tunesmith.data.tokenize import render
 from tunesmith.errors import TunesmithError
+from tunesmith.models.scoring import RewardScorer, preference_accuracy, quiet_load_report
 from tunesmith.train.pref_common import (
     MetricsSink,
     Pairs,
@@ -34,7 +30,6 @@ from tunesmith.train.pref_common import (
     fit,
     load_pairs,
     no_progress_bars,
-    preference_accuracy,
     quiet,
     refuse_resume,
     trl_args,
@@ -74,7 +69,7 @@ def build_reward_model(cfg: ProjectConfig) -> tuple[Any, Any]:
     torch.manual_seed(cfg.train.seed)
     path = resolve_model_dir(cfg.model.name)
     tokenizer = load_tokenizer(cfg.model.name)
-    with _quiet_load_report():  # "score.weight MISSING": the new head is meant to start untrained
+    with quiet_load_report():  # "score.weight MISSING": the new head is meant to start untrained
         model = AutoModelForSequenceClassification.from_pretrained(
             str(path),
             num_labels=1,
@@ -124,109 +119,3 @@ def summarize(
         "holdout_reward_margin_before": sum(m_before) / len(m_before),
         "holdout_reward_margin": sum(m_after) / len(m_after),
     }
-
-
-# --------------------------------------------------------------------------- scoring
-
-
-@dataclass
-class RewardScorer:
-    """Scores conversations with a reward model (a scalar per conversation, higher = preferred)."""
-
-    model: Any
-    tokenizer: Any
-    max_len: int = 1024
-    batch_size: int = 8
-
-    def score(self, convs: list[list[dict[str, Any]]]) -> list[float]:
-        import torch
-
-        texts = [render(self.tokenizer, c) for c in convs]
-        out: list[float] = []
-        device = next(self.model.parameters()).device
-        was_training = self.model.training
-        self.model.eval()
-        old_side = self.tokenizer.padding_side
-        self.tokenizer.padding_side = "right"
-        try:
-            with torch.no_grad():
-                for i in range(0, len(texts), self.batch_size):
-                    enc = self.tokenizer(
-                        texts[i : i + self.batch_size], add_special_tokens=False, padding=True,
-                        truncation=True, max_length=self.max_len, return_tensors="pt",
-                    )  # fmt: skip
-                    logits = self.model(**{k: v.to(device) for k, v in enc.items()}).logits
-                    out += [float(x) for x in logits[:, 0].float()]
-        finally:
-            self.tokenizer.padding_side = old_side
-            if was_training:
-                self.model.train()
-        return out
-
-    def pair_scores(self, pairs: list[dict[str, Any]]) -> list[tuple[float, float]]:
-        """``(score chosen, score rejected)`` per preference pair."""
-        chosen = self.score([list(p["prompt"]) + list(p["chosen"]) for p in pairs])
-        rejected = self.score([list(p["prompt"]) + list(p["rejected"]) for p in pairs])
-        return list(zip(chosen, rejected, strict=True))
-
-
-def load_reward_scorer(run_dir: Path, *, max_len: int = 1024) -> RewardScorer:
-    """A ``RewardScorer`` for a finished ``method: reward`` run (adapter + head, or a full model)."""
-    import torch
-    from transformers import AutoModelForSequenceClassification
-
-    from tunesmith.models.inference import locate_run_weights, run_base_model
-    from tunesmith.models.load import load_tokenizer, resolve_model_dir
-
-    run_dir = Path(run_dir)
-    if not run_dir.exists():
-        raise TunesmithError(
-            f"Reward run {run_dir} does not exist.", "Pass the folder of a finished `method: reward` run."
-        )
-    summary = run_dir / "summary.json"
-    method = json.loads(summary.read_text()).get("method") if summary.exists() else None
-    if method is not None and method != "reward":
-        raise TunesmithError(
-            f"{run_dir} is a method: {method} run, not a reward model.",
-            "Train one with method: reward and pass its run folder.",
-        )
-    kind, folder = locate_run_weights(run_dir)
-    tokenizer = load_tokenizer(str(folder))
-    if kind == "model":
-        model = AutoModelForSequenceClassification.from_pretrained(str(folder), dtype=torch.float32)
-    else:
-        from peft import PeftModel
-
-        base = run_base_model(run_dir)
-        if base is None:
-            raise TunesmithError(
-                f"Cannot tell which base model {run_dir} was trained on.", "Its summary.json is missing."
-            )
-        with _quiet_load_report():  # the head is missing from the base; the adapter restores the trained one
-            head = AutoModelForSequenceClassification.from_pretrained(
-                str(resolve_model_dir(base)), num_labels=1, dtype=torch.float32
-            )
-        head.config.pad_token_id = tokenizer.pad_token_id
-        model = PeftModel.from_pretrained(head, str(folder))
-    if getattr(model.config, "num_labels", 1) != 1:
-        raise TunesmithError(
-            f"{run_dir} is not a reward model (it has {model.config.num_labels} outputs).",
-            "Pass a method: reward run.",
-        )
-    model.config.pad_token_id = tokenizer.pad_token_id
-    model.eval()
-    return RewardScorer(model, tokenizer, max_len)
-
-
-@contextlib.contextmanager
-def _quiet_load_report() -> Iterator[None]:
-    """transformers logs a load report naming the newly created ``score`` head as MISSING; for a reward model
-    that is expected, and the report would read like an error to users of ``tunesmith score``."""
-    from transformers.utils import logging as hf_logging
-
-    old = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(old)

@@ -63,7 +63,8 @@ def _metrics(run_dir: Path) -> list[dict]:
 def test_dpo_lora_learns_and_reloads(dpo_run) -> None:  # noqa: ANN001
     from tunesmith.models.inference import load_for_inference
     from tunesmith.models.load import load_causal_lm, load_tokenizer
-    from tunesmith.train.pref_common import load_pairs, pair_logps
+    from tunesmith.models.scoring import pair_logps
+    from tunesmith.train.pref_common import load_pairs
 
     cfg, result, events = dpo_run
     s = result.summary
@@ -121,7 +122,8 @@ def test_dpo_full_and_qlora(tmp: Path, finetune: str) -> None:
 
 def test_dpo_from_sft_run_uses_it_as_start_and_reference(tmp: Path) -> None:
     from tunesmith.models.inference import load_for_inference
-    from tunesmith.train.pref_common import load_pairs, pair_logps
+    from tunesmith.models.scoring import pair_logps
+    from tunesmith.train.pref_common import load_pairs
 
     chat = tmp / "chat.jsonl"
     chat.write_text(
@@ -162,8 +164,8 @@ def test_reward_model_learns_scores_and_reloads(tmp: Path, reward_run) -> None: 
     from typer.testing import CliRunner
 
     from tunesmith.cli.main import app
+    from tunesmith.models.scoring import load_reward_scorer
     from tunesmith.train.pref_common import load_pairs
-    from tunesmith.train.reward import load_reward_scorer
 
     s = reward_run.summary
     assert reward_run.status == "completed"

@@ -9,9 +9,10 @@ import pytest
 
 from tunesmith.config import load_config
 from tunesmith.errors import TunesmithError
+from tunesmith.models.scoring import preference_accuracy
 from tunesmith.train.dpo import check_loss_type
 from tunesmith.train.ppo import load_prompts, prompts_path, reward_run
-from tunesmith.train.pref_common import first_last, load_pairs, preference_accuracy, trl_args
+from tunesmith.train.pref_common import first_last, load_pairs, trl_args
 
 pytestmark = pytest.mark.unit
 
@@ -126,7 +127,7 @@ def test_ppo_config_refusals(tmp_path: Path) -> None:
 
 
 def test_score_refuses_a_run_that_is_not_a_reward_model(tmp_path: Path) -> None:
-    from tunesmith.train.reward import load_reward_scorer
+    from tunesmith.models.scoring import load_reward_scorer
 
     with pytest.raises(TunesmithError, match="does not exist"):
         load_reward_scorer(tmp_path / "nope")

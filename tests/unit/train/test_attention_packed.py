@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tunesmith.data.tokenize import tokenize_chat
-from tunesmith.train import attention
+from tunesmith.models import attention
 from tunesmith.train.loss import naive_sum_token_loss, sum_token_loss
 from tunesmith.train.packing import build_batches
 
