@@ -19,6 +19,7 @@ import numpy as np
 from tunesmith.config import Task
 from tunesmith.data import quality
 from tunesmith.data.formats import Columns, Issue, LoadedData, default_system_prompt, load_data, to_chat
+from tunesmith.data.labels import label_collisions
 from tunesmith.data.quality import Finding, View
 from tunesmith.data.tokstats import Conversation, TokenResult, measure
 
@@ -140,6 +141,7 @@ def _quality(views: list[View], held: list[View]) -> list[Finding]:
         *quality.length_bias(views),
         *quality.pii(views),
         *quality.diversity(views, norm),
+        *label_collisions(views),
     ]
 
 

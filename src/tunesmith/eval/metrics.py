@@ -2,10 +2,11 @@
 
 Matching is deliberately fair to prompted models (a comparison against a strawman means nothing):
 
-- ``normalize``: lower case, whitespace collapsed, surrounding punctuation and quotes stripped.
-- ``match_label``: the normalised answer equals a normalised label; otherwise, when exactly one label
-  occurs in the answer as a whole word or phrase ("The category is billing."), that label. An answer that
-  names no label, or several, is *invalid* (counted wrong, and in ``invalid_rate``).
+- ``normalize``: lower case, whitespace collapsed, surrounding punctuation and quotes stripped (text metrics).
+- ``match_label``: ``tunesmith.data.labels.match``: the exact label first, then a normalised match only where
+  it is unambiguous (``C``/``C++``/``C#`` and ``-1``/``1`` stay apart), then the one label named in the answer
+  ("The category is billing."). An answer that names no label, or several, is *invalid* (counted wrong, and
+  in ``invalid_rate``). ``match_labels`` also says how each answer matched (exact / normalised / in_answer / none).
 - Extraction values compare after ``normalize`` of their string form, numbers numerically (``"12.50"`` ==
   ``12.5``); the JSON object may be wrapped in prose or a code fence.
 """
@@ -19,6 +20,9 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from tunesmith.data import labels as labels_mod
+from tunesmith.data.labels import MATCH_KINDS, LabelMatch
+
 _PUNCT = string.punctuation + "“”‘’«»`"
 _WS = re.compile(r"\s+")
 _TOKEN = re.compile(r"\w+", re.UNICODE)
@@ -30,15 +34,18 @@ def normalize(text: str) -> str:
 
 
 def match_label(answer: str, labels: Sequence[str]) -> str | None:
-    """The label an answer names (see module docstring), or None when it names none or several."""
-    norm = normalize(answer)
-    by_norm = {normalize(lab): lab for lab in labels}
-    if norm in by_norm:
-        return by_norm[norm]
-    found = [lab for n, lab in by_norm.items() if n and re.search(rf"(?<!\w){re.escape(n)}(?!\w)", norm)]
-    if len(found) > 1:  # "billing" inside "billing_dispute": keep only the longest, non-overlapping names
-        found = [f for f in found if not any(f != g and normalize(f) in normalize(g) for g in found)]
-    return found[0] if len(found) == 1 else None
+    """The label an answer names (see ``tunesmith.data.labels.match``), or None when it names none or several."""
+    return labels_mod.match(answer, labels).label
+
+
+def match_labels(answers: Sequence[str], labels: Sequence[str]) -> list[LabelMatch]:
+    """``tunesmith.data.labels.match`` for every answer: the label (or None) and how it matched."""
+    return [labels_mod.match(a, labels) for a in answers]
+
+
+def match_counts(matches: Sequence[LabelMatch]) -> dict[str, int]:
+    """How many answers matched each way: ``{"exact", "normalised", "in_answer", "none"}``."""
+    return {k: sum(m.how == k for m in matches) for k in MATCH_KINDS}
 
 
 # --------------------------------------------------------------------------- classification
