@@ -154,8 +154,10 @@ def _render_report(file: Path, report: Any) -> None:
     from rich.table import Table
 
     verdict = "[bold green]OK[/]" if report.ok else f"[bold red]{len(report.errors)} error(s)[/]"
+    notes = sum(1 for w in report.warnings if w.level == "info")
     console.print(
-        f"[bold]{file}[/]: {report.format}, {report.n_examples:,} usable example(s): {verdict}, {len(report.warnings)} warning(s)",
+        f"[bold]{file}[/]: {report.format}, {report.n_examples:,} usable example(s): {verdict}, {len(report.warnings) - notes} warning(s)"
+        + (f", {notes} note(s)" if notes else ""),
         highlight=False,
     )
     if report.errors:
@@ -171,7 +173,8 @@ def _render_report(file: Path, report: Any) -> None:
         lines = ", ".join(map(str, w.lines[:SHOWN_LINES])) + (
             f" ... ({len(w.lines)} lines)" if len(w.lines) > SHOWN_LINES else ""
         )
-        console.print(f"[yellow]warning[/] [bold]{w.code}[/]: {w.message}", highlight=False, soft_wrap=True)
+        kind = "[cyan]note[/]" if w.level == "info" else "[yellow]warning[/]"
+        console.print(f"{kind} [bold]{w.code}[/]: {w.message}", highlight=False, soft_wrap=True)
         if lines:
             console.print(f"  lines: {lines}", highlight=False)
     if report.stats:
@@ -183,7 +186,11 @@ def _render_stats(stats: dict) -> None:
 
     table = Table("stat", "value", title="Stats", title_justify="left")
     for key, value in stats.items():
-        if isinstance(value, dict):
+        if key == "shared":  # content shared by the examples, left out of the quality checks
+            from tunesmith.data.shared import describe
+
+            value = "\n".join(describe(e) for e in value)
+        elif isinstance(value, dict):
             value = ", ".join(f"{k}={v:,}" if isinstance(v, int) else f"{k}={v}" for k, v in value.items())
         elif isinstance(value, int) and not isinstance(value, bool):
             value = f"{value:,}"

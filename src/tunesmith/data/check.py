@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from tunesmith.data import quality
 from tunesmith.data.formats import Columns, Issue, LoadedData, default_system_prompt, load_data, to_chat
 from tunesmith.data.labels import label_collisions
 from tunesmith.data.quality import Finding, View
+from tunesmith.data.shared import shared_stats
 from tunesmith.data.tokstats import Conversation, TokenResult, measure
 
 MIN_EXAMPLES = 10
@@ -70,7 +71,7 @@ def validate_data(
     views = _views(data)
     held_views = _views(held) if held is not None else []
     if held_views and views and views[0].label is not None:
-        held_views = [View(v.line, v.input, v.output, v.output.strip()) for v in held_views]
+        held_views = [replace(v, label=v.output.strip()) for v in held_views]
     tokens = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokstats") as pool:
         if tokenizer is not None and data.records and data.task:
@@ -80,9 +81,12 @@ def validate_data(
                 system_prompt if system_prompt is not None else default_system_prompt(data.rows, data.task)
             )
             tokens = pool.submit(measure, tokenizer, _conversations(data, prompt), max_seq_len)
-        warnings = _quality(views, held_views)
+        norm = quality.normalize_views(views) if views else None  # once: every quality check shares it
+        warnings = _quality(views, held_views, norm)
         stats = _stats(data, views)
         tok = tokens.result() if tokens is not None else None
+    if norm is not None and (shared := shared_stats(norm.factored, len(views), tokenizer)):
+        stats["shared"] = shared  # after the token-stats thread: one tokenizer, one thread at a time
     if tok is not None:
         errors += [
             Issue(
@@ -131,15 +135,14 @@ def _views(data: LoadedData) -> list[View]:
     return quality.infer_labels([quality.view_of(r.line, r.data, data.task) for r in data.records])
 
 
-def _quality(views: list[View], held: list[View]) -> list[Finding]:
-    if not views:
+def _quality(views: list[View], held: list[View], norm: quality.Normalized | None) -> list[Finding]:
+    if not views or norm is None:
         return []
-    norm = quality.normalize_views(views)  # once: duplicates, contradictions and diversity share it
     return [
         *quality.duplicates(views, held, norm),
         *quality.label_balance(views),
-        *quality.length_bias(views),
-        *quality.pii(views),
+        *quality.length_bias(views, norm),
+        *quality.pii(views, norm),
         *quality.diversity(views, norm),
         *label_collisions(views),
     ]

@@ -75,6 +75,48 @@ def find_groups(
     return Groups(roots, exact.astype(np.int64))
 
 
+@dataclass(frozen=True)
+class Similar:
+    """Per item: ``inputs`` groups near-identical inputs; ``examples`` splits those groups by answer
+    (near-identical inputs whose answers are equal or nearly so); ``exact`` groups exact copies of the
+    whole example. Ids are the index of a member of the group."""
+
+    inputs: np.ndarray
+    examples: np.ndarray
+    exact: np.ndarray
+
+
+def find_similar(
+    inputs: Sequence[str],
+    answers: Sequence[str],
+    whole: Sequence[str],
+    threshold: float = 0.7,
+    answer_threshold: float = 0.9,
+) -> Similar:
+    """Near-identical inputs (Jaccard >= ``threshold``), split by answer (the same answer: Jaccard >=
+    ``answer_threshold``), and exact copies of ``whole``. All texts are ``normalize_text`` output.
+    Answers are compared only within groups of near-identical inputs, so the second pass is small."""
+    n = len(inputs)
+    g_in = find_groups(inputs, threshold, normalized=True)
+    ans = np.arange(n, dtype=np.int64)
+    multi = np.flatnonzero(np.bincount(g_in.group, minlength=n)[g_in.group] > 1)
+    if len(multi):
+        g_ans = find_groups([answers[i] for i in multi.tolist()], answer_threshold, normalized=True)
+        ans[multi] = multi[g_ans.group]
+    key: dict[tuple[int, int], int] = {}
+    examples = np.fromiter(
+        (key.setdefault((int(a), int(b)), i) for i, (a, b) in enumerate(zip(g_in.group, ans, strict=True))),
+        dtype=np.int64,
+        count=n,
+    )
+    return Similar(g_in.group, examples, _exact_ids(list(whole)))
+
+
+def members(ids: np.ndarray) -> list[list[int]]:
+    """Groups of more than one item of an id array (``Similar`` fields), sorted, by first member."""
+    return Groups(ids, ids).members()
+
+
 _SEP = "\x1e"  # record separator: joins the corpus so normalisation is one regex pass, not n
 _NOT_WORD = re.compile(r"[^\w\x1e]+")
 

@@ -11,15 +11,17 @@ import random
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from tunesmith.data.neardup import find_groups, normalize_many
+from tunesmith.data import shared as sh
+from tunesmith.data.neardup import Similar, find_similar, members, normalize_many
 from tunesmith.data.pii import find_pii
 
-NEAR_DUP_JACCARD = 0.7  # word-bigram Jaccard at or above which two examples are near-duplicates (one changed word in a 12-word example is ~0.7-0.8)
+NEAR_DUP_JACCARD = 0.7  # word-bigram Jaccard at or above which two inputs are near-identical (one changed word in a 12-word input is ~0.7-0.8)
+SAME_ANSWER_JACCARD = 0.9  # answers of near-identical inputs this close are the same answer (near_duplicate); below: contrastive
 IMBALANCE_RATIO = 10.0  # largest / smallest label count
 IMBALANCE_MAJORITY = 0.9  # or one label holds this share
 RARE_LABEL_MIN = 5  # fewer examples than this: too few to learn, and a split leaves none for the hold-out
@@ -31,19 +33,22 @@ LOW_DIV_OPENING = 0.6  # one 4-word opening for this share of inputs
 LOW_DIV_DISTINCT2 = 0.1  # distinct word bigrams / all word bigrams of the inputs
 LABEL_MAX_WORDS = 3  # chat answers this short, from a small set, are treated as labels
 LABEL_MAX_DISTINCT = 50
+LEAK_MIN_WORDS = 3  # a hold-out input this long (shared content left out) seen verbatim in training is a leak
 SHOW = 8  # lines quoted in a message
 
 
 @dataclass(frozen=True)
 class Finding:
-    """A quality warning: a stable code, a message that says what to do, and the lines involved."""
+    """A quality warning: a stable code, a message that says what to do, and the lines involved.
+    ``level="info"``: worth knowing, nothing to fix (``contrastive``)."""
 
     code: str
     message: str
     lines: list[int]
+    level: str = "warning"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, "lines": self.lines}
+        return {"code": self.code, "level": self.level, "message": self.message, "lines": self.lines}
 
 
 @dataclass(frozen=True)
@@ -55,27 +60,43 @@ class View:
     output: str
     label: str | None = None
     rejected: str | None = None  # preference pairs
+    parts: tuple[sh.Part, ...] = ()  # the input as (role, text) parts, the question last (shared.py)
 
 
 @dataclass(frozen=True)
 class Normalized:
-    """``normalize_text`` of every view's input, output and rejected answer, computed once per check."""
+    """What the checks compare, computed once per check: the input without the content shared by (nearly)
+    all examples (``shared.py``), normalised (``normalize_text``), with the answers."""
 
-    input: list[str]
+    vary: list[str]  # the varying input: near-duplicates, leaks, lengths
+    question: list[str]  # its last part (the user's text): openings and distinct-2
+    context: list[int]  # which shared content the example had: (context, vary) equal = the same input
     output: list[str]
-    full: list[str]  # input + output + rejected: the text compared for duplicates
+    answer: list[str]  # output + rejected: answers compared within near-identical inputs
+    full: list[str]  # vary + output + rejected: exact duplicates
+    factored: sh.Factored
+    raw_vary: list[str]  # the varying input before normalisation (PII)
 
 
-def normalize_views(views: Sequence[View]) -> Normalized:
-    ins = normalize_many([v.input for v in views])
+def normalize_views(views: Sequence[View], shared: Sequence[sh.SharedItem] | None = None) -> Normalized:
+    """Factor out the shared content (found in ``views``, or ``shared`` from the training file when these
+    are hold-out views) and normalise the rest."""
+    parts = [v.parts or (("input", v.input),) for v in views]
+    f = sh.factor(parts, sh.find_shared(parts) if shared is None else shared)
+    vary = normalize_many(f.vary)
+    differ = [i for i, (a, b) in enumerate(zip(f.vary, f.question, strict=True)) if a is not b and a != b]
+    question = list(vary)
+    for i, q in zip(differ, normalize_many([f.question[i] for i in differ]), strict=True):
+        question[i] = q
     outs = normalize_many([v.output for v in views])
     rej = (
         normalize_many([v.rejected or "" for v in views])
         if any(v.rejected for v in views)
         else [""] * len(views)
     )
-    full = [" ".join(x for x in parts if x) for parts in zip(ins, outs, rej, strict=True)]
-    return Normalized(ins, outs, full)
+    answer = [f"{o} {r}" if r else o for o, r in zip(outs, rej, strict=True)]
+    full = [" ".join(x for x in parts if x) for parts in zip(vary, outs, rej, strict=True)]
+    return Normalized(vary, question, f.context, outs, answer, full, f, f.vary)
 
 
 def view_of(line: int, record: dict[str, Any], task: str) -> View:
@@ -83,19 +104,20 @@ def view_of(line: int, record: dict[str, Any], task: str) -> View:
         msgs = record["messages"]
         last = max(i for i, m in enumerate(msgs) if m["role"] == "assistant")
         inp = "\n".join(f"{m['role']}: {m['content']}" for m in msgs[:last])
-        return View(
-            line, inp, msgs[last]["content"] or json.dumps(msgs[last].get("tool_calls"), sort_keys=True)
-        )
+        answer = msgs[last]["content"] or json.dumps(msgs[last].get("tool_calls"), sort_keys=True)
+        return View(line, inp, answer, parts=sh.parts_of_messages(msgs[:last], record.get("tools")))
     if task == "completion":
-        return View(line, record["prompt"], record["completion"])
+        return View(line, record["prompt"], record["completion"], parts=(("prompt", record["prompt"]),))
     if task == "classification":
-        return View(line, record["text"], record["label"], record["label"])
+        return View(line, record["text"], record["label"], record["label"], parts=(("text", record["text"]),))
     if task == "extraction":
-        return View(line, record["text"], json.dumps(record["fields"], sort_keys=True, ensure_ascii=False))
+        fields = json.dumps(record["fields"], sort_keys=True, ensure_ascii=False)
+        return View(line, record["text"], fields, parts=(("text", record["text"]),))
     if task == "preference":
         inp = "\n".join(f"{m['role']}: {m['content']}" for m in record["prompt"])
-        return View(line, inp, record["chosen"][0]["content"], None, record["rejected"][0]["content"])
-    return View(line, record["text"], "")
+        parts = sh.parts_of_messages(record["prompt"])
+        return View(line, inp, record["chosen"][0]["content"], None, record["rejected"][0]["content"], parts)
+    return View(line, record["text"], "", parts=(("text", record["text"]),))
 
 
 def infer_labels(views: list[View]) -> list[View]:
@@ -106,7 +128,7 @@ def infer_labels(views: list[View]) -> list[View]:
     distinct = set(outputs)
     short = all(0 < len(o.split()) <= LABEL_MAX_WORDS for o in outputs)
     if len(views) >= 10 and short and len(distinct) <= min(LABEL_MAX_DISTINCT, len(views) // 2):
-        return [View(v.line, v.input, v.output, o) for v, o in zip(views, outputs, strict=True)]
+        return [replace(v, label=o) for v, o in zip(views, outputs, strict=True)]
     return views
 
 
@@ -116,16 +138,16 @@ def infer_labels(views: list[View]) -> list[View]:
 def duplicates(
     views: Sequence[View], holdout: Sequence[View] = (), norm: Normalized | None = None
 ) -> list[Finding]:
-    """duplicate, near_duplicate, contradiction and holdout_leak in one near-duplicate pass."""
+    """duplicate, near_duplicate, contrastive, contradiction and holdout_leak in one near-duplicate pass
+    over the varying input (the content shared by all examples left out: ``shared.py``)."""
     n = len(views)
     if not views:
         return []
     norm = norm or normalize_views(views)
-    hnorm = normalize_views(holdout) if holdout else Normalized([], [], [])
-    groups = find_groups(norm.full + hnorm.full, NEAR_DUP_JACCARD, normalized=True)
+    hnorm = normalize_views(holdout, norm.factored.items) if holdout else None
+    sim = similar(norm, hnorm)
     out: list[Finding] = []
-    exact_sets = [[i for i in g if i < n] for g in groups.members("exact")]
-    exact_sets = [g for g in exact_sets if len(g) > 1]
+    exact_sets = [g for g in ([i for i in g if i < n] for g in members(sim.exact)) if len(g) > 1]
     if exact_sets:
         lines = [views[i].line for g in exact_sets for i in g[1:]]
         pairs = "; ".join("lines " + ", ".join(str(views[i].line) for i in g[:4]) for g in exact_sets[:SHOW])
@@ -137,9 +159,9 @@ def duplicates(
             )
         )
     near_sets = []
-    for g in groups.members("group"):
+    for g in members(sim.examples):
         tr = [i for i in g if i < n]
-        if len(tr) > 1 and len({int(groups.exact[i]) for i in tr}) > 1:
+        if len(tr) > 1 and len({int(sim.exact[i]) for i in tr}) > 1:
             near_sets.append(tr)
     if near_sets:
         lines = sorted(views[i].line for g in near_sets for i in g)
@@ -147,22 +169,56 @@ def duplicates(
         out.append(
             Finding(
                 "near_duplicate",
-                f"{len(near_sets)} group(s) of near-identical examples (word overlap >= {NEAR_DUP_JACCARD:.0%}): {pairs}. Keep the best version of each, or vary them.",
+                f"{len(near_sets)} group(s) of near-identical examples (inputs with word overlap >= {NEAR_DUP_JACCARD:.0%} once the content shared by all examples is left out, and the same answer): {pairs}. Keep the best version of each, or vary them.",
                 lines,
             )
         )
+    out += _contrastive(views, norm, sim)
     out += _contradictions(views, norm)
-    if holdout:
-        out += _leaks(views, holdout, groups, norm, hnorm)
+    if holdout and hnorm is not None:
+        out += _leaks(views, holdout, sim, norm, hnorm)
     return out
 
 
+def similar(norm: Normalized, hnorm: Normalized | None = None) -> Similar:
+    """Near-identical inputs, near-identical examples and exact copies over training (+ hold-out) views:
+    indices ``>= len(norm.vary)`` are hold-out views."""
+    h = hnorm or Normalized([], [], [], [], [], [], sh.factor([], []), [])
+    return find_similar(
+        norm.vary + h.vary, norm.answer + h.answer, norm.full + h.full, NEAR_DUP_JACCARD, SAME_ANSWER_JACCARD
+    )
+
+
+def _contrastive(views: Sequence[View], norm: Normalized, sim: Similar) -> list[Finding]:
+    """Near-identical inputs with different answers: the examples that show what a small change in the
+    input changes in the answer. Inputs that are exactly the same are contradictions instead."""
+    n = len(views)
+    groups = []
+    for g in members(sim.inputs):
+        tr = [i for i in g if i < n]
+        answers, inputs = {int(sim.examples[i]) for i in tr}, {(norm.context[i], norm.vary[i]) for i in tr}
+        if len(answers) > 1 and len(inputs) > 1:
+            groups.append(tr)
+    if not groups:
+        return []
+    lines = sorted(views[i].line for g in groups for i in g)
+    shown = "; ".join("lines " + ", ".join(str(views[i].line) for i in g[:4]) for g in groups[:SHOW])
+    return [
+        Finding(
+            "contrastive",
+            f"{len(groups)} group(s) of near-identical inputs with different answers ({shown}): contrastive examples, which teach the model what the small difference changes. Keep them; check that each answer is the intended one.",
+            lines,
+            level="info",
+        )
+    ]
+
+
 def _contradictions(views: Sequence[View], norm: Normalized) -> list[Finding]:
-    keys, outs = norm.input, norm.output
-    by_input: dict[str, list[int]] = defaultdict(list)
-    for i, k in enumerate(keys):
+    outs = norm.output
+    by_input: dict[tuple[int, str], list[int]] = defaultdict(list)
+    for i, (c, k) in enumerate(zip(norm.context, norm.vary, strict=True)):
         if k:
-            by_input[k].append(i)
+            by_input[(c, k)].append(i)
     clashes = [idx for idx in by_input.values() if len(idx) > 1 and len({outs[i] for i in idx}) > 1]
     if not clashes:
         return []
@@ -178,21 +234,17 @@ def _contradictions(views: Sequence[View], norm: Normalized) -> list[Finding]:
 
 
 def _leaks(
-    views: Sequence[View], holdout: Sequence[View], groups: Any, norm: Normalized, hnorm: Normalized
+    views: Sequence[View], holdout: Sequence[View], sim: Similar, norm: Normalized, hnorm: Normalized
 ) -> list[Finding]:
     n = len(views)
     pairs: list[tuple[int, int]] = []
-    for g in groups.members("group"):
+    for g in members(sim.examples):
         tr = [i for i in g if i < n]
         ho = [i - n for i in g if i >= n]
         if tr and ho:
             pairs += [(views[t].line, holdout[h].line) for t in tr for h in ho[:1]]
-    train_inputs = {
-        k: views[i].line
-        for i, k in enumerate(normalize_many([v.input for v in views]))
-        if len(k.split()) >= 3
-    }
-    for j, k in enumerate(normalize_many([v.input for v in holdout])):
+    train_inputs = {k: views[i].line for i, k in enumerate(norm.vary) if len(k.split()) >= LEAK_MIN_WORDS}
+    for j, k in enumerate(hnorm.vary):
         if k in train_inputs:
             pairs.append((train_inputs[k], holdout[j].line))
     if not pairs:
@@ -202,7 +254,7 @@ def _leaks(
     return [
         Finding(
             "holdout_leak",
-            f"{len(pairs)} hold-out example(s) are exact or near copies of training examples, or share their input ({shown}). Hold-out scores would be inflated; remove them from one side or re-split with `tunesmith data split`. Lines are training-file lines.",
+            f"{len(pairs)} hold-out example(s) are exact or near copies of training examples, or share their input ({shown}); the content shared by all examples is left out of the comparison. Hold-out scores would be inflated; remove them from one side or re-split with `tunesmith data split`. Lines are training-file lines.",
             sorted({a for a, _ in pairs}),
         )
     ]
@@ -251,18 +303,21 @@ def label_balance(views: Sequence[View]) -> list[Finding]:
     return out
 
 
-def length_bias(views: Sequence[View]) -> list[Finding]:
+def length_bias(views: Sequence[View], norm: Normalized | None = None) -> list[Finding]:
+    """length_imbalance: input length (of the varying input: a shared system prompt would hide a 10x
+    difference) predicts the label; preferred answers always longer; a heavy tail of answer lengths."""
     out: list[Finding] = []
-    labelled = [v for v in views if v.label is not None]
+    labelled = [i for i, v in enumerate(views) if v.label is not None]
     if labelled:
+        vary = (norm or normalize_views(views)).vary
         by_label: dict[str, list[int]] = defaultdict(list)
-        for v in labelled:
-            by_label[v.label].append(len(v.input.split()))
+        for i in labelled:
+            by_label[views[i].label].append(vary[i].count(" ") + 1 if vary[i] else 0)  # type: ignore[index]
         med = {k: statistics.median(x) for k, x in by_label.items() if len(x) >= RARE_LABEL_MIN}
         if len(med) >= 2:
             hi, lo = max(med, key=med.get), min(med, key=med.get)
             if med[hi] >= LENGTH_RATIO * max(med[lo], 1):
-                lines = [v.line for v in labelled if v.label == hi]
+                lines = [views[i].line for i in labelled if views[i].label == hi]
                 out.append(
                     Finding(
                         "length_imbalance",
@@ -300,18 +355,30 @@ def length_bias(views: Sequence[View]) -> list[Finding]:
 # --------------------------------------------------------------------------- pii and diversity
 
 
-def pii(views: Sequence[View]) -> list[Finding]:
+def pii(views: Sequence[View], norm: Normalized | None = None) -> list[Finding]:
+    """Personal data: each example's varying input and answers, and the shared content once (a support
+    number in a fixed system prompt is one finding, not one per example)."""
+    norm = norm or normalize_views(views)
     kinds: Counter[str] = Counter()
     lines: list[int] = []
     example = ""
-    for v in views:
-        hits = find_pii(f"{v.input}\n{v.output}\n{v.rejected or ''}")
+    for v, raw in zip(views, norm.raw_vary, strict=True):
+        hits = find_pii(f"{raw}\n{v.output}\n{v.rejected or ''}")
         if hits:
             lines.append(v.line)
             kinds.update(h.kind for h in hits)
             if not example:
                 example = f"line {v.line}: {hits[0].kind} {_mask(hits[0].text)}"
-    if not lines:
+    shared_hits = [
+        (item, h)
+        for item, c in zip(norm.factored.items, norm.factored.counts, strict=True)
+        if c
+        for h in find_pii(item.text)
+    ]
+    for item, h in shared_hits:
+        kinds[h.kind] += 1
+        example = example or f"the shared {item.role} {item.kind}: {h.kind} {_mask(h.text)}"
+    if not lines and not shared_hits:
         return []
     names = {
         "email": "e-mail address(es)",
@@ -320,10 +387,13 @@ def pii(views: Sequence[View]) -> list[Finding]:
         "iban": "IBAN(s) (checksum-valid)",
     }
     desc = ", ".join(f"{c} {names[k]}" for k, c in kinds.most_common())
+    where = f"{len(lines)} example(s)"
+    if shared_hits:
+        where += f" and in the content shared by the examples ({len(shared_hits)} found once there)"
     return [
         Finding(
             "pii",
-            f"Personal data in {len(lines)} example(s): {desc}; e.g. {example}. A fine-tuned model can repeat what it was trained on: remove or pseudonymise it.",
+            f"Personal data in {where}: {desc}; e.g. {example}. A fine-tuned model can repeat what it was trained on: remove or pseudonymise it.",
             lines,
         )
     ]
@@ -350,7 +420,7 @@ def diversity(views: Sequence[View], norm: Normalized | None = None) -> list[Fin
                     lines,
                 )
             )
-    inputs = norm.input
+    inputs = norm.question  # the user's text without a shared instruction prefix: what real users vary
     openings = [" ".join(t.split()[:4]) for t in inputs]
     top, c = Counter(openings).most_common(1)[0]
     if top and len(top.split()) == 4 and c / len(views) >= LOW_DIV_OPENING:

@@ -3,6 +3,8 @@
 Design (docs/data.md):
 - Examples are first grouped: exact duplicates, near-duplicates (the same MinHash pass as ``data check``)
   and examples that share the same input all form one group, and a group goes to one side as a whole.
+  Like ``data check``, this judges what varies: content shared by (nearly) all examples (``shared.py``)
+  is left out, and near-identical inputs with different answers (contrastive pairs) may be split.
 - For labelled data (classification, or chat whose answers are a small set of short labels) groups are
   stratified by label: each label gets ``round(fraction * count)`` hold-out examples as nearly as whole
   groups allow, and a label with a single group stays in training.
@@ -23,8 +25,7 @@ from pathlib import Path
 
 from tunesmith.config import Task
 from tunesmith.data.formats import Columns, LoadedData, load_records_or_raise
-from tunesmith.data.neardup import find_groups
-from tunesmith.data.quality import NEAR_DUP_JACCARD, infer_labels, normalize_views, view_of
+from tunesmith.data.quality import infer_labels, normalize_views, similar, view_of
 from tunesmith.errors import TunesmithError
 
 
@@ -81,10 +82,12 @@ def split_file(
 
 
 def _groups(data: LoadedData) -> list[list[int]]:
-    """Index groups that must stay together (duplicates, near-duplicates, same input)."""
+    """Index groups that must stay together (duplicates, near-duplicates, same input), judged like
+    ``data check``'s ``holdout_leak``: on what varies, without the content shared by all examples (a fixed
+    system prompt would otherwise make every short example a near-duplicate of every other)."""
     views = [view_of(r.line, r.data, data.task) for r in data.records]
     norm = normalize_views(views)
-    near = find_groups(norm.full, NEAR_DUP_JACCARD, normalized=True)
+    near = similar(norm)
     parent = list(range(len(views)))
 
     def find(i: int) -> int:
@@ -93,10 +96,11 @@ def _groups(data: LoadedData) -> list[list[int]]:
             i = parent[i]
         return i
 
-    for i, g in enumerate(near.group.tolist()):
-        parent[find(i)] = find(int(g))
+    for ids in (near.examples, near.exact):
+        for i, g in enumerate(ids.tolist()):
+            parent[find(i)] = find(int(g))
     first_with: dict[str, int] = {}
-    for i, key in enumerate(norm.input):
+    for i, key in enumerate(norm.vary):
         if key:
             parent[find(i)] = find(first_with.setdefault(key, i))
     members: dict[int, list[int]] = defaultdict(list)

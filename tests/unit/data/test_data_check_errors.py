@@ -91,7 +91,7 @@ def test_json_shape_is_exactly_the_documented_one(tmp_path):
     assert tpe["min"] <= tpe["p50"] <= tpe["p90"] <= tpe["p95"] <= tpe["p99"] <= tpe["max"]
     assert stats["train_tokens_per_epoch"] <= 12 * 64
     for w in report["warnings"]:
-        assert set(w) == {"code", "message", "lines"}
+        assert set(w) == {"code", "level", "message", "lines"} and w["level"] in ("warning", "info")
 
 
 def test_all_bad_lines_are_reported_not_only_the_first(tmp_path):
