@@ -114,6 +114,8 @@ def check(
         _columns(text_field, label_field, fields_field),
     )
     payload = report.as_dict()
+    if json_out not in (None, "-"):
+        _guard(_refuse_input_as_output, Path(json_out), [file, holdout])
     if json_out == "-":
         sys.stdout.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
     else:
@@ -141,6 +143,15 @@ def _check(file, holdout, task, model, max_seq_len, system_prompt, columns):
         system_prompt=system_prompt,
         model_name=model,
     )
+
+
+def _refuse_input_as_output(out: Path, inputs: list[Path | None]) -> None:
+    for p in inputs:
+        if p is not None and out.exists() and p.exists() and out.resolve() == p.resolve():
+            raise UsageError(
+                f"--json {out} is the data file being checked; writing the report would destroy it.",
+                "Pass another file name, e.g. report.json.",
+            )
 
 
 def _write_json(path: Path, payload: dict) -> None:
@@ -206,7 +217,12 @@ def split(
     file: Path = typer.Argument(..., help="Data file to split."),
     holdout: float = typer.Option(0.2, "--holdout", help="Fraction for the hold-out set (0-1)."),
     seed: int = typer.Option(0, "--seed", help="Shuffle seed: the same seed gives the same split."),
-    out: Path = typer.Option(..., "--out", help="Folder for train.* and holdout.*."),
+    out: Path = typer.Option(
+        ..., "--out", help="Folder for train.* and holdout.* (never the input file's own name)."
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Replace an earlier split in --out (the input itself is never overwritten)."
+    ),
     task: str | None = TASK_OPT,
     text_field: str = TEXT_OPT,
     label_field: str = LABEL_OPT,
@@ -216,7 +232,16 @@ def split(
     from tunesmith.data.split import split_file
 
     _guard(_existing, file, "File")
-    res = _guard(split_file, file, out, holdout, seed, task, _columns(text_field, label_field, fields_field))
+    res = _guard(
+        split_file,
+        file,
+        out,
+        holdout,
+        seed,
+        task,
+        _columns(text_field, label_field, fields_field),
+        force=force,
+    )
     console.print(
         f"[green]Wrote[/] {res.train_path} ({res.n_train:,} examples) and {res.holdout_path} ({res.n_holdout:,}).",
         highlight=False,

@@ -175,6 +175,8 @@ def _stats(data: LoadedData, views: list[View]) -> dict[str, Any]:
         }
     elif data.records:
         stats["turns"] = {"min": 2, "mean": 2.0, "max": 2} if data.task != "text" else None
+    if any(data.normalised.values()):  # reading stripped a BOM, fixed line ends or NFC-normalised text
+        stats["normalised"] = {k: v for k, v in sorted(data.normalised.items()) if v}
     return stats
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,18 @@ from typing import Any
 
 from tunesmith.config import Task
 from tunesmith.errors import TunesmithError
+from tunesmith.textio import (
+    InvalidJSON,
+    InvalidText,
+    clean_strings,
+    decode_text,
+    max_input_bytes,
+    needs_cleaning,
+    parse_json,
+    read_bounded,
+    split_lines,
+    strip_bom,
+)
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst"}
 ROLES = {"system", "user", "assistant", "tool", "developer", "function"}
@@ -55,6 +68,8 @@ class LoadedData:
     task: Task | None
     records: list[Record] = field(default_factory=list)
     errors: list[Issue] = field(default_factory=list)
+    # what reading normalised: bom (files), crlf / cr (line ends), nfc (lines or files changed); see textio
+    normalised: Counter[str] = field(default_factory=Counter)
 
     @property
     def rows(self) -> list[dict[str, Any]]:
@@ -79,19 +94,32 @@ class Columns:
 # --------------------------------------------------------------------------- reading raw rows
 
 
-def iter_raw_rows(path: Path, columns: Columns = Columns()) -> Iterator[tuple[int, Any]]:
-    """Yield ``(line_number, object)`` per row; a row that cannot be parsed yields an ``Issue`` instead."""
+def iter_raw_rows(
+    path: Path, columns: Columns = Columns(), notes: Counter[str] | None = None
+) -> Iterator[tuple[int, Any]]:
+    """Yield ``(line_number, object)`` per row; a row that cannot be parsed yields an ``Issue`` instead.
+
+    Every format is read through ``tunesmith.textio``: bounded reads of regular files only, BOM stripped,
+    CRLF / CR line ends to LF, NFC, lone surrogates refused. ``notes`` (when given) counts what was
+    normalised (``bom``, ``crlf``, ``cr``, ``nfc``).
+
+    Raises:
+        TunesmithError: when ``path`` is missing; (exit code 2) when it is not a regular file or folder,
+            or over the input size limit (``textio.max_input_bytes``).
+    """
     path = Path(path)
-    if not path.exists():
+    notes = Counter() if notes is None else notes
+    if not path.exists() and not path.is_symlink():
         raise TunesmithError(
-            f"{path} does not exist.", "Check the path (relative paths start at the config's folder)."
+            f"{path} does not exist.",
+            "Check the path (relative paths start at the config's folder).",
         )
     if path.is_dir():
-        yield from _iter_text_folder(path)
+        yield from _iter_text_folder(path, notes)
         return
     suffix = path.suffix.lower()
-    raw = path.read_bytes()
-    if not raw.strip():
+    raw = read_bounded(path, what="Data file")
+    if not strip_bom(raw)[0].strip():
         yield 0, Issue(0, "empty_file", f"{path.name} is empty.", "Add at least 10 examples, one per line.")
         return
     if b"\x00" in raw[:8192]:
@@ -106,15 +134,15 @@ def iter_raw_rows(path: Path, columns: Columns = Columns()) -> Iterator[tuple[in
         )
         return
     if suffix == ".csv" or suffix == ".tsv":
-        yield from _iter_csv(path, raw, "\t" if suffix == ".tsv" else ",", columns)
+        yield from _iter_csv(path, raw, "\t" if suffix == ".tsv" else ",", columns, notes)
     elif suffix in TEXT_SUFFIXES:
-        yield from _iter_text_file(path, raw)
+        yield from _iter_text_file(path, raw, notes)
     else:
-        yield from _iter_jsonl(raw)
+        yield from _iter_jsonl(raw, notes)
 
 
-def _iter_jsonl(raw: bytes) -> Iterator[tuple[int, Any]]:
-    for i, line in enumerate(raw.split(b"\n"), start=1):
+def _iter_jsonl(raw: bytes, notes: Counter[str]) -> Iterator[tuple[int, Any]]:
+    for i, line in enumerate(split_lines(raw, notes), start=1):
         if not line.strip():
             continue
         if len(line) > MAX_LINE_BYTES:
@@ -142,24 +170,45 @@ def _iter_jsonl(raw: bytes) -> Iterator[tuple[int, Any]]:
             )
             continue
         try:
-            yield i, json.loads(text)
-        except (json.JSONDecodeError, RecursionError) as exc:
-            msg = getattr(exc, "msg", "too deeply nested")
-            col = getattr(exc, "colno", 0)
+            obj = parse_json(text)
+        except InvalidJSON as exc:
             yield (
                 i,
                 Issue(
                     i,
                     "invalid_json",
-                    f"Line {i} is not valid JSON: {msg} (column {col}).",
+                    f"Line {i} is not valid JSON: {exc.message}.",
                     "Each line must be one complete JSON object.",
                 ),
             )
+            continue
+        if needs_cleaning(text):
+            try:
+                cleaned = clean_strings(obj)
+            except InvalidText as exc:
+                yield i, _surrogate_issue(i, exc)
+                continue
+            if cleaned != obj:
+                notes["nfc"] += 1
+            obj = cleaned
+        yield i, obj
 
 
-def _iter_csv(path: Path, raw: bytes, delimiter: str, columns: Columns) -> Iterator[tuple[int, Any]]:
+def _surrogate_issue(line: int, exc: InvalidText) -> Issue:
+    return Issue(
+        line,
+        "not_utf8",
+        f"Line {line}: {exc.message.lstrip('.')}.",
+        "Remove the escape or replace it with the character meant (a \\ud800-\\udfff escape is only "
+        "valid as half of a pair); training would fail on it.",
+    )
+
+
+def _iter_csv(
+    path: Path, raw: bytes, delimiter: str, columns: Columns, notes: Counter[str]
+) -> Iterator[tuple[int, Any]]:
     try:
-        text = raw.decode("utf-8-sig")
+        text = _decoded(raw, notes)
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         yield line, Issue(line, "not_utf8", f"Line {line} is not valid UTF-8.", "Save the file as UTF-8.")
@@ -197,10 +246,13 @@ def _iter_csv(path: Path, raw: bytes, delimiter: str, columns: Columns) -> Itera
             line = reader.line_num
             row = {k: v for k, v in row.items() if k is not None}
             if columns.fields in row and isinstance(row[columns.fields], str):
-                try:  # noqa: SIM105 - an unparsable value is reported by normalisation, with the field name
-                    row[columns.fields] = json.loads(row[columns.fields])
-                except json.JSONDecodeError:
-                    pass
+                try:
+                    row[columns.fields] = clean_strings(parse_json(row[columns.fields]))
+                except InvalidText as exc:
+                    yield line, _surrogate_issue(line, InvalidText(f"{columns.fields}{exc.message}"))
+                    continue
+                except InvalidJSON:
+                    pass  # an unparsable value is reported by normalisation, with the field name
             yield line, row
     except csv.Error as exc:
         yield (
@@ -214,9 +266,9 @@ def _iter_csv(path: Path, raw: bytes, delimiter: str, columns: Columns) -> Itera
         )
 
 
-def _iter_text_file(path: Path, raw: bytes) -> Iterator[tuple[int, Any]]:
+def _iter_text_file(path: Path, raw: bytes, notes: Counter[str]) -> Iterator[tuple[int, Any]]:
     try:
-        text = raw.decode("utf-8")
+        text = _decoded(raw, notes)
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         yield (
@@ -234,7 +286,18 @@ def _iter_text_file(path: Path, raw: bytes) -> Iterator[tuple[int, Any]]:
         yield 1, {"text": text}  # a whole markdown/prose file is one document
 
 
-def _iter_text_folder(folder: Path) -> Iterator[tuple[int, Any]]:
+def _decoded(raw: bytes, notes: Counter[str]) -> str:
+    """``textio.decode_text`` of a whole file, counting what it normalised into ``notes``."""
+    dec = decode_text(raw)
+    notes["bom"] += dec.bom
+    notes["crlf"] += dec.crlf
+    notes["cr"] += dec.cr
+    notes["nfc"] += dec.nfc
+    return dec.text
+
+
+def _iter_text_folder(folder: Path, notes: Counter[str]) -> Iterator[tuple[int, Any]]:
+    # is_file() is False for FIFOs and devices (also behind symlinks): they are never opened
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
     if not files:
         yield (
@@ -246,9 +309,12 @@ def _iter_text_folder(folder: Path) -> Iterator[tuple[int, Any]]:
                 "Point at a file, or a folder of text files.",
             ),
         )
+    budget = max_input_bytes()  # the limit holds for the folder as a whole
     for n, p in enumerate(files, start=1):
+        raw = read_bounded(p, limit=budget, what=f"Data file (in folder {folder})")
+        budget -= len(raw)
         try:
-            yield n, {"text": p.read_text(encoding="utf-8"), "source": str(p.relative_to(folder))}
+            yield n, {"text": _decoded(raw, notes), "source": str(p.relative_to(folder))}
         except UnicodeDecodeError:
             yield n, Issue(n, "not_utf8", f"{p} is not valid UTF-8.", "Save the file as UTF-8.")
 
@@ -488,7 +554,7 @@ def load_data(path: Path | str, task: Task | None = None, columns: Columns = Col
     path = Path(path)
     out = LoadedData(path=path, task=task)
     detected: dict[str, int] = {}
-    for line, obj in iter_raw_rows(path, columns):
+    for line, obj in iter_raw_rows(path, columns, out.normalised):
         if isinstance(obj, Issue):
             out.errors.append(obj)
             continue

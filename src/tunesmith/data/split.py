@@ -9,8 +9,11 @@ Design (docs/data.md):
   stratified by label: each label gets ``round(fraction * count)`` hold-out examples as nearly as whole
   groups allow, and a label with a single group stays in training.
 - Groups are shuffled with ``random.Random(seed)``: the same file and seed give the same split.
-- The output keeps the input's format: JSONL lines are copied byte for byte, CSV rows keep their columns,
-  raw text becomes ``{"text": ...}`` lines.
+- The output keeps the input's format: JSONL lines are copied byte for byte (line ends as LF, no BOM),
+  CSV rows keep their columns, raw text becomes ``{"text": ...}`` lines.
+- Nothing is overwritten by surprise: an ``--out`` whose ``train.*`` or ``holdout.*`` is the input file is
+  refused (always), and one that would replace an earlier split is refused unless ``force``. Both files are
+  written to temporary names first and renamed into place together.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import random
 from collections import defaultdict
 from dataclasses import dataclass
@@ -27,6 +31,7 @@ from tunesmith.config import Task
 from tunesmith.data.formats import Columns, LoadedData, load_records_or_raise
 from tunesmith.data.quality import infer_labels, normalize_views, similar, view_of
 from tunesmith.errors import TunesmithError
+from tunesmith.textio import decode_text, read_bounded, split_lines
 
 
 @dataclass(frozen=True)
@@ -47,25 +52,34 @@ def split_file(
     seed: int = 0,
     task: Task | None = None,
     columns: Columns = Columns(),
+    *,
+    force: bool = False,
 ) -> SplitResult:
-    """Split ``path`` into ``out_dir/train.*`` and ``out_dir/holdout.*``; see the module docstring."""
+    """Split ``path`` into ``out_dir/train.*`` and ``out_dir/holdout.*``; see the module docstring.
+
+    Raises:
+        TunesmithError: for data with errors; (exit code 2) for a bad fraction, an ``out_dir`` that is a
+            file, outputs that would overwrite the input, or an earlier split without ``force``.
+    """
     if not 0 < holdout < 1:
         raise TunesmithError(
             f"--holdout {holdout} is not a fraction.", "Use a value between 0 and 1, e.g. 0.2.", exit_code=2
         )
-    data = load_records_or_raise(path, task, columns)
-    groups = _groups(data)
-    labels = _labels(data)
-    held = _pick_holdout(groups, labels, holdout, seed)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise TunesmithError(
             f"--out {out} is a file.", "Pass a folder; it is created when missing.", exit_code=2
         )
+    targets = output_paths(Path(path), out)
+    refuse_overwrite(Path(path), targets, force)
+    data = load_records_or_raise(path, task, columns)
+    groups = _groups(data)
+    labels = _labels(data)
+    held = _pick_holdout(groups, labels, holdout, seed)
     out.mkdir(parents=True, exist_ok=True)
     train_idx = [i for i in range(len(data.records)) if i not in held]
     hold_idx = sorted(held)
-    train_path, hold_path = _write(data, columns, out, train_idx, hold_idx)
+    train_path, hold_path = _write(data, targets, train_idx, hold_idx)
     by_label: dict[str, int] = defaultdict(int)
     if labels is not None:
         for i in hold_idx:
@@ -79,6 +93,37 @@ def split_file(
         sum(1 for g in groups if len(g) > 1),
         dict(by_label),
     )
+
+
+def output_paths(path: Path, out: Path) -> tuple[Path, Path]:
+    """Where the split of ``path`` goes: ``train.csv``/``.tsv`` for tables, else ``train.jsonl``."""
+    suffix = path.suffix.lower()
+    ext = suffix if path.is_file() and suffix in (".csv", ".tsv") else ".jsonl"
+    return out / f"train{ext}", out / f"holdout{ext}"
+
+
+def refuse_overwrite(path: Path, targets: tuple[Path, ...], force: bool) -> None:
+    """Refuse outputs that are the input file (always) or that exist already (unless ``force``).
+
+    Raises:
+        TunesmithError: (exit code 2) naming the file and the way out.
+    """
+    for t in targets:
+        if t.exists() and path.exists() and os.path.samefile(t, path):
+            raise TunesmithError(
+                f"--out {t.parent} would write {t}, which is the input file; nothing was written.",
+                f"Keep all examples in another file (e.g. {path.with_name('examples' + path.suffix)}) and "
+                "split that, or write the split to another folder.",
+                exit_code=2,
+            )
+    existing = [str(t) for t in targets if t.exists()]
+    if existing and not force:
+        raise TunesmithError(
+            f"{' and '.join(existing)} already exist(s) (an earlier split?); nothing was written.",
+            "Pass --force to replace the earlier split (its hold-out rows may then end up in training), "
+            "or write to another --out folder.",
+            exit_code=2,
+        )
 
 
 def _groups(data: LoadedData) -> list[list[int]]:
@@ -138,46 +183,48 @@ def _pick_holdout(groups: list[list[int]], labels: list[str] | None, fraction: f
 
 
 def _write(
-    data: LoadedData, columns: Columns, out: Path, train: list[int], hold: list[int]
+    data: LoadedData, paths: tuple[Path, Path], train: list[int], hold: list[int]
 ) -> tuple[Path, Path]:
     suffix = data.path.suffix.lower()
     if data.path.is_file() and suffix in (".csv", ".tsv"):
-        return _write_csv(data, out, suffix, train, hold)
-    if data.path.is_file() and data.task != "text" or suffix in (".jsonl", ".json"):
-        raw = data.path.read_bytes().split(b"\n")
-        paths = out / "train.jsonl", out / "holdout.jsonl"
-        for p, idx in zip(paths, (train, hold), strict=True):
-            p.write_bytes(b"".join(raw[data.records[i].line - 1].rstrip(b"\r") + b"\n" for i in idx))
-        return paths
-    paths = out / "train.jsonl", out / "holdout.jsonl"
-    for p, idx in zip(paths, (train, hold), strict=True):
-        p.write_text(
+        contents = _csv_contents(data, suffix, train, hold)
+    elif data.path.is_file() and data.task != "text" or suffix in (".jsonl", ".json"):
+        raw = split_lines(read_bounded(data.path, what="Data file"))  # the reader's own line numbering
+        contents = [b"".join(raw[data.records[i].line - 1] + b"\n" for i in idx) for idx in (train, hold)]
+    else:
+        contents = [
             "".join(
                 json.dumps({"text": data.records[i].data["text"]}, ensure_ascii=False) + "\n" for i in idx
-            ),
-            encoding="utf-8",
-        )
+            ).encode("utf-8")
+            for idx in (train, hold)
+        ]
+    tmps = [p.with_name(f".{p.name}.{os.getpid()}.tmp") for p in paths]
+    try:
+        for tmp, body in zip(tmps, contents, strict=True):
+            tmp.write_bytes(body)
+        for tmp, p in zip(tmps, paths, strict=True):
+            os.replace(tmp, p)
+    finally:
+        for tmp in tmps:
+            tmp.unlink(missing_ok=True)
     return paths
 
 
-def _write_csv(
-    data: LoadedData, out: Path, suffix: str, train: list[int], hold: list[int]
-) -> tuple[Path, Path]:
+def _csv_contents(data: LoadedData, suffix: str, train: list[int], hold: list[int]) -> list[bytes]:
     delimiter = "\t" if suffix == ".tsv" else ","
-    reader = csv.DictReader(
-        io.StringIO(data.path.read_text(encoding="utf-8-sig"), newline=""), delimiter=delimiter
-    )
+    text = decode_text(read_bounded(data.path, what="Data file")).text
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
     rows = {}
     for row in reader:
         rows[reader.line_num] = row
     header = reader.fieldnames or []
-    paths = out / f"train{suffix}", out / f"holdout{suffix}"
-    for p, idx in zip(paths, (train, hold), strict=True):
+    out = []
+    for idx in (train, hold):
         buf = io.StringIO()
         writer = csv.DictWriter(
             buf, fieldnames=header, delimiter=delimiter, extrasaction="ignore", lineterminator="\n"
         )
         writer.writeheader()
         writer.writerows(rows[data.records[i].line] for i in idx)
-        p.write_text(buf.getvalue(), encoding="utf-8")
-    return paths
+        out.append(buf.getvalue().encode("utf-8"))
+    return out
