@@ -31,7 +31,16 @@ def serve(
         Path("tunesmith-data"), help="Folder for the database, uploaded files and runs."
     ),
     api_key: list[str] = typer.Option(
-        [], "--api-key", help="Accepted bearer key (repeatable). None = no auth."
+        [],
+        "--api-key",
+        help="Accepted bearer key (repeatable; visible in the process list, prefer the file or "
+        "TUNESMITH_API_KEY). No key from any source = no auth. An empty key is refused.",
+    ),
+    api_key_file: Path | None = typer.Option(
+        None, "--api-key-file", help="File with accepted bearer keys, one per line (# comments allowed)."
+    ),
+    max_context: int | None = typer.Option(
+        None, min=16, help="Cap on prompt + answer tokens per chat request (default: the model's context)."
     ),
     concurrency: int = typer.Option(1, min=0, help="Fine-tuning jobs that run at once (worker processes)."),
     log_requests: bool = typer.Option(
@@ -53,13 +62,17 @@ def serve(
     ),
 ) -> None:
     """Serve the OpenAI-compatible API (files, fine-tuning jobs, models, chat, embeddings) and the dashboard."""
+    import os
+
     import uvicorn
 
     from tunesmith.serve.app import ServeSettings, create_app
+    from tunesmith.serve.guard import gather_keys
 
-    if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
+    keys = gather_keys(api_key, api_key_file, dict(os.environ))
+    if host not in ("127.0.0.1", "localhost", "::1") and not keys:
         console.print(
-            "[yellow]Warning:[/] binding to a non-local address without --api-key: anyone who can reach "
+            "[yellow]Warning:[/] binding to a non-local address without an API key: anyone who can reach "
             f"{host}:{port} can train and query models."
         )
     for b in base_model:
@@ -71,7 +84,8 @@ def serve(
     _check_port(host, port)
     settings = ServeSettings(
         data_dir=data_dir,
-        api_keys=list(api_key),
+        api_keys=keys,
+        max_context_tokens=max_context,
         concurrency=concurrency,
         log_requests=log_requests,
         max_upload_bytes=max_upload_mb << 20,

@@ -6,8 +6,8 @@ Design choices:
   through ``httpx2.ASGITransport`` and the real ``openai`` SDK, ``tunesmith serve`` runs it with uvicorn.
 - Request bodies are parsed by hand (JSON, then pydantic) so every problem is a 400 in OpenAI's shape
   naming the field (``param``), never FastAPI's 422.
-- Auth: optional bearer keys, compared with ``hmac.compare_digest`` against every configured key (no
-  early exit). CORS is off unless origins are given. Uploads are capped (``max_upload_bytes``, 413).
+- Auth and body limits live in ``serve.guard`` (keys on every route but the dashboard shell, constant-time
+  comparison, limits enforced while the body arrives). CORS is off unless origins are given.
 - Uploaded files are stored as ``files/<id>.jsonl`` under the data folder; the path is built from a
   server-made id that is re-validated (``jobs.file_path``), never from the client's filename.
 """
@@ -15,7 +15,6 @@ Design choices:
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import os
 import secrets
@@ -33,11 +32,11 @@ from tunesmith.serve import wire
 from tunesmith.serve.errors import (
     APIError,
     bad_request,
-    error_response,
     from_validation_error,
     install_handlers,
     not_found,
 )
+from tunesmith.serve.guard import Guard, check_keys
 from tunesmith.serve.store import TERMINAL, Store, new_id
 
 UPLOAD_PURPOSES = ("fine-tune", "assistants", "batch", "vision", "user_data", "evals")
@@ -54,6 +53,10 @@ class ServeSettings:
     start_workers: bool = True
     train_overrides: list[str] = field(default_factory=list)
     max_upload_bytes: int = 512 * 1024 * 1024
+    max_body_bytes: int = 16 * 1024 * 1024  # every request body except uploads (JSON)
+    max_context_tokens: int | None = None  # cap on prompt + max_tokens (None: the model's own context)
+    request_budget_s: float = 300.0  # wall-clock cap on one chat request's generation (then "length")
+    long_prompt_tokens: int = 512  # prompts longer than this are prefilled in chunks, between short batches
     log_requests: bool = False
     cors_origins: list[str] = field(default_factory=list)
     max_batch: int = 8
@@ -66,6 +69,7 @@ class ServeSettings:
 def create_app(settings: ServeSettings) -> FastAPI:
     from tunesmith.serve.engine import Engine
 
+    settings.api_keys = check_keys(settings.api_keys)
     settings.data_dir = Path(settings.data_dir).resolve()
     (settings.data_dir / "files").mkdir(parents=True, exist_ok=True)
     store = Store(settings.data_dir / "tunesmith.db")
@@ -92,31 +96,23 @@ def create_app(settings: ServeSettings) -> FastAPI:
         max_batch=settings.max_batch,
         batch_window_s=settings.batch_window_s,
         budget_bytes=settings.model_budget_bytes,
+        long_prompt_tokens=settings.long_prompt_tokens,
     )
     app.state.supervisor = None
     install_handlers(app)
+    # The guard goes in first so that CORS (added after it) wraps it: a browser's preflight carries no key.
+    app.add_middleware(
+        Guard,
+        keys=settings.api_keys,
+        max_upload_bytes=settings.max_upload_bytes,
+        max_body_bytes=settings.max_body_bytes,
+    )
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"]
         )
-
-    @app.middleware("http")
-    async def _auth_and_limits(request: Request, call_next: Any) -> Response:
-        path = request.url.path
-        if path.startswith("/v1") and settings.api_keys and not _authorized(request, settings.api_keys):
-            return error_response(APIError(401, "Incorrect API key provided.", code="invalid_api_key"))
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > settings.max_upload_bytes + 65536:
-            return error_response(
-                APIError(
-                    413,
-                    f"Request body is {int(length):,} bytes; the limit is {settings.max_upload_bytes:,}.",
-                    code="file_too_large",
-                )
-            )
-        return await call_next(request)
 
     _file_routes(app, store, settings)
     _job_routes(app, store, settings)
@@ -128,20 +124,11 @@ def create_app(settings: ServeSettings) -> FastAPI:
     return app
 
 
-def _authorized(request: Request, keys: list[str]) -> bool:
-    auth = request.headers.get("authorization", "")
-    given = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
-    ok = False
-    for k in keys:  # every key compared, in constant time each
-        ok |= hmac.compare_digest(given.encode(), k.encode())
-    return ok
-
-
 async def json_body(request: Request, model: type) -> Any:
     raw = await request.body()
     try:
-        data = json.loads(raw or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        data = json.loads(raw or b"null", parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:  # ValueError: bad JSON, bad UTF-8, > 4,300-digit integers
         raise bad_request(f"The request body is not valid JSON: {exc}.", code="invalid_json") from None
     if not isinstance(data, dict):
         raise bad_request("The request body must be a JSON object.", code="invalid_json")
@@ -149,6 +136,11 @@ async def json_body(request: Request, model: type) -> Any:
         return model.model_validate(data)
     except ValidationError as exc:
         raise from_validation_error(exc) from None
+
+
+def _no_constant(name: str) -> Any:
+    """``NaN``/``Infinity`` are not JSON (Python's parser accepts them by default)."""
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _limit(value: int, lo: int, hi: int, name: str = "limit") -> int:
@@ -170,6 +162,8 @@ def _file_routes(app: FastAPI, store: Store, settings: ServeSettings) -> None:
             )
         try:
             form = await request.form(max_part_size=settings.max_upload_bytes)
+        except APIError:
+            raise  # the body passed the size limit while it was arriving (serve.guard)
         except Exception as exc:  # noqa: BLE001 - malformed multipart is the client's problem
             raise bad_request(f"Could not parse the multipart body: {exc}.", param="file") from None
         purpose, upload_file = form.get("purpose"), form.get("file")
@@ -179,36 +173,31 @@ def _file_routes(app: FastAPI, store: Store, settings: ServeSettings) -> None:
             )
         if upload_file is None or isinstance(upload_file, str):
             raise bad_request("Missing the 'file' part (the file's bytes).", param="file")
-        data = await upload_file.read(settings.max_upload_bytes + 1)
-        if len(data) > settings.max_upload_bytes:
-            raise APIError(
-                413,
-                f"The file is larger than the limit of {settings.max_upload_bytes:,} bytes.",
-                param="file",
-                code="file_too_large",
-            )
-        filename = os.path.basename(upload_file.filename or "upload.jsonl")[:255] or "upload.jsonl"
+        filename = _clean_filename(upload_file.filename)
         fid = new_id("file-")
         path = jobs_mod.file_path(settings.data_dir, fid)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-        status, details, task, n = "processed", None, None, None
-        if purpose == "fine-tune":
-            status, details, task, n = await asyncio.to_thread(_check_training_file, path, filename)
-        store.add_file(
-            {
-                "id": fid,
-                "filename": filename,
-                "purpose": purpose,
-                "bytes": len(data),
-                "created_at": int(time.time()),
-                "status": status,
-                "status_details": details,
-                "task": task,
-                "n_examples": n,
-            }
-        )
+        try:  # whatever goes wrong from here on, no file is left behind without its database row
+            size = await asyncio.to_thread(_save_upload, upload_file.file, path, settings.max_upload_bytes)
+            status, details, task, n = "processed", None, None, None
+            if purpose == "fine-tune":
+                status, details, task, n = await asyncio.to_thread(_check_training_file, path, filename)
+            store.add_file(
+                {
+                    "id": fid,
+                    "filename": filename,
+                    "purpose": purpose,
+                    "bytes": size,
+                    "created_at": int(time.time()),
+                    "status": status,
+                    "status_details": details,
+                    "task": task,
+                    "n_examples": n,
+                }
+            )
+        except BaseException:
+            path.unlink(missing_ok=True)
+            path.with_suffix(".tmp").unlink(missing_ok=True)
+            raise
         return JSONResponse(wire.file_obj(store.get_file(fid) or {}))
 
     @app.get("/v1/files")
@@ -239,6 +228,38 @@ def _file_routes(app: FastAPI, store: Store, settings: ServeSettings) -> None:
         return {"id": file_id, "object": "file", "deleted": True}
 
 
+def _clean_filename(name: str | None) -> str:
+    """The client's file name as stored and echoed: base name only, printable, valid UTF-8, <= 255 chars."""
+    base = os.path.basename((name or "").replace("\\", "/"))
+    base = "".join(c for c in base if c.isprintable()).encode("utf-8", "replace").decode("utf-8")
+    return base[:255] or "upload.jsonl"
+
+
+def _save_upload(src: Any, path: Path, limit: int) -> int:
+    """Copy the uploaded (spooled) file to ``path`` in 1 MiB chunks; its size in bytes.
+
+    Raises:
+        APIError: 413 when the file is over ``limit`` bytes (nothing is left on disk).
+    """
+    tmp, size = path.with_suffix(".tmp"), 0
+    src.seek(0)
+    with open(tmp, "wb") as out:
+        while chunk := src.read(1 << 20):
+            size += len(chunk)
+            if size > limit:
+                out.close()
+                tmp.unlink(missing_ok=True)
+                raise APIError(
+                    413,
+                    f"The file is larger than the limit of {limit:,} bytes.",
+                    param="file",
+                    code="file_too_large",
+                )
+            out.write(chunk)
+    os.replace(tmp, path)
+    return size
+
+
 def _file(store: Store, file_id: str) -> dict[str, Any]:
     row = store.get_file(file_id)
     if row is None:
@@ -255,8 +276,10 @@ def _check_training_file(path: Path, filename: str) -> tuple[str, str | None, st
         loaded = load_data(path)
     except TunesmithError as exc:
         return "error", f"{filename}: {exc.message}", None, None
+    except (ValueError, RecursionError, OSError) as exc:  # a reader fault must not become a 500
+        return "error", f"{filename}: the file could not be read ({type(exc).__name__}: {exc}).", None, None
     if loaded.errors:
-        first = "; ".join(f"line {e.line}: {e.message} ({e.hint})" for e in loaded.errors[:3])
+        first = "; ".join(f"line {e.line}: {e.code}: {e.message} ({e.hint})" for e in loaded.errors[:3])
         more = f" ... and {len(loaded.errors) - 3} more" if len(loaded.errors) > 3 else ""
         return (
             "error",

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import functools
+import dataclasses
 import json
 import struct
 import threading
@@ -33,10 +33,12 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from tunesmith.serve import wire
 from tunesmith.serve.errors import APIError, bad_request, not_found
+from tunesmith.serve.prompts import fit_prompt, prompt_tokenizer, until_disconnect
 from tunesmith.serve.store import Store, new_id
 
 JSON_RETRIES = 2
 DEFAULT_MAX_TOKENS = 256
+EMBED_CHUNK = 32  # texts per embedding forward pass (and per hold of the model lock)
 EMBED_MODELS = ("minilm", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 
 
@@ -52,21 +54,33 @@ def add_routes(app: FastAPI) -> None:
         body: wire.ChatRequest = await json_body(request, wire.ChatRequest)
         ref = await asyncio.to_thread(resolve_model, app, body.model)
         messages = [_message(m, i) for i, m in enumerate(body.messages)]
-        settings = _settings(body)
         schema = _response_schema(body)
+        _settings(body, 1)  # the cheap checks (stop strings) before tokenizing
+        # every check on the conversation happens here, before a stream starts (serve.prompts)
+        msgs = _with_json_rule(messages, schema)
+        prompt, max_tokens = await asyncio.to_thread(
+            fit_prompt,
+            ref,
+            msgs,
+            body.max_completion_tokens or body.max_tokens,
+            app.state.settings.max_context_tokens,
+            DEFAULT_MAX_TOKENS,
+        )
+        settings = _settings(body, max_tokens)
+        job = _Job(prompt, threading.Event(), app.state.settings.request_budget_s)
         t0 = time.perf_counter()
         cid, created = new_id("chatcmpl-"), int(time.time())
         include_usage = bool(body.stream and body.stream_options and body.stream_options.include_usage)
         if body.stream and schema is None:  # tokens are sent as they are decoded
             return StreamingResponse(
-                _live_sse(app, body, ref, messages, settings, cid, created, include_usage, t0),
+                _live_sse(app, body, ref, messages, settings, cid, created, include_usage, t0, job),
                 media_type="text/event-stream",
             )
-        gen = await _generate(app, ref, messages, settings, schema)
+        gen = await until_disconnect(request, _generate(app, ref, msgs, settings, schema, job), job.cancel)
         _record(app, body, messages, gen, t0)
         usage = _usage(gen)
         if body.stream:  # json response_format: the answer is validated (and maybe retried) before it is sent
-            tok = _tokenizer_for(app, ref)
+            tok = prompt_tokenizer(ref)
             return StreamingResponse(
                 _sse(cid, created, body.model, gen, usage, include_usage, tok), media_type="text/event-stream"
             )
@@ -119,11 +133,38 @@ def add_routes(app: FastAPI) -> None:
         created: int,
         include_usage: bool,
         t0: float,
+        job: _Job,
+    ) -> Any:
+        try:
+            async for piece in _live_events(
+                app, body, ref, messages, settings, cid, created, include_usage, t0, job
+            ):
+                yield piece
+        finally:  # the client went away (the server cancels this generator) or the answer is complete
+            job.cancel.set()
+
+    async def _live_events(
+        app: FastAPI,
+        body: wire.ChatRequest,
+        ref: Any,
+        messages: list[dict[str, Any]],
+        settings: Any,
+        cid: str,
+        created: int,
+        include_usage: bool,
+        t0: float,
+        job: _Job,
     ) -> Any:
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue[str] = asyncio.Queue()
         fut = app.state.engine.submit(
-            ref, messages, settings, on_text=lambda d: loop.call_soon_threadsafe(pieces.put_nowait, d)
+            ref,
+            messages,
+            settings,
+            on_text=lambda d: loop.call_soon_threadsafe(pieces.put_nowait, d),
+            prompt=job.prompt,
+            cancel=job.cancel,
+            budget_s=job.budget_s,
         )
         done_fut = asyncio.wrap_future(fut)
         chunk = _chunker(cid, created, body.model, include_usage)
@@ -174,7 +215,10 @@ def add_routes(app: FastAPI) -> None:
             raise bad_request(
                 "minilm embeddings have 384 dimensions; omit 'dimensions' or pass 384.", param="dimensions"
             )
-        vectors, n_tokens = await asyncio.to_thread(embedder.encode, texts)
+        cancel = threading.Event()
+        vectors, n_tokens = await until_disconnect(
+            request, asyncio.to_thread(embedder.encode, texts, cancel), cancel
+        )
         data = []
         for i, v in enumerate(vectors):
             emb: Any = (
@@ -281,7 +325,17 @@ def _message(m: wire.ChatMessage, i: int) -> dict[str, Any]:
     return {"role": role, "content": content}
 
 
-def _settings(body: wire.ChatRequest) -> Any:
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    """What the route hands the engine besides the conversation: the checked prompt ids, the event that
+    cancels the request and its wall-clock budget."""
+
+    prompt: list[int]
+    cancel: threading.Event
+    budget_s: float
+
+
+def _settings(body: wire.ChatRequest, max_tokens: int) -> Any:
     from tunesmith.models.generate import GenerationSettings
 
     stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
@@ -289,7 +343,7 @@ def _settings(body: wire.ChatRequest) -> Any:
         raise bad_request("'stop' takes up to 4 non-empty strings.", param="stop")
     temperature = 1.0 if body.temperature is None else body.temperature
     return GenerationSettings(
-        max_tokens=body.max_completion_tokens or body.max_tokens or DEFAULT_MAX_TOKENS,
+        max_tokens=max_tokens,
         temperature=temperature,
         top_p=body.top_p or 1.0,
         stop=stop,
@@ -327,24 +381,28 @@ def _response_schema(body: wire.ChatRequest) -> dict[str, Any] | None:
     return schema
 
 
-async def _generate(
-    app: FastAPI, ref: Any, messages: list[dict[str, Any]], settings: Any, schema: dict | None
-) -> Any:
-    import dataclasses
-
-    engine = app.state.engine
+def _with_json_rule(messages: list[dict[str, Any]], schema: dict | None) -> list[dict[str, Any]]:
+    """The conversation as generated: with the JSON instruction in the system turn for json formats."""
     if schema is None:
-        return await _run(engine, ref, messages, settings)
+        return messages
     rule = (
         "Answer with one JSON object only, no other text."
         if not schema
         else f"Answer with one JSON object only, no other text, that validates against this JSON schema: {json.dumps(schema)}"
     )
-    msgs = (
+    return (
         [{"role": "system", "content": rule}, *messages]
         if messages[0]["role"] != "system"
         else [{"role": "system", "content": messages[0]["content"] + "\n\n" + rule}, *messages[1:]]
     )
+
+
+async def _generate(
+    app: FastAPI, ref: Any, msgs: list[dict[str, Any]], settings: Any, schema: dict | None, job: _Job
+) -> Any:
+    engine = app.state.engine
+    if schema is None:
+        return await _run(engine, ref, msgs, settings, job)
     gen = None
     for attempt in range(JSON_RETRIES + 1):
         s = (
@@ -354,7 +412,7 @@ async def _generate(
                 settings, temperature=max(settings.temperature, 0.7), seed=(settings.seed or 0) + attempt
             )
         )
-        gen = await _run(engine, ref, msgs, s)
+        gen = await _run(engine, ref, msgs, s, job)
         if _valid_json(gen.text, schema):
             return gen
     raise APIError(
@@ -365,10 +423,10 @@ async def _generate(
     )
 
 
-async def _run(engine: Any, ref: Any, messages: list[dict[str, Any]], settings: Any) -> Any:
+async def _run(engine: Any, ref: Any, messages: list[dict[str, Any]], settings: Any, job: _Job) -> Any:
     from tunesmith.errors import TunesmithError
 
-    fut = engine.submit(ref, messages, settings)
+    fut = engine.submit(ref, messages, settings, prompt=job.prompt, cancel=job.cancel, budget_s=job.budget_s)
     try:
         return await asyncio.wrap_future(fut)
     except TunesmithError as exc:
@@ -385,18 +443,6 @@ def _valid_json(text: str, schema: dict) -> bool:
     import jsonschema
 
     return jsonschema.Draft202012Validator(schema).is_valid(obj)
-
-
-def _tokenizer_for(app: FastAPI, ref: Any) -> Any:
-    return _tokenizer(ref.base if ref.kind != "model" else str(ref.weights))
-
-
-@functools.lru_cache(maxsize=32)
-def _tokenizer(name: str) -> Any:
-    """Tokenizers for splitting streamed text into token pieces (cached: loading one takes ~50 ms)."""
-    from tunesmith.models.load import load_tokenizer
-
-    return load_tokenizer(name)
 
 
 def _usage(gen: Any) -> dict[str, int]:
@@ -459,21 +505,40 @@ def _pieces(text: str, tok: Any) -> list[str]:
 
 
 class _Embedder:
+    """MiniLM embeddings in chunks of ``EMBED_CHUNK`` texts, the model lock held per chunk: a request for
+    2,048 inputs does not hold every other embedding request for its whole duration, and it stops at the
+    next chunk when its client goes away."""
+
     def __init__(self) -> None:
         self._model: Any = None
         self._lock = threading.Lock()
 
-    def encode(self, texts: list[str]) -> tuple[list[list[float]], int]:
-        with self._lock:
-            if self._model is None:
-                from sentence_transformers import SentenceTransformer
+    def encode(
+        self, texts: list[str], cancel: threading.Event | None = None
+    ) -> tuple[list[list[float]], int]:
+        from tunesmith.serve.engine import Cancelled
 
-                from tunesmith.models.load import minilm_dir
+        vectors: list[list[float]] = []
+        n = 0
+        for start in range(0, len(texts), EMBED_CHUNK):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("the embeddings request was cancelled")
+            part = texts[start : start + EMBED_CHUNK]
+            with self._lock:
+                if self._model is None:
+                    from sentence_transformers import SentenceTransformer
 
-                self._model = SentenceTransformer(str(minilm_dir()), device="cpu")
-            vecs = self._model.encode(texts, convert_to_numpy=True, normalize_embeddings=True)
-            n = sum(len(self._model.tokenizer(t, add_special_tokens=True)["input_ids"]) for t in texts)
-        return [v.astype("float32").tolist() for v in vecs], n
+                    from tunesmith.models.load import minilm_dir
+
+                    self._model = SentenceTransformer(str(minilm_dir()), device="cpu")
+                vecs = self._model.encode(
+                    part, batch_size=EMBED_CHUNK, convert_to_numpy=True, normalize_embeddings=True
+                )
+                n += sum(
+                    len(ids) for ids in self._model.tokenizer(part, add_special_tokens=True)["input_ids"]
+                )
+            vectors += [v.astype("float32").tolist() for v in vecs]
+        return vectors, n
 
 
 class Stats:

@@ -13,6 +13,16 @@ Design choices:
   fine-tune is its own model.
 - **LRU budget.** Loaded bases and adapters are accounted by parameter bytes; past ``budget_bytes`` the
   least recently used adapter (or base, with its adapters) is unloaded before the next one loads.
+- **Fairness: a separate lane for long prompts.** The chat route refuses prompts over the model's context
+  and hands over the prompt's token ids. Prompts longer than ``long_prompt_tokens`` run one at a time and
+  are prefilled in chunks of that size into a KV cache; between two chunks every waiting short request
+  is served. Short requests go first whenever both kinds wait. A long request's decode (at most its
+  ``max_tokens``) is not interleaved.
+- **Cancellation and budgets.** Each request carries a ``cancel`` event (set by the route when the client
+  disconnects) and a wall-clock ``deadline``. A cancelled request waiting in the queue is dropped; during
+  prefill it stops at the next chunk; during decode a per-row stopping criterion ends its row (the batch
+  stops when every row has), so an abandoned request costs at most one more decode step. Past its
+  deadline a request stops decoding with ``finish_reason`` "length".
 """
 
 from __future__ import annotations
@@ -43,6 +53,10 @@ class ModelRef:
         return f"{self.kind}:{self.base}:{self.weights or ''}"
 
 
+class Cancelled(Exception):
+    """The request was cancelled (its client went away) before its answer was complete."""
+
+
 @dataclass
 class _Request:
     ref: ModelRef
@@ -50,6 +64,12 @@ class _Request:
     settings: Any  # GenerationSettings
     future: Future = field(default_factory=Future)
     on_text: Any = None  # called from the engine thread with each new piece of answer text (streaming)
+    prompt: list[int] | None = None  # templated prompt token ids (the route tokenized and checked it)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    deadline: float = float("inf")  # time.monotonic() after which decoding stops
+
+    def stopped(self) -> bool:
+        return self.cancel.is_set() or time.monotonic() > self.deadline
 
 
 @dataclass
@@ -64,9 +84,15 @@ class Engine:
     """Thread-safe front door: ``submit`` returns a Future of a ``Generation``."""
 
     def __init__(
-        self, *, max_batch: int = 8, batch_window_s: float = 0.01, budget_bytes: int = 8 << 30
+        self,
+        *,
+        max_batch: int = 8,
+        batch_window_s: float = 0.01,
+        budget_bytes: int = 8 << 30,
+        long_prompt_tokens: int = 512,
     ) -> None:
         self.max_batch = max_batch
+        self.long_prompt_tokens = long_prompt_tokens
         self.batch_window_s = batch_window_s
         self.budget_bytes = budget_bytes
         self._queue: queue.Queue[_Request] = queue.Queue()
@@ -80,10 +106,26 @@ class Engine:
         self.loads = 0
 
     def submit(
-        self, ref: ModelRef, messages: list[dict[str, Any]], settings: Any, on_text: Any = None
+        self,
+        ref: ModelRef,
+        messages: list[dict[str, Any]],
+        settings: Any,
+        on_text: Any = None,
+        *,
+        prompt: list[int] | None = None,
+        cancel: threading.Event | None = None,
+        budget_s: float | None = None,
     ) -> Future:
-        """Queue one conversation; ``on_text`` (optional) receives the answer text as it is decoded."""
-        req = _Request(ref, messages, settings, on_text=on_text)
+        """Queue one conversation; ``on_text`` (optional) receives the answer text as it is decoded.
+
+        ``prompt``: the conversation's templated token ids (else they are computed here); ``cancel``: set
+        it to abandon the request (the future then fails with ``Cancelled``); ``budget_s``: wall-clock
+        seconds after which decoding stops (``finish_reason`` "length")."""
+        req = _Request(ref, messages, settings, on_text=on_text, prompt=prompt)
+        if cancel is not None:
+            req.cancel = cancel
+        if budget_s is not None:
+            req.deadline = time.monotonic() + budget_s
         self._queue.put(req)
         return req.future
 
@@ -118,12 +160,35 @@ class Engine:
                         return
                     self._pending.append(nxt)
             self._drain_queue()
-            head = self._pending[0]
-            batch = [r for r in self._pending if r.ref == head.ref and r.settings == head.settings][
-                : self.max_batch
-            ]
+            self._drop_cancelled()
+            if not self._pending:
+                continue
+            if not self._serve_short():
+                head = self._pending.pop(0)  # only long prompts wait: the oldest one
+                self._run_long(head)
+
+    def _is_long(self, r: _Request) -> bool:
+        return r.prompt is not None and len(r.prompt) > self.long_prompt_tokens
+
+    def _drop_cancelled(self) -> None:
+        for r in [r for r in self._pending if r.cancel.is_set()]:
+            _settle(r.future, exc=Cancelled("the request was cancelled"))
+        self._pending = [r for r in self._pending if not r.cancel.is_set()]
+
+    def _serve_short(self) -> bool:
+        """Run every waiting short request (batched by model and settings); False when none waited."""
+        ran = False
+        while True:
+            self._drain_queue()
+            self._drop_cancelled()
+            short = [r for r in self._pending if not self._is_long(r)]
+            if not short:
+                return ran
+            head = short[0]
+            batch = [r for r in short if r.ref == head.ref and r.settings == head.settings][: self.max_batch]
             self._pending = [r for r in self._pending if not any(r is b for b in batch)]
             self._run_batch(batch)
+            ran = True
 
     def _drain_queue(self) -> None:
         while True:
@@ -136,26 +201,64 @@ class Engine:
                 return
             self._pending.append(nxt)
 
-    def _run_batch(self, batch: list[_Request]) -> None:
-        from tunesmith.models.generate import generate
+    def _run_batch(self, batch: list[_Request], cache: Any = None) -> None:
+        from tunesmith.models.generate import generate_from_ids
 
         try:
             model, tok, ctx = self._activate(batch[0].ref)
+            for r in batch:
+                if r.prompt is None:
+                    r.prompt = _prompt(tok, r.messages)
+            # shortest first, as the shared path orders them, so batch row i is batch[i] (stable sort)
+            batch.sort(key=lambda r: len(r.prompt or ()))
             if any(r.on_text for r in batch):
                 from tunesmith.serve.streaming import observed
 
                 model = observed(model, tok, batch)
+            model = _Guarded(model, batch, cache)
             with ctx:
-                gens = generate(
-                    model, tok, [r.messages for r in batch], batch[0].settings, batch_size=len(batch)
+                gens = generate_from_ids(
+                    model, tok, [r.prompt for r in batch], batch[0].settings, batch_size=len(batch)
                 )
             self.batches.append(len(batch))
             for r, g in zip(batch, gens, strict=True):
-                r.future.set_result(g)
+                if r.cancel.is_set():
+                    _settle(r.future, exc=Cancelled("the request was cancelled"))
+                else:
+                    _settle(r.future, result=g)
         except BaseException as exc:  # noqa: BLE001 - delivered to every waiting request
             for r in batch:
-                if not r.future.done():
-                    r.future.set_exception(exc)
+                _settle(r.future, exc=exc)
+
+    def _run_long(self, req: _Request) -> None:
+        """Prefill a long prompt chunk by chunk (serving short requests in between), then decode it."""
+        import torch
+        from transformers import DynamicCache
+
+        try:
+            prompt = req.prompt or []
+            ids = torch.tensor([prompt], dtype=torch.long)
+            model, _, _ = self._activate(req.ref)
+            cache = DynamicCache(config=getattr(model, "config", None))
+            step = max(1, self.long_prompt_tokens)
+            for start in range(0, len(prompt) - 1, step):
+                if req.stopped():
+                    raise Cancelled("the request was cancelled during prefill")
+                end = min(start + step, len(prompt) - 1)
+                model, _, ctx = self._activate(req.ref)  # short batches in between may switch adapters
+                device = next(model.parameters()).device
+                with ctx, torch.inference_mode():
+                    model(
+                        input_ids=ids[:, start:end].to(device),
+                        past_key_values=cache,
+                        use_cache=True,
+                        cache_position=torch.arange(start, end, device=device),
+                    )
+                self._serve_short()
+        except BaseException as exc:  # noqa: BLE001 - delivered to the waiting request
+            _settle(req.future, exc=exc)
+            return
+        self._run_batch([req], cache=cache)
 
     # ------------------------------------------------------------------ models + LRU
 
@@ -213,6 +316,53 @@ class Engine:
                 continue
             del self._bases[key]
             log.info("unloaded model %s (LRU budget)", key)
+
+
+class _Guarded:
+    """The model with a per-row stopping criterion (cancelled or past its deadline) added to ``generate``,
+    and optionally a prefilled KV cache; everything else is the model itself."""
+
+    def __init__(self, model: Any, batch: list[_Request], cache: Any = None) -> None:
+        self._model, self._batch, self._cache = model, batch, cache
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        batch = self._batch
+
+        class _Stop(StoppingCriteria):
+            def __call__(self, input_ids: Any, scores: Any, **kw: Any) -> Any:
+                return torch.tensor([r.stopped() for r in batch], dtype=torch.bool, device=input_ids.device)
+
+        criteria = StoppingCriteriaList([_Stop()])
+        if kwargs.get("stopping_criteria"):
+            criteria.extend(kwargs.pop("stopping_criteria"))
+        if self._cache is not None:
+            kwargs["past_key_values"] = self._cache
+        return self._model.generate(*args, stopping_criteria=criteria, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+
+def _settle(fut: Future, result: Any = None, exc: BaseException | None = None) -> None:
+    """Deliver a result once; a future its waiter already cancelled (asyncio.wrap_future) is left alone."""
+    import concurrent.futures
+
+    try:
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(result)
+    except concurrent.futures.InvalidStateError:
+        pass
+
+
+def _prompt(tok: Any, messages: list[dict[str, Any]]) -> list[int]:
+    from tunesmith.data.tokenize import prompt_ids
+
+    return prompt_ids(tok, messages)
 
 
 def _load_base(name: str) -> tuple[Any, Any]:

@@ -69,16 +69,45 @@ def from_validation_error(exc: ValidationError | RequestValidationError, prefix:
     """The first pydantic problem as a 400 whose ``param`` is the dotted field path."""
     errors = exc.errors()
     first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
-    loc = [str(p) for p in first.get("loc", ()) if p not in ("body",)]
+    loc = _field_path(first.get("loc", ()))
+    # A union (e.g. "auto" | int) reports one error per branch at the same field: say them together.
+    msgs = [_message(e) for e in errors if _field_path(e.get("loc", ())) == loc]
     param = ".".join(loc) or None
     if prefix and param:
         param = f"{prefix}.{param}"
-    msg = first.get("msg", "invalid value")
-    if first.get("type") == "extra_forbidden":
-        msg = "unknown field; remove it"
+    msg = " or ".join(dict.fromkeys(msgs)) or "invalid value"
     what = f"'{param}': " if param else ""
-    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    others = len({tuple(_field_path(e.get("loc", ()))) for e in errors}) - 1
+    more = f" (and {others} more field(s) with problems)" if others > 0 else ""
     return bad_request(f"Invalid request: {what}{msg}{more}.", param=param, code="invalid_value")
+
+
+_BRANCH_TAGS = {"str", "int", "float", "bool", "list", "dict", "none", "is-instance", "json-or-python"}
+
+
+def _field_path(loc: Any) -> list[str]:
+    """The field names and list indexes of a pydantic error location, without the union-branch tags
+    pydantic inserts (``literal['auto']``, ``int``, ``function-after[...]``, model class names)."""
+    out = []
+    for p in loc:
+        if p == "body":
+            continue
+        if isinstance(p, int):
+            out.append(str(p))
+        elif "[" in p or "(" in p or p in _BRANCH_TAGS or p[:1].isupper():
+            continue
+        else:
+            out.append(p)
+    return out
+
+
+def _message(err: Any) -> str:
+    if err.get("type") == "extra_forbidden":
+        return "unknown field; remove it"
+    msg = str(err.get("msg", "invalid value"))
+    if err.get("type") in ("int_type", "float_type", "bool_type", "string_type"):
+        msg += f" (got {type(err.get('input')).__name__}: values are not converted)"
+    return msg
 
 
 def install_handlers(app: FastAPI) -> None:

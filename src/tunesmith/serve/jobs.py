@@ -252,13 +252,23 @@ def run_job(
                     job_id, step, str(event["path"]), metrics, f"{model_name(job)}:ckpt-step-{step}"
                 )
 
-        result = _train(cfg, resume, on_progress, lambda: flags["stop"] or stopping.is_set())
+        try:
+            result = _train(cfg, resume, on_progress, lambda: flags["stop"] or stopping.is_set())
+        except TunesmithError as exc:  # e.g. the training's divergence guard: a failed job, no model
+            _fail_unpublished(
+                store, job_id, "training_failed", exc.message + (f" {exc.hint}" if exc.hint else "")
+            )
+            return
         state = store.get_job(job_id) or {}
         if state.get("status") != "running":  # cancelled or paused while stopping: leave it so
             store.update_job(job_id, worker_pid=None)
             return
         if stopping.is_set():
             return  # server shutting down: stay 'running' so the next start re-queues and resumes
+        bad = _nonfinite_loss(last, getattr(result, "summary", None))
+        if bad:  # a run that trained on NaN/inf publishes nothing, whatever the training loop decided
+            _fail_unpublished(store, job_id, "training_diverged", bad)
+            return
         name = model_name(job)
         summary = getattr(result, "summary", None) or {}
         tokens = summary.get("tokens_trained") or (store.get_job(job_id) or {}).get("trained_tokens") or 0
@@ -336,6 +346,31 @@ def _fail(store: Store, job_id: str, code: str, message: str, param: str | None 
         worker_pid=None,
     ):
         store.add_event(job_id, f"Job failed: {message}", "error")
+
+
+def _nonfinite_loss(last: dict[str, Any], summary: Any) -> str | None:
+    """Why a finished run diverged (a non-finite training/validation loss), or None."""
+    import math
+
+    seen = dict(last)
+    summary = _as_dict(summary)
+    for key in ("final_train_loss", "final_val_loss", "best_val_loss"):
+        if isinstance(summary.get(key), int | float):
+            seen[key] = summary[key]
+    for key, value in seen.items():
+        if key != "step" and isinstance(value, int | float) and not math.isfinite(value):
+            return (
+                f"Training diverged: {key} is {value} (step {last.get('step', '?')}); no model was published. "
+                "Lower learning_rate_multiplier or check the training data."
+            )
+    return None
+
+
+def _fail_unpublished(store: Store, job_id: str, code: str, message: str) -> None:
+    """Fail the job and withdraw every checkpoint model it recorded (their weights are not trustworthy)."""
+    _fail(store, job_id, code, message, None)
+    for c in store.list_checkpoints(job_id, None, 10_000)[0]:
+        store.delete_model(c["model_name"])
 
 
 def model_name(job: dict[str, Any]) -> str:

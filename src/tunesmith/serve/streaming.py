@@ -92,7 +92,7 @@ class _Observed:
 def observed(model: Any, tok: Any, batch: list[Any]) -> Any:
     from tunesmith.models.generate import stop_token_ids
 
-    rows = [_Row(r, prompt_ids(tok, r.messages)) for r in batch]
+    rows = [_Row(r, r.prompt if r.prompt is not None else prompt_ids(tok, r.messages)) for r in batch]
     silent = [row for row in rows if row.request.on_text is None]
     for row in silent:
         row.done = True  # not streamed: ignore its tokens

@@ -8,23 +8,32 @@ values plus ``paused`` (internal states never leak).
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+import math
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 Auto = Literal["auto"]
+# OpenAI's id alphabet: letters, digits, '-' and '_' (no ':' which separates the parts of an ft: id, no '/',
+# no '.', no control characters).
+ID_PATTERN = r"^[A-Za-z0-9_-]+$"
+SUFFIX_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+INT64 = 2**63 - 1
+Id = Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTERN)]
+ShortText = Annotated[str, Field(max_length=256)]
 
 
 class _Body(BaseModel):
-    # Unknown fields are ignored like OpenAI does (SDKs add new optional fields over time).
-    model_config = ConfigDict(extra="ignore")
+    # Unknown fields are ignored like OpenAI does (SDKs add new optional fields over time). Strict: no
+    # coercion ("10" is not 10, true is not 1); allow_inf_nan=False: 1e999 parses to inf and is refused.
+    model_config = ConfigDict(extra="ignore", strict=True, allow_inf_nan=False)
 
 
 class Hyper(_Body):
     n_epochs: Auto | int = Field("auto", description="Passes over the data (1-50).")
     batch_size: Auto | int = Field("auto", description="Examples per step (1-256).")
     learning_rate_multiplier: Auto | float = Field(
-        "auto", description="Multiplier on tunesmith's default lr."
+        "auto", description="Multiplier on tunesmith's default lr, in (0, 10]."
     )
     beta: Auto | float = Field("auto", description="DPO beta in (0, 2].")
 
@@ -40,24 +49,31 @@ class Method(_Body):
 
 
 class JobCreate(_Body):
-    model: str = Field(min_length=1)
-    training_file: str = Field(min_length=1)
-    validation_file: str | None = None
-    suffix: str | None = Field(None, min_length=1, max_length=64)
+    model: str = Field(min_length=1, max_length=512)
+    training_file: Id
+    validation_file: Id | None = None
+    suffix: str | None = Field(
+        None, pattern=SUFFIX_PATTERN, description="1-64 letters, digits, '-' or '_' (part of the ft: id)."
+    )
     seed: int | None = Field(None, ge=0, le=2147483647)
     method: Method | None = None
     hyperparameters: Hyper | None = None
     metadata: dict[str, str] | None = None
-    integrations: list[dict[str, Any]] | None = None
+    integrations: list[dict[str, Any]] | None = Field(None, max_length=16)
 
 
 def check_hyper(h: Hyper, prefix: str) -> str | None:
-    """The dotted name of the first out-of-range hyperparameter, with the rule."""
+    """The dotted name of the first out-of-range hyperparameter, with the rule (every bound is finite)."""
     checks = [
         ("n_epochs", h.n_epochs, lambda v: 1 <= v <= 50, "an integer from 1 to 50"),
         ("batch_size", h.batch_size, lambda v: 1 <= v <= 256, "an integer from 1 to 256"),
-        ("learning_rate_multiplier", h.learning_rate_multiplier, lambda v: v > 0, "a number > 0"),
-        ("beta", h.beta, lambda v: 0 < v <= 2, "a number in (0, 2]"),
+        (
+            "learning_rate_multiplier",
+            h.learning_rate_multiplier,
+            lambda v: math.isfinite(v) and 0 < v <= 10,
+            "a finite number > 0 and <= 10",
+        ),
+        ("beta", h.beta, lambda v: math.isfinite(v) and 0 < v <= 2, "a number in (0, 2]"),
     ]
     for name, value, ok, rule in checks:
         if value != "auto" and not ok(value):
@@ -68,9 +84,9 @@ def check_hyper(h: Hyper, prefix: str) -> str | None:
 class ChatMessage(_Body):
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[dict[str, Any]] | None = None
-    name: str | None = None
+    name: ShortText | None = None
     tool_calls: list[dict[str, Any]] | None = None
-    tool_call_id: str | None = None
+    tool_call_id: ShortText | None = None
 
 
 class StreamOptions(_Body):
@@ -83,26 +99,26 @@ class ResponseFormat(_Body):
 
 
 class ChatRequest(_Body):
-    model: str = Field(min_length=1)
-    messages: list[ChatMessage] = Field(min_length=1)
+    model: str = Field(min_length=1, max_length=512)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=10_000)
     max_tokens: int | None = Field(None, ge=1, le=32768)
     max_completion_tokens: int | None = Field(None, ge=1, le=32768)
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
     n: int | None = Field(None, ge=1, le=1)
-    stop: str | list[str] | None = None
-    seed: int | None = None
+    stop: ShortText | list[ShortText] | None = Field(None)
+    seed: int | None = Field(None, ge=-INT64 - 1, le=INT64)
     stream: bool | None = False
     stream_options: StreamOptions | None = None
     response_format: ResponseFormat | None = None
-    user: str | None = None
+    user: ShortText | None = None
 
 
 class EmbeddingRequest(_Body):
-    model: str = Field(min_length=1)
+    model: str = Field(min_length=1, max_length=512)
     input: str | list[str] = Field(...)
     encoding_format: Literal["float", "base64"] | None = "float"
-    dimensions: int | None = None
+    dimensions: int | None = Field(None, ge=1, le=65536)
 
 
 # --------------------------------------------------------------------------- wire shapes

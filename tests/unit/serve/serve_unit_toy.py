@@ -42,8 +42,9 @@ class ScriptedEngine:
         self.texts = list(texts or ["scripted answer"])
         self.calls: list[tuple] = []
 
-    def submit(self, ref, messages, settings, on_text=None) -> Future:  # noqa: ANN001
+    def submit(self, ref, messages, settings, on_text=None, **kw) -> Future:  # noqa: ANN001
         self.calls.append((ref, messages, settings))
+        self.extras = getattr(self, "extras", []) + [kw]  # prompt ids, cancel event, budget
         text = self.texts.pop(0) if len(self.texts) > 1 else self.texts[0]
         if on_text is not None:  # streamed: the text arrives in pieces before the result
             for i in range(0, len(text), 4):
