@@ -9,20 +9,36 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tunesmith.errors import TunesmithError
+from tunesmith.yamlsafe import YAMLSyntaxError, load_yaml, load_yaml_file
 
 Task = Literal["chat", "completion", "classification", "extraction", "preference", "text"]
 Method = Literal["sft", "cpt", "dpo", "reward", "ppo"]
 Finetune = Literal["full", "lora", "qlora", "dora"]
 
 
+# Number bounds, one rule for every numeric field: finite (allow_inf_nan=False on every section) and inside
+# a stated range, given by one of these types or by the field's own ge/gt and le/lt. The ranges are generous
+# (far beyond any run one machine makes) and only refuse nonsense such as lr: .inf or max_seq_len: 1e23;
+# tests/unit/test_config_bounds.py checks that every numeric field has both bounds. README "Configuration".
+MAX_TOKENS = 1 << 20  # sequence lengths, micro-batch tokens, generation budgets, chunk sizes
+MAX_STEPS = 100_000_000  # optimizer steps and step intervals
+MAX_COUNT = 1_000_000  # examples and batch sizes
+MAX_SEED = 2**32 - 1  # the range numpy, torch and random all accept
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+Tokens = Annotated[int, Field(ge=1, le=MAX_TOKENS)]
+Steps = Annotated[int, Field(ge=1, le=MAX_STEPS)]
+Count = Annotated[int, Field(ge=1, le=MAX_COUNT)]
+Usd = Annotated[float, Field(ge=0, le=1e6)]
+
+
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class ModelConfig(Section):
@@ -59,7 +75,9 @@ class DataConfig(Section):
     system_prompt: str | None = Field(
         None, description="System prompt added to every example (generated for classification/extraction)."
     )
-    max_seq_len: int = Field(1024, ge=16, description="Longest tokenized example; longer ones are truncated.")
+    max_seq_len: Tokens = Field(
+        1024, ge=16, description="Longest tokenized example; longer ones are truncated."
+    )
     train_on: Literal["assistant", "all"] = Field(
         "assistant",
         description="Which tokens carry loss: assistant turns only (honouring per-message weight, "
@@ -68,19 +86,19 @@ class DataConfig(Section):
     holdout_fraction: float = Field(
         0.2, gt=0, lt=1, description="Fraction split off as hold-out when no holdout file is given."
     )
-    seed: int = Field(0, description="Seed for splits and shuffling.")
+    seed: Seed = Field(0, description="Seed for splits and shuffling.")
 
 
 class LoraConfig(Section):
-    r: int = Field(16, ge=1, description="LoRA rank (peft `r`).")
-    lora_alpha: int = Field(32, ge=1, description="LoRA scaling numerator (peft `lora_alpha`).")
+    r: int = Field(16, ge=1, le=4096, description="LoRA rank (peft `r`).")
+    lora_alpha: int = Field(32, ge=1, le=65536, description="LoRA scaling numerator (peft `lora_alpha`).")
     lora_dropout: float = Field(
         0.0, ge=0, lt=1, description="Dropout on the LoRA path (peft `lora_dropout`)."
     )
     target_modules: list[str] | Literal["all-linear"] = Field(
         "all-linear", description="Modules that get adapters: 'all-linear' or a list of module names."
     )
-    layers_to_transform: list[int] | None = Field(
+    layers_to_transform: list[Annotated[int, Field(ge=0, le=10_000)]] | None = Field(
         None,
         description="Only adapt these layer indices (e.g. the upper layers: no backward through frozen "
         "lower layers). None = every layer.",
@@ -91,35 +109,34 @@ class TrainConfig(Section):
     method: Method = Field("sft", description="sft, cpt (continued pre-training), dpo, reward or ppo.")
     finetune: Finetune = Field("lora", description="full, lora, qlora (4-bit NF4 base + LoRA) or dora.")
     lr: float | None = Field(
-        None, gt=0, description="Peak learning rate. Default: 2e-4 for adapters, 2e-5 full."
+        None, gt=0, le=1.0, description="Peak learning rate. Default: 2e-4 for adapters, 2e-5 full."
     )
-    epochs: float = Field(1.0, gt=0, description="Passes over the training data.")
-    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps.")
+    epochs: float = Field(1.0, gt=0, le=10_000, description="Passes over the training data.")
+    max_steps: Steps | None = Field(None, description="Stop after this many optimizer steps.")
     batch_tokens: int = Field(
-        4096, ge=16, description="Tokens per micro-batch when packing (padding-free rows)."
+        4096, ge=16, le=MAX_TOKENS, description="Tokens per micro-batch when packing (padding-free rows)."
     )
-    batch_size: int = Field(8, ge=1, description="Examples per optimizer step (before accumulation).")
-    grad_accum: int = Field(1, ge=1, description="Micro-batches accumulated per optimizer step.")
+    batch_size: Count = Field(8, description="Examples per optimizer step (before accumulation).")
+    grad_accum: int = Field(1, ge=1, le=65_536, description="Micro-batches accumulated per optimizer step.")
     packing: bool = Field(True, description="Padding-free packing of examples (no cross-example attention).")
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Fraction of steps with linear warmup.")
     lr_scheduler: Literal["cosine", "linear", "constant"] = Field("cosine", description="Decay after warmup.")
-    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
-    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
-    seed: int = Field(42, description="Seed for model init, data order and dropout.")
-    eval_every: int | None = Field(
-        None, ge=1, description="Hold-out loss every N steps (None: once per epoch)."
-    )
+    weight_decay: float = Field(0.0, ge=0, le=1, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, gt=0, le=1e4, description="Gradient clipping norm.")
+    seed: Seed = Field(42, description="Seed for model init, data order and dropout.")
+    eval_every: Steps | None = Field(None, description="Hold-out loss every N steps (None: once per epoch).")
     early_stopping_patience: int | None = Field(
-        None, ge=1, description="Stop after N evaluations without improvement of the hold-out loss."
+        None,
+        ge=1,
+        le=10_000,
+        description="Stop after N evaluations without improvement of the hold-out loss.",
     )
-    save_every: int | None = Field(
-        None, ge=1, description="Checkpoint every N steps (None: end of each epoch)."
-    )
-    keep_checkpoints: int = Field(2, ge=1, description="How many recent checkpoints to keep.")
+    save_every: Steps | None = Field(None, description="Checkpoint every N steps (None: end of each epoch).")
+    keep_checkpoints: int = Field(2, ge=1, le=1000, description="How many recent checkpoints to keep.")
     gradient_checkpointing: bool = Field(
         False, description="Recompute activations in backward to save memory."
     )
-    logging_steps: int = Field(1, ge=1, description="Write metrics.jsonl every N steps.")
+    logging_steps: Steps = Field(1, description="Write metrics.jsonl every N steps.")
     output_dir: Path = Field(Path("runs"), description="Folder that holds one sub-folder per run.")
     run_name: str | None = Field(None, description="Run folder name (default: a timestamped id).")
     report_to: list[Literal["tensorboard", "mlflow"]] = Field(
@@ -129,7 +146,7 @@ class TrainConfig(Section):
         False, description="Report the loss on a built-in set of general prompts before and after training."
     )
     # preference methods
-    beta: float = Field(0.1, gt=0, description="DPO/KL strength (TRL `beta`).")
+    beta: float = Field(0.1, gt=0, le=100, description="DPO/KL strength (TRL `beta`).")
     loss_type: str = Field(
         "sigmoid", description="DPO loss type (TRL `loss_type`: sigmoid, ipo, hinge, ...)."
     )
@@ -141,13 +158,14 @@ class TrainConfig(Section):
     num_generations: int = Field(
         4,
         ge=2,
+        le=256,
         description="method: ppo (RLOO): answers sampled per prompt; each is baselined by the others (TRL `num_generations`).",
     )
-    max_completion_length: int = Field(
-        64, ge=1, description="method: ppo: longest sampled answer in tokens (TRL `max_completion_length`)."
+    max_completion_length: Tokens = Field(
+        64, description="method: ppo: longest sampled answer in tokens (TRL `max_completion_length`)."
     )
     temperature: float = Field(
-        1.0, gt=0, description="method: ppo: sampling temperature of the policy (TRL `temperature`)."
+        1.0, gt=0, le=100, description="method: ppo: sampling temperature of the policy (TRL `temperature`)."
     )
 
     @model_validator(mode="after")
@@ -167,38 +185,37 @@ class EvalConfig(Section):
         default_factory=lambda: ["zero-shot", "few-shot"],
         description="Prompted baselines to compare against.",
     )
-    few_shot_k: int = Field(3, ge=1, description="Examples in the few-shot prompt.")
+    few_shot_k: int = Field(3, ge=1, le=64, description="Examples in the few-shot prompt.")
     few_shot_selection: Literal["similar", "random"] = Field(
         "similar", description="How few-shot examples are chosen from the training set."
     )
-    max_new_tokens: int = Field(128, ge=1, description="Generation budget per answer.")
-    batch_size: int = Field(8, ge=1, description="Examples generated together.")
+    max_new_tokens: Tokens = Field(128, description="Generation budget per answer.")
+    batch_size: Count = Field(8, description="Examples generated together.")
     require: list[str] = Field(
         default_factory=list, description="Release gate rules, e.g. 'finetuned.accuracy>=0.9'."
     )
     format_regex: str | None = Field(None, description="Answers must match this regex (format rule).")
     json_schema: dict[str, Any] | None = Field(None, description="Answers must validate against this schema.")
     max_answer_chars: int | None = Field(
-        None, ge=1, description="Answers longer than this fail the format rule."
+        None, ge=1, le=100_000_000, description="Answers longer than this fail the format rule."
     )
-    price_per_1k_tokens: float | None = Field(
+    price_per_1k_tokens: Usd | None = Field(
         None,
-        ge=0,
         description="Serving price per 1,000 tokens (prompt + completion) for cost per 1,000 requests; "
         "unset = machine time x eval.machine_usd_per_hour.",
     )
-    machine_usd_per_hour: float = Field(
+    machine_usd_per_hour: Usd = Field(
         0.10,
-        ge=0,
         description="Hourly price of the machine serving the model, for cost per 1,000 requests from "
         "measured time (default: a small 2-vCPU cloud VM).",
     )
     consistency_examples: int = Field(
         16,
         ge=0,
+        le=MAX_COUNT,
         description="Hold-out examples re-asked in a lightly reworded form to measure consistency (0 = off).",
     )
-    max_examples: int | None = Field(None, ge=1, description="Evaluate only the first N hold-out examples.")
+    max_examples: Count | None = Field(None, description="Evaluate only the first N hold-out examples.")
 
 
 class RagConfig(Section):
@@ -206,9 +223,9 @@ class RagConfig(Section):
     index: str | None = Field(
         None, description="Index folder (relative to this file), or a postgresql:// URL for the server store."
     )
-    chunk_tokens: int = Field(256, ge=16, description="Chunk size in embedder tokens.")
-    chunk_overlap: int = Field(32, ge=0, description="Tokens shared by consecutive chunks.")
-    k: int = Field(5, ge=1, description="Passages retrieved per question.")
+    chunk_tokens: Tokens = Field(256, ge=16, description="Chunk size in embedder tokens.")
+    chunk_overlap: int = Field(32, ge=0, le=MAX_TOKENS, description="Tokens shared by consecutive chunks.")
+    k: int = Field(5, ge=1, le=1000, description="Passages retrieved per question.")
     mode: Literal["hybrid", "dense", "bm25"] = Field("hybrid", description="Retrieval mode.")
 
     @model_validator(mode="after")
@@ -247,12 +264,8 @@ def load_config(path: Path | str | None, overrides: list[str] | None = None) -> 
             raise TunesmithError(
                 f"Config file {path} does not exist.", "Create one with `tunesmith init DIR`."
             )
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise TunesmithError(
-                f"{path} is not valid YAML: {exc}", "Fix the syntax at the position shown."
-            ) from exc
+        # bounded read, limits on size, depth and aliases, duplicate keys refused (tunesmith/yamlsafe.py)
+        loaded = load_yaml_file(path, what="Config file")
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
@@ -262,7 +275,14 @@ def load_config(path: Path | str | None, overrides: list[str] | None = None) -> 
     for item in overrides or []:
         apply_override(raw, item)
     cfg = validate_config_dict(raw, source=str(path) if path else "config")
-    return _resolve_paths(cfg, base)
+    try:
+        return _resolve_paths(cfg, base)
+    except (OSError, ValueError) as exc:  # a NUL byte or an over-long name in a path field
+        raise TunesmithError(
+            f"{path or 'config'}: a path in it cannot be used: {_short_repr(str(exc))}.",
+            "Check the path fields (data.train, data.holdout, rag.docs, rag.index, train.output_dir, "
+            "train.init_from, model.name) for stray characters or over-long names.",
+        ) from None
 
 
 def validate_config_dict(raw: dict[str, Any], source: str = "config") -> ProjectConfig:
@@ -273,19 +293,29 @@ def validate_config_dict(raw: dict[str, Any], source: str = "config") -> Project
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:
-    """Apply one ``section.key=value`` override; the value is parsed as YAML (numbers, lists, true/false)."""
+    """Apply one ``section.key=value`` override; the value is parsed as YAML (numbers, lists, true/false)
+    with the limits of ``tunesmith.yamlsafe``; text that is not YAML at all is kept as a string.
+
+    Raises:
+        TunesmithError: for an item without ``=``, a path through a non-section, or a value over a limit.
+    """
     if "=" not in item:
-        raise TunesmithError(f"Override {item!r} is not of the form key=value.", "Example: train.lr=1e-4")
+        raise TunesmithError(
+            f"Override {_short_repr(item)} is not of the form key=value.", "Example: train.lr=1e-4"
+        )
     key, _, value = item.partition("=")
     parts = key.strip().split(".")
     node = raw
     for part in parts[:-1]:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise TunesmithError(f"Override {item!r}: {part} is not a section.")
+            raise TunesmithError(
+                f"Override {_short_repr(item)}: {_short_repr(part)} is not a section.",
+                "Override a key inside a section, e.g. train.lr=1e-4.",
+            )
     try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
-    except yaml.YAMLError:
+        parsed = load_yaml(value, f"Override {_short_repr(item)}") if value.strip() else ""
+    except YAMLSyntaxError:
         parsed = value
     node[parts[-1]] = parsed
 
@@ -315,19 +345,46 @@ def _resolve_paths(cfg: ProjectConfig, base: Path) -> ProjectConfig:
     return cfg
 
 
+MAX_LISTED_PROBLEMS = 20
+
+
 def _format_validation_error(exc: ValidationError, source: str) -> str:
-    lines = [f"{source}: {exc.error_count()} problem(s):"]
+    # bounded: at most MAX_LISTED_PROBLEMS lines, each quoting at most a short prefix of the bad value
+    lines: list[str] = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
+        loc = ".".join(_short_repr(p, 40) if not isinstance(p, str) or len(p) > 40 else p for p in _loc(err))
         if err["type"] == "extra_forbidden":
             suggestion = _suggest(err["loc"])
             extra = f" Did you mean `{suggestion}`?" if suggestion else ""
-            lines.append(f"  - {loc}: unknown key.{extra}")
+            line = f"  - {loc}: unknown key.{extra}"
         else:
             got = err.get("input")
-            got_s = f" (got {got!r})" if not isinstance(got, dict) and got is not None else ""
-            lines.append(f"  - {loc or 'config'}: {err['msg']}{got_s}")
-    return "\n".join(lines)
+            got_s = f" (got {_short_repr(got)})" if not isinstance(got, dict) and got is not None else ""
+            line = f"  - {loc or 'config'}: {err['msg']}{got_s}"
+        if line not in lines:
+            lines.append(line)
+    more = len(lines) - MAX_LISTED_PROBLEMS
+    shown = lines[:MAX_LISTED_PROBLEMS] + ([f"  ... and {more} more"] if more > 0 else [])
+    return "\n".join([f"{source}: {len(lines)} problem(s):", *shown])
+
+
+def _loc(err: Any) -> list[Any]:
+    """The error's key path without pydantic's union-member tags (``constrained-float``, ``literal['auto']``)."""
+    if err["type"] == "extra_forbidden":
+        return list(err["loc"])
+    return [p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or "-" in p or p in _TAGS))]
+
+
+_TAGS = {"int", "float", "str", "bool", "list", "dict", "none"}
+
+
+def _short_repr(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters (a value can be megabytes long, or an int too long to print)."""
+    try:
+        text = repr(value)
+    except ValueError:  # int -> str beyond 4,300 digits
+        return "a number of more than 4,300 digits"
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text):,} characters)"
 
 
 def _hint(exc: ValidationError) -> str:

@@ -105,8 +105,9 @@ def load_yaml(text: str, source: str = "YAML") -> Any:
             f"{source} is {len(text):,} characters long, over the {MAX_YAML_BYTES:,} limit for YAML.",
             "A config needs a few kilobytes; move data into data files.",
         )
-    loader = _Loader(text)
+    loader = None
     try:
+        loader = _Loader(text)  # the reader refuses control characters here already
         node = loader.get_single_node()
         if node is None:
             return None
@@ -125,7 +126,8 @@ def load_yaml(text: str, source: str = "YAML") -> Any:
     except RecursionError:
         raise TunesmithError(f"{source}: nested too deeply.", YAMLLimitError("").hint) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def load_yaml_file(path: Path | str, what: str = "YAML file") -> Any:
