@@ -34,9 +34,11 @@ eval:
 GUIDE = """\
 # Your tunesmith project
 
-1. Put your examples in `data/train.jsonl` (one JSON object per line; see `tunesmith data check --help`).
-2. Check them: `tunesmith data check data/train.jsonl` (errors with line numbers, quality warnings).
-3. Split off a hold-out set: `tunesmith data split data/train.jsonl --holdout 0.2 --out data/`.
+1. Put all your examples in `data/examples.jsonl` (one JSON object per line, like `data/sample.jsonl`;
+   see `tunesmith data check --help`).
+2. Check them: `tunesmith data check data/examples.jsonl` (errors with line numbers, quality warnings).
+3. Split off a hold-out set: `tunesmith data split data/examples.jsonl --holdout 0.2 --out data/`
+   (writes `data/train.jsonl` and `data/holdout.jsonl`; run again, it refuses to replace them unless `--force`).
 4. Estimate cost and time: `tunesmith estimate --model smollm2-135m-instruct --method lora --data data/train.jsonl`.
 5. Train: `tunesmith train tunesmith.yaml`.
 6. Evaluate against the prompted base model: `tunesmith eval --model smollm2-135m-instruct --adapter runs/<id> --data data/holdout.jsonl --out report/`.
@@ -64,14 +66,17 @@ def register(app: typer.Typer) -> None:
 
 
 def init(directory: Path = typer.Argument(..., help="Folder to create the project in.")) -> None:
-    """Write a starter project: tunesmith.yaml, a data folder with a sample, and a short guide."""
+    """Write a starter project: tunesmith.yaml, a data folder with a sample, and a short guide.
+    Nothing that exists is overwritten: an existing config or guide stops it before it writes anything."""
     from tunesmith.errors import TunesmithError
 
     cfg = directory / "tunesmith.yaml"
-    if cfg.exists():
-        raise TunesmithError(
-            f"{cfg} already exists; nothing was changed.", "Pick another folder or edit the existing config."
-        )
+    for existing in (cfg, directory / "GUIDE.md"):
+        if existing.exists():
+            raise TunesmithError(
+                f"{existing} already exists; nothing was changed.",
+                "Pick another folder or edit the existing files.",
+            )
     (directory / "data").mkdir(parents=True, exist_ok=True)
     cfg.write_text(STARTER_CONFIG, encoding="utf-8")
     (directory / "GUIDE.md").write_text(GUIDE, encoding="utf-8")
