@@ -121,7 +121,22 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     chat.add_routes(app)
     dashboard.add_routes(app)
+    _publish_body_schemas(app)
     return app
+
+
+def _publish_body_schemas(app: FastAPI) -> None:
+    """/openapi.json with the request-body models (parsed by hand, see ``json_body``) as components."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(wire.SCHEMAS)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 async def json_body(request: Request, model: type) -> Any:
@@ -130,12 +145,25 @@ async def json_body(request: Request, model: type) -> Any:
         data = json.loads(raw or b"null", parse_constant=_no_constant)
     except (ValueError, RecursionError) as exc:  # ValueError: bad JSON, bad UTF-8, > 4,300-digit integers
         raise bad_request(f"The request body is not valid JSON: {exc}.", code="invalid_json") from None
+    if b"\\u" in raw and _has_lone_surrogate(data):  # JSON escapes can spell text UTF-8 cannot hold
+        raise bad_request(
+            "The request body holds an unpaired UTF-16 surrogate escape (e.g. \\ud800), which is not text.",
+            code="invalid_json",
+        )
     if not isinstance(data, dict):
         raise bad_request("The request body must be a JSON object.", code="invalid_json")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise from_validation_error(exc) from None
+
+
+def _has_lone_surrogate(data: Any) -> bool:
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _no_constant(name: str) -> Any:
@@ -153,7 +181,7 @@ def _limit(value: int, lo: int, hi: int, name: str = "limit") -> int:
 
 
 def _file_routes(app: FastAPI, store: Store, settings: ServeSettings) -> None:
-    @app.post("/v1/files")
+    @app.post("/v1/files", openapi_extra=wire.UPLOAD_BODY)
     async def upload(request: Request) -> JSONResponse:
         ctype = request.headers.get("content-type", "")
         if not ctype.startswith("multipart/form-data"):
@@ -304,7 +332,7 @@ def _check_training_file(path: Path, filename: str) -> tuple[str, str | None, st
 
 
 def _job_routes(app: FastAPI, store: Store, settings: ServeSettings) -> None:
-    @app.post("/v1/fine_tuning/jobs")
+    @app.post("/v1/fine_tuning/jobs", openapi_extra=wire.openapi_body(wire.JobCreate))
     async def create_job(request: Request) -> dict:
         body: wire.JobCreate = await json_body(request, wire.JobCreate)
         job = _new_job(store, settings, body)

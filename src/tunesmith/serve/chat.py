@@ -49,7 +49,7 @@ def add_routes(app: FastAPI) -> None:
     app.state.stats = stats
     embedder = _Embedder()
 
-    @app.post("/v1/chat/completions")
+    @app.post("/v1/chat/completions", openapi_extra=wire.openapi_body(wire.ChatRequest))
     async def chat_completions(request: Request) -> Any:
         body: wire.ChatRequest = await json_body(request, wire.ChatRequest)
         ref = await asyncio.to_thread(resolve_model, app, body.model)
@@ -197,7 +197,7 @@ def add_routes(app: FastAPI) -> None:
             yield chunk({}, choices=False, use=_usage(gen))
         yield "data: [DONE]\n\n"
 
-    @app.post("/v1/embeddings")
+    @app.post("/v1/embeddings", openapi_extra=wire.openapi_body(wire.EmbeddingRequest))
     async def embeddings(request: Request) -> dict:
         body: wire.EmbeddingRequest = await json_body(request, wire.EmbeddingRequest)
         if body.model not in EMBED_MODELS:
@@ -425,10 +425,13 @@ async def _generate(
 
 async def _run(engine: Any, ref: Any, messages: list[dict[str, Any]], settings: Any, job: _Job) -> Any:
     from tunesmith.errors import TunesmithError
+    from tunesmith.serve.engine import Cancelled
 
     fut = engine.submit(ref, messages, settings, prompt=job.prompt, cancel=job.cancel, budget_s=job.budget_s)
     try:
         return await asyncio.wrap_future(fut)
+    except Cancelled:
+        raise APIError(499, "The request was cancelled.", code="cancelled") from None
     except TunesmithError as exc:
         raise bad_request(f"{exc.message}" + (f" {exc.hint}" if exc.hint else "")) from None
 

@@ -242,7 +242,7 @@ class Engine:
             cache = DynamicCache(config=getattr(model, "config", None))
             step = max(1, self.long_prompt_tokens)
             for start in range(0, len(prompt) - 1, step):
-                if req.stopped():
+                if req.cancel.is_set():
                     raise Cancelled("the request was cancelled during prefill")
                 end = min(start + step, len(prompt) - 1)
                 model, _, ctx = self._activate(req.ref)  # short batches in between may switch adapters

@@ -198,3 +198,40 @@ def page(data: list[dict[str, Any]], has_more: bool, first_last: bool = False) -
         out["first_id"] = data[0]["id"] if data else None
         out["last_id"] = data[-1]["id"] if data else None
     return out
+
+
+# --------------------------------------------------------------------------- OpenAPI (for /docs and schemathesis)
+
+SCHEMAS: dict[str, Any] = {}  # component schemas of the request bodies, added to /openapi.json
+
+
+def openapi_body(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` for a route whose JSON body is parsed by hand into ``model`` (so the published
+    schema still describes it)."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    SCHEMAS.update(schema.pop("$defs", {}))
+    SCHEMAS[model.__name__] = schema
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
+
+
+UPLOAD_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file", "purpose"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "purpose": {
+                            "type": "string",
+                            "enum": ["fine-tune", "assistants", "batch", "vision", "user_data", "evals"],
+                        },
+                    },
+                }
+            }
+        },
+    }
+}

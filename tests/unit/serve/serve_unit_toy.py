@@ -53,6 +53,12 @@ class ScriptedEngine:
         fut.set_result(Generation(text, 7, 3, 0.01, "stop"))
         return fut
 
+    batches: list[int] = []
+    loads = 0
+
+    def loaded(self) -> list[str]:
+        return []
+
     def close(self) -> None:
         pass
 
