@@ -103,6 +103,7 @@ class Estimate:
     serving: Serving | None
     assumptions: dict[str, str] = field(default_factory=dict)
     calibration: dict[str, Any] | None = None  # filled by --probe
+    fit_advice: list[Any] = field(default_factory=list)  # levers.FitAdvice per GPU of the sheet
 
     def to_json(self) -> dict[str, Any]:
         """The shape documented in the issue and in ``tunesmith estimate --help``."""
@@ -117,6 +118,7 @@ class Estimate:
                 "total": round(m.total, 3),
             },
             "fits": {g.name: g.fits for g in self.gpus},
+            "fits_with": {a.gpu: a.to_json() for a in self.fit_advice},
             "flops": self.flops,
             "hours": {g.name: g.hours for g in self.gpus},
             "cost_usd": {
@@ -171,6 +173,9 @@ def estimate(
             )
         )
     api = api_costs(arch, setup, workload, prices)
+    from tunesmith.advisor.levers import fit_with_levers  # levers builds on this module's formulas
+
+    advice = [fit_with_levers(arch, setup, workload, name, gpu, prices) for name, gpu in prices.gpus.items()]
     return Estimate(
         model=arch.name,
         setup=setup,
@@ -186,6 +191,7 @@ def estimate(
         api_costs=api,
         serving=serving_breakeven(arch, workload, prices, gpus),
         assumptions={k: f"{v.value:g}: {v.source}" for k, v in prices.assumptions.items()},
+        fit_advice=advice,
     )
 
 

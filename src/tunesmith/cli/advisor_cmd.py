@@ -59,7 +59,10 @@ def estimate_cmd(
     ),
     probe_steps: int = typer.Option(3, "--probe-steps", help="Measured steps in the probe."),
     as_json: bool = typer.Option(
-        False, "--json", help='Print {"params", "memory_gb", "fits", "flops", "hours", "cost_usd"}.'
+        False,
+        "--json",
+        help='Print {"params", "memory_gb", "fits", "fits_with", "flops", "hours", "cost_usd"}; fits_with '
+        "names, per GPU, the settings that make it fit with the memory and time of each.",
     ),
 ) -> None:
     """Will it fit, how long, how much: memory breakdown, fit per GPU, FLOPs, hours and dollars, API
@@ -134,6 +137,24 @@ def _hours(h: float) -> str:
     return f"{h:,.1f} h" if h < 100 else f"{h:,.0f} h"
 
 
+def _render_levers(est) -> None:
+    from rich.table import Table
+
+    shown = [a for a in est.fit_advice if not a.fits_as_given]
+    if not shown:
+        return
+    t = Table(title="Settings that make it fit (applied in order, cheapest in time first; advisor/levers.py)")
+    for col in ("GPU", "setting", "memory with it", "time", "time x"):
+        t.add_column(col, justify="left" if col in ("GPU", "setting") else "right")
+    for a in shown:
+        if not a.fits:
+            t.add_row(a.gpu, "[red]no setting makes it fit[/] (all of them)", _gb(a.memory_gb), "-", "-")
+            continue
+        for s in a.levers:
+            t.add_row(a.gpu, s.setting, _gb(s.memory_gb), _hours(s.hours), f"{s.time_factor:.2f}")
+    console.print(t)
+
+
 def render_estimate(est) -> None:
     from rich.table import Table
 
@@ -170,15 +191,19 @@ def render_estimate(est) -> None:
     g = Table(title="Fit, time and cost per GPU")
     for col in ("GPU", "memory", "fits", "headroom", "time", "cost"):
         g.add_column(col, justify="left" if col in ("GPU", "fits") else "right")
+    advice = {a.gpu: a for a in est.fit_advice}
     for r in est.gpus:
-        fits = (
-            "[green]yes[/]"
-            if r.fits
-            else ("[yellow]with --gradient-checkpointing[/]" if r.fits_with_checkpointing else "[red]no[/]")
-        )
+        a = advice.get(r.name)
+        if r.fits:
+            fits = "[green]yes[/]"
+        elif a is not None and a.fits:
+            fits = f"[yellow]with {', '.join(s.lever for s in a.levers)}[/] (time x{a.levers[-1].time_factor:.2f})"
+        else:
+            fits = "[yellow]with --gradient-checkpointing[/]" if r.fits_with_checkpointing else "[red]no[/]"
         cost = "-" if r.name == "cpu" else f"${r.cost_usd:,.2f}"
         g.add_row(r.name, _gb(r.memory_gb), fits, _gb(r.headroom_gb), _hours(r.hours), cost)
     console.print(g)
+    _render_levers(est)
     console.print(f"Training compute: {est.flops:.3g} FLOPs; {est.flops_formula}.")
     util = est.assumptions.get("utilisation", "").split(":")[0]
     console.print(

@@ -194,7 +194,8 @@ def test_cli_json_has_the_exact_shape():
     )
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
-    assert set(out) == {"params", "memory_gb", "fits", "flops", "hours", "cost_usd"}
+    assert set(out) == {"params", "memory_gb", "fits", "fits_with", "flops", "hours", "cost_usd"}
+    assert set(out["fits_with"]) == {"A6000-48GB", "H100-80GB"}  # the levers per GPU (test_advisor_levers.py)
     assert set(out["params"]) == {"total", "trainable"}
     assert set(out["memory_gb"]) == {"weights", "gradients", "optimizer", "activations", "total"}
     assert set(out["fits"]) == set(out["hours"]) == {"A6000-48GB", "H100-80GB"}
