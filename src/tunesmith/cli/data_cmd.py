@@ -341,7 +341,10 @@ def convert(
     file: Path = typer.Argument(
         ..., help="Classification/extraction table (CSV/JSONL) or prompt/completion JSONL."
     ),
-    out: Path = typer.Option(..., "--out", help="Chat JSONL to write."),
+    out: Path = typer.Option(..., "--out", help="Chat JSONL to write (a new file unless --force)."),
+    force: bool = typer.Option(
+        False, "--force", help="Replace an existing --out file (the input itself is never overwritten)."
+    ),
     task: str | None = TASK_OPT,
     system_prompt: str | None = typer.Option(
         None,
@@ -377,6 +380,7 @@ def convert(
         k=k,
         distractors=distractors,
         seed=seed,
+        force=force,
     )
     console.print(
         f"[green]Wrote[/] {res.n_rows:,} chat rows from {res.source_format} data to {res.out}"

@@ -9,6 +9,7 @@ RAFT-style), imported only when asked for.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,8 +38,15 @@ def convert_file(
     k: int = 3,
     distractors: int = 2,
     seed: int = 0,
+    force: bool = False,
 ) -> ConvertResult:
-    """Write ``path`` as chat JSONL to ``out`` and say what was done."""
+    """Write ``path`` as chat JSONL to ``out`` and say what was done.
+
+    Raises:
+        TunesmithError: for data with errors or with no chat form; (exit code 2) when ``out`` is a folder,
+            is the input file, or exists already while ``force`` is not set (nothing is replaced by surprise).
+    """
+    _refuse_out(Path(path), Path(out), force)
     data = load_records_or_raise(path, task, columns)
     fmt = data.task or "unknown"
     if fmt in ("preference", "text"):
@@ -56,19 +64,33 @@ def convert_file(
     if with_context is not None:
         rows = _add_context(rows, with_context, k, distractors, seed)
     out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return ConvertResult(out, len(rows), fmt, prompt, with_context is not None)
+
+
+def _refuse_out(path: Path, out: Path, force: bool) -> None:
     if out.is_dir():
         raise TunesmithError(
             f"--out {out} is a folder.", "Pass a file name, e.g. data/train.chat.jsonl.", exit_code=2
         )
-    if out.resolve() == Path(path).resolve():
+    if out.resolve() == path.resolve() or (out.exists() and path.exists() and os.path.samefile(out, path)):
         raise TunesmithError(
             "--out is the input file; converting in place would destroy it.",
             "Pick another output file.",
             exit_code=2,
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    return ConvertResult(out, len(rows), fmt, prompt, with_context is not None)
+    if out.exists() and not force:
+        raise TunesmithError(
+            f"--out {out} already exists; nothing was written.",
+            "Pass --force to replace it, or pick another output file.",
+            exit_code=2,
+        )
 
 
 def _add_context(rows: list[dict], index: Path | str, k: int, distractors: int, seed: int) -> list[dict]:

@@ -195,18 +195,12 @@ def test_convert_extraction_and_custom_prompt(tmp_path):
     first = _lines(out)[0]["messages"]
     assert "vendor, number, amount" in first[0]["content"]
     assert json.loads(first[2]["content"]) == {"vendor": "Acme Ltd", "number": "1001", "amount": 120.5}
-    res = runner.invoke(
-        app,
-        [
-            "data",
-            "convert",
-            str(ASSETS / "classification.jsonl"),
-            "--out",
-            str(out),
-            "--system-prompt",
-            "Route it.",
-        ],
-    )
+    args = ["data", "convert", str(ASSETS / "classification.jsonl"), "--out", str(out)]
+    before = out.read_bytes()
+    res = runner.invoke(app, [*args, "--system-prompt", "Route it."])
+    assert res.exit_code == 2 and "already exists" in res.output and out.read_bytes() == before
+    res = runner.invoke(app, [*args, "--system-prompt", "Route it.", "--force"])
+    assert res.exit_code == 0, res.output
     assert _lines(out)[3]["messages"][0] == {"role": "system", "content": "Route it."}
 
 
