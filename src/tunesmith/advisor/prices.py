@@ -12,10 +12,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tunesmith.errors import TunesmithError
+from tunesmith.yamlsafe import load_yaml_file
 
 BUILTIN_PRICES = Path(__file__).with_name("prices.json")
 
@@ -134,13 +134,8 @@ def _read_override(path: Path) -> dict[str, Any]:
             f"Price override file {path} does not exist.",
             "Pass a JSON or YAML file with the keys of the built-in sheet.",
         )
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))  # YAML is a superset of JSON
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise TunesmithError(
-            f"Price override file {path} is not valid JSON/YAML: {exc}",
-            "Fix the syntax at the position shown.",
-        ) from None
+    # YAML is a superset of JSON; yamlsafe bounds the read, the size, nesting and aliases, refuses duplicates
+    data = load_yaml_file(path, what="Price override file")
     if not isinstance(data, dict):
         raise TunesmithError(f"Price override file {path} must hold a mapping (gpus:, api_finetuning:, ...).")
     return data
