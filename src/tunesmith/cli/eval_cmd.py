@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from tunesmith.cli.render import console, print_error
 from tunesmith.errors import TunesmithError, UsageError
+
+if TYPE_CHECKING:
+    from tunesmith.results.eval import EvalReport
 
 
 def register(app: typer.Typer) -> None:
@@ -140,41 +143,35 @@ def _eval(
         )
 
 
-def render_report(report: dict[str, Any]) -> None:
+def render_report(report: EvalReport) -> None:
     from rich.table import Table
 
-    from tunesmith.eval.html import HEADLINE, metric
-
-    cands = report.get("candidates", {})
-    if report.get("task") == "preference":
-        table = Table(title=f"preference: {report.get('n_pairs', '?')} pairs")
+    cands = report.candidates
+    if report.task == "preference":
+        n_pairs = report.preference.n_pairs if report.preference else report.n
+        table = Table(title=f"preference: {n_pairs} pairs")
         table.add_column("candidate")
-        keys = sorted(
-            {k for c in cands.values() for k, v in c.get("metrics", {}).items() if isinstance(v, int | float)}
-        )
+        keys = sorted({k for c in cands.values() for k in c.numbers()})
         for k in keys:
             table.add_column(k, justify="right")
         for name, c in cands.items():
-            table.add_row(name, *[_fmt(c.get("metrics", {}).get(k)) for k in keys])
+            table.add_row(name, *[_fmt(c.metric(k)) for k in keys])
         console.print(table)
     else:
-        keys = [
-            k
-            for k in HEADLINE.get(report.get("task", ""), [])
-            if any(metric(c["metrics"], k) is not None for c in cands.values())
-        ]
-        table = Table(title=f"{report.get('task')}: {report.get('n')} hold-out examples")
+        keys = [k for k in report.headline if any(c.metric(k) is not None for c in cands.values())]
+        table = Table(title=f"{report.task}: {report.n} hold-out examples")
         table.add_column("candidate")
         for k in [*keys, "p50 ms", "p95 ms", "tok/s", "$/1k req"]:
             table.add_column(k, justify="right")
         for name, c in cands.items():
-            m = c["metrics"]
-            table.add_row(name, *[_fmt(metric(m, k)) for k in keys], _fmt(c["latency_ms"]["p50"], 0), _fmt(c["latency_ms"]["p95"], 0),
-                          _fmt(m.get("tokens_per_s"), 1), _fmt(m.get("cost_per_1k_requests_usd"), 4))  # fmt: skip
+            table.add_row(name, *[_fmt(c.metric(k)) for k in keys], _fmt(c.metric("latency_ms.p50"), 0), _fmt(c.metric("latency_ms.p95"), 0),
+                          _fmt(c.metric("tokens_per_s"), 1), _fmt(c.metric("cost_per_1k_requests_usd"), 4))  # fmt: skip
         console.print(table)
-    for r in (report.get("gate") or {}).get("rules", []):
-        mark = "[green]PASS[/]" if r["passed"] else "[red]FAIL[/]"
-        console.print(f"{mark} {r['rule']}: {r['message']}", highlight=False)
+    if report.applied is not None and report.task != "preference":
+        console.print(f"metrics: {report.applied.reason}", highlight=False)
+    for r in report.gate.rules:
+        mark = "[green]PASS[/]" if r.passed else "[red]FAIL[/]"
+        console.print(f"{mark} {r.rule}: {r.message}", highlight=False)
 
 
 def _fmt(x: Any, digits: int = 3) -> str:
@@ -225,18 +222,18 @@ def demo_cmd(
 
     result = _guard(run, out, quick=quick, model=model, on_stage=on_stage)
     render_report(result.report)
-    cands = result.report["candidates"]
+    cands = result.report.candidates
     table = Table(title="Prompted baseline vs fine-tuned (hold-out)")
     table.add_column("")
     for name in cands:
         table.add_column(name, justify="right")
     for label, get in [
-        ("accuracy (answer)", lambda c: _fmt(c["metrics"]["accuracy"])),
-        ("accuracy (label log-likelihood)", lambda c: _fmt(c["metrics"]["label_scoring"]["accuracy"])),
-        ("macro-F1", lambda c: _fmt(c["metrics"]["macro_f1"])),
-        ("consistency", lambda c: _fmt(c["metrics"].get("consistency"))),
-        ("latency p50 / p95 ms", lambda c: f"{c['latency_ms']['p50']:.0f} / {c['latency_ms']['p95']:.0f}"),
-        ("$ per 1k requests", lambda c: _fmt(c["metrics"]["cost_per_1k_requests_usd"], 4)),
+        ("accuracy (answer)", lambda c: _fmt(c.metric("accuracy"))),
+        ("accuracy (label log-likelihood)", lambda c: _fmt(c.metric("label_scoring.accuracy"))),
+        ("macro-F1", lambda c: _fmt(c.metric("macro_f1"))),
+        ("consistency", lambda c: _fmt(c.metric("consistency"))),
+        ("latency p50 / p95 ms", lambda c: f"{_fmt(c.metric('latency_ms.p50'), 0)} / {_fmt(c.metric('latency_ms.p95'), 0)}"),
+        ("$ per 1k requests", lambda c: _fmt(c.metric("cost_per_1k_requests_usd"), 4)),
     ]:
         table.add_row(label, *[get(c) for c in cands.values()])
     console.print(table)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.errors import TunesmithError
-from tunesmith.eval.html import HEADLINE, metric
+from tunesmith.results.eval import eval_report_from_dict
 
 RUN_KEYS = (
     "method",
@@ -49,12 +49,11 @@ def compare(paths: list[Path]) -> Comparison:
             columns.append(label)
             values.append({k: data.get(k) for k in RUN_KEYS})
             continue
-        for name, cand in data.get("candidates", {}).items():
+        report = eval_report_from_dict(data, source=label)  # any version of report.json, typed
+        keys = [*report.headline, "tokens_per_s", "cost_per_1k_requests_usd", "latency_ms.p50", "latency_ms.p95"]
+        for name, cand in report.candidates.items():
             columns.append(f"{label}:{name}" if many else name)
-            keys = HEADLINE.get(data.get("task", ""), []) + ["tokens_per_s", "cost_per_1k_requests_usd"]
-            row = {k: metric(cand.get("metrics", {}), k) for k in keys}
-            row |= {f"latency_ms.{q}": cand.get("latency_ms", {}).get(q) for q in ("p50", "p95")}
-            values.append(row)
+            values.append({k: cand.metric(k) for k in keys})
     keys: list[str] = []
     for v in values:
         keys += [k for k, x in v.items() if k not in keys and x is not None]

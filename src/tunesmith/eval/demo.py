@@ -23,6 +23,7 @@ from typing import Any
 
 from tunesmith.config import ProjectConfig, load_config
 from tunesmith.errors import TunesmithError
+from tunesmith.results.eval import EvalReport, write_eval_report
 
 EXAMPLE_DIR = Path(__file__).resolve().parents[3] / "examples" / "support_tickets"
 GATE = [
@@ -52,12 +53,12 @@ FULL = DemoSize(n_examples=400, holdout=0.2, epochs=3, consistency=24, few_shot_
 class DemoResult:
     out: Path
     stages: list[tuple[str, float]] = field(default_factory=list)
-    report: dict[str, Any] = field(default_factory=dict)
+    report: EvalReport | None = None
     run_dir: Path | None = None
 
     @property
     def gate_passed(self) -> bool:
-        return bool(self.report.get("gate", {}).get("passed"))
+        return self.report is not None and self.report.gate.passed
 
 
 def run(
@@ -124,18 +125,15 @@ def run(
         model_ft.eval()
         results["finetuned"] = ev.evaluate(ctx, "finetuned", model_ft, tok)
     with stage("report"):
-        result.report = ev.finish(ctx, results).report
-    result.report["demo"] = {
+        report = ev.finish(ctx, results).report
+    demo = {
         "quick": quick,
         "stages": [{"stage": n, "seconds": round(s, 2)} for n, s in result.stages],
         "run_dir": str(trained.run_dir),
         "train_summary": trained.summary,
     }
-    import json
-
-    (out / "report" / "report.json").write_text(
-        json.dumps(result.report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-    )
+    result.report = report.model_copy(update={"demo": demo})
+    write_eval_report(out / "report" / "report.json", result.report)
     return result
 
 

@@ -10,10 +10,12 @@ that lists what exists.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from tunesmith.errors import TunesmithError
+from tunesmith.results.eval import Candidate, Gate, GateRule
 
 _RULE = re.compile(r"^\s*(?P<left>[^<>=!]+?)\s*(?P<op>>=|<=|==|!=|>|<)\s*(?P<right>[^<>=!]+?)\s*$")
 _OPS = {
@@ -55,32 +57,30 @@ def parse_rules(rules: list[str]) -> list[Rule]:
     return out
 
 
-def evaluate_gate(rules: list[str], candidates: dict[str, Any]) -> dict[str, Any]:
-    """``{"passed", "rules": [{"rule", "passed", "left", "right", "message"}]}`` for a report's candidates."""
+def evaluate_gate(rules: list[str], candidates: Mapping[str, Candidate]) -> Gate:
+    """The verdict of every rule on a report's candidates (no rules: passed)."""
     results = []
     for rule in parse_rules(rules):
         try:
             left, right = _value(rule.left, candidates), _value(rule.right, candidates)
         except KeyError as exc:
-            results.append(
-                {"rule": rule.text, "passed": False, "left": None, "right": None, "message": str(exc.args[0])}
-            )
+            results.append(GateRule(rule=rule.text, passed=False, message=str(exc.args[0])))
             continue
         ok = bool(_OPS[rule.op](left, right))
         verdict = "holds" if ok else "FAILED"
         results.append(
-            {
-                "rule": rule.text,
-                "passed": ok,
-                "left": left,
-                "right": right,
-                "message": f"{rule.left} = {left:.4g} {rule.op} {rule.right} = {right:.4g}: {verdict}",
-            }
+            GateRule(
+                rule=rule.text,
+                passed=ok,
+                left=left,
+                right=right,
+                message=f"{rule.left} = {left:.4g} {rule.op} {rule.right} = {right:.4g}: {verdict}",
+            )
         )
-    return {"passed": all(r["passed"] for r in results), "rules": results}
+    return Gate(passed=all(r.passed for r in results), rules=results)
 
 
-def _value(side: str, candidates: dict[str, Any]) -> float:
+def _value(side: str, candidates: Mapping[str, Candidate]) -> float:
     num = _number(side)
     if num is not None:
         return num
@@ -90,20 +90,23 @@ def _value(side: str, candidates: dict[str, Any]) -> float:
             f"{side!r}: no candidate of that name in this report (candidates: {', '.join(candidates)})."
         )
     name = names[0]
-    path = side[len(name) + 1 :].split(".")
-    node: Any = candidates[name] if path[0] == "latency_ms" else candidates[name].get("metrics", {})
-    for part in path:
+    path = side[len(name) + 1 :]
+    cand = candidates[name]
+    value = cand.metric(path)
+    if value is not None:
+        return value
+    node: Any = (
+        cand.latency_ms.model_dump() if path.startswith("latency_ms") and cand.latency_ms else cand.metrics
+    )
+    parts = path.split(".")[1:] if path.startswith("latency_ms") else path.split(".")
+    for part in parts:
         if not isinstance(node, dict) or part not in node:
             options = ", ".join(
                 k for k, v in (node.items() if isinstance(node, dict) else []) if not isinstance(v, list)
             )
-            raise KeyError(
-                f"{side!r}: {name} has no metric {'.'.join(path)!r} (available here: {options or 'none'})."
-            )
+            raise KeyError(f"{side!r}: {name} has no metric {path!r} (available here: {options or 'none'}).")
         node = node[part]
-    if not isinstance(node, int | float) or isinstance(node, bool):
-        raise KeyError(f"{side!r} is not a number (it is {type(node).__name__}).")
-    return float(node)
+    raise KeyError(f"{side!r} is not a number (it is {type(node).__name__}).")
 
 
 def _number(text: str) -> float | None:

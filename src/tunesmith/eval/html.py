@@ -10,13 +10,9 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from tunesmith.results.eval import Candidate, EvalReport, Example, Gate
+
 PALETTE = ["#8a8f98", "#c28b2c", "#6a5acd", "#1f7a4d", "#b03a48", "#2a6fb0"]
-HEADLINE = {
-    "classification": ["accuracy", "macro_f1", "label_scoring.accuracy", "invalid_rate", "consistency"],
-    "extraction": ["exact_match", "field_f1", "valid_json_rate", "consistency"],
-    "chat": ["token_f1", "rouge_l", "exact_match", "format_pass_rate", "reward_score", "consistency"],
-    "completion": ["token_f1", "rouge_l", "exact_match", "format_pass_rate", "reward_score", "consistency"],
-}
 CSS = """
 body{font:15px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
 main{max-width:1080px;margin:0 auto;padding:24px 28px 60px}
@@ -30,81 +26,88 @@ code{background:#eef0f3;padding:1px 4px;border-radius:3px;font-size:13px}
 """
 
 
-def render_html(report: dict[str, Any]) -> str:
-    """The whole page for a report.json dict."""
-    task = report.get("task", "")
-    cands = report.get("candidates", {})
+def render_html(report: EvalReport) -> str:
+    """The whole page for a report."""
+    cands = report.candidates
     parts = [
-        f"<h1>Evaluation report: {escape(str(task))}</h1>",
-        f'<p class="sub">{report.get("n", 0)} hold-out examples &middot; data <code>{escape(str(report.get("data", "")))}</code>'
-        + (f" &middot; run <code>{escape(str(report['adapter']))}</code>" if report.get("adapter") else "")
+        f"<h1>Evaluation report: {escape(report.task)}</h1>",
+        f'<p class="sub">{report.n} hold-out examples &middot; data <code>{escape(str(report.data or ""))}</code>'
+        + (f" &middot; run <code>{escape(report.adapter)}</code>" if report.adapter else "")
         + "</p>",
-        _gate(report.get("gate") or {}),
-        "<h2>Headline</h2>",
-        _table(task, cands),
-        "<h2>Metrics per candidate</h2>",
-        f'<div class="card">{_bars(task, cands)}</div>',
+        _gate(report.gate),
     ]
-    if task == "classification":
-        mats = "".join(
-            _confusion(name, c["metrics"]) for name, c in cands.items() if "confusion" in c.get("metrics", {})
+    if report.applied is not None:
+        parts.append(
+            f'<div class="card"><b>Metrics</b> ({escape(", ".join(report.applied.families))}): {escape(report.applied.reason)}</div>'
         )
+    parts += [
+        "<h2>Headline</h2>",
+        _table(report.headline, cands),
+        "<h2>Metrics per candidate</h2>",
+        f'<div class="card">{_bars(report.headline, cands)}</div>',
+    ]
+    mats = "".join(_confusion(name, c.metrics) for name, c in cands.items() if "confusion" in c.metrics)
+    if mats:
         parts += [
             "<h2>Confusion matrices</h2>",
             '<p class="note">Rows: the right label; columns: the answer (greedy, matched). Darker = more.</p>',
             f'<div class="grid">{mats}</div>',
         ]
-    curves = report.get("training") or {}
-    if curves:
-        parts += ["<h2>Training and validation loss</h2>", f'<div class="card">{_lines(curves)}</div>']
-    if report.get("lengths"):
+    matched = {name: c.matches for name, c in cands.items() if c.matches}
+    if matched:
+        parts += ["<h2>How answers matched a label</h2>", _matches(matched)]
+    if report.training:
+        parts += ["<h2>Training and validation loss</h2>", f'<div class="card">{_lines(report.training)}</div>']
+    if report.lengths:
         hists = "".join(
             _histogram(name, vals, PALETTE[i % len(PALETTE)])
-            for i, (name, vals) in enumerate(report["lengths"].items())
+            for i, (name, vals) in enumerate(report.lengths.items())
         )
         parts += ["<h2>Answer lengths (tokens)</h2>", f'<div class="grid">{hists}</div>']
-    parts += ["<h2>How each number was scored</h2>", _scoring(report.get("scoring") or {})]
-    parts += ["<h2>Where the candidates disagree</h2>", _examples(report.get("examples") or [], list(cands))]
+    parts += ["<h2>How each number was scored</h2>", _scoring(report.scoring)]
+    parts += ["<h2>Where the candidates disagree</h2>", _examples(report.examples, list(cands))]
     body = "\n".join(parts)
     return f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>tunesmith evaluation</title><style>{CSS}</style></head><body><main>{body}</main></body></html>\n'
 
 
-def metric(metrics: dict[str, Any], path: str) -> float | None:
-    node: Any = metrics
-    for part in path.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return float(node) if isinstance(node, int | float) and not isinstance(node, bool) else None
-
-
-def _gate(gate: dict[str, Any]) -> str:
-    rules = gate.get("rules") or []
-    if not rules:
+def _gate(gate: Gate) -> str:
+    if not gate.rules:
         return '<div class="card">No release gate rules were given.</div>'
-    verdict = '<span class="pass">PASSED</span>' if gate.get("passed") else '<span class="fail">FAILED</span>'
+    verdict = '<span class="pass">PASSED</span>' if gate.passed else '<span class="fail">FAILED</span>'
     items = "".join(
-        f'<li class="{"ok" if r["passed"] else "bad"}">{"&#10003;" if r["passed"] else "&#10007;"} <code>{escape(r["rule"])}</code>: {escape(r["message"])}</li>'
-        for r in rules
+        f'<li class="{"ok" if r.passed else "bad"}">{"&#10003;" if r.passed else "&#10007;"} <code>{escape(r.rule)}</code>: {escape(r.message)}</li>'
+        for r in gate.rules
     )
     return f'<div class="card"><b>Release gate: {verdict}</b><ul>{items}</ul></div>'
 
 
-def _table(task: str, cands: dict[str, Any]) -> str:
-    cols = [
-        c for c in HEADLINE.get(task, []) if any(metric(v["metrics"], c) is not None for v in cands.values())
-    ]
-    extra = [("latency p50 ms", lambda v: v["latency_ms"]["p50"], 0), ("latency p95 ms", lambda v: v["latency_ms"]["p95"], 0),
-             ("tokens/s", lambda v: v["metrics"].get("tokens_per_s"), 1), ("$ per 1k requests", lambda v: v["metrics"].get("cost_per_1k_requests_usd"), 4)]  # fmt: skip
+def _matches(matched: dict[str, dict[str, int]]) -> str:
+    kinds = ["exact", "normalised", "in_answer", "none"]
+    head = "".join(f"<th>{k}</th>" for k in kinds)
+    rows = "".join(
+        f"<tr><td><b>{escape(name)}</b></td>{''.join(f'<td>{m.get(k, 0)}</td>' for k in kinds)}</tr>"
+        for name, m in matched.items()
+    )
+    note = (
+        '<p class="note">exact: the answer is a label; normalised: equal after folding case, quotes or punctuation, '
+        "where only one label has that form; in_answer: the one label named in a longer answer; none: invalid.</p>"
+    )
+    return f"<table><tr><th>candidate</th>{head}</tr>{rows}</table>{note}"
+
+
+def _table(headline: list[str], cands: dict[str, Candidate]) -> str:
+    cols = [c for c in headline if any(v.metric(c) is not None for v in cands.values())]
+    extra = [("latency p50 ms", lambda v: v.metric("latency_ms.p50"), 0), ("latency p95 ms", lambda v: v.metric("latency_ms.p95"), 0),
+             ("tokens/s", lambda v: v.metric("tokens_per_s"), 1), ("$ per 1k requests", lambda v: v.metric("cost_per_1k_requests_usd"), 4)]  # fmt: skip
     head = "".join(f"<th>{escape(c)}</th>" for c in [*cols, *(e[0] for e in extra)])
     rows = []
     for name, v in cands.items():
         cells = []
         for c in cols:
-            x = metric(v["metrics"], c)
+            x = v.metric(c)
             best = (
                 x is not None
-                and x == max((metric(o["metrics"], c) or -1e9) for o in cands.values())
+                and x == max((o.metric(c) if o.metric(c) is not None else -1e9) for o in cands.values())
                 and c != "invalid_rate"
             )
             cells.append(f'<td class="{"best" if best and len(cands) > 1 else ""}">{_fmt(x)}</td>')
@@ -118,13 +121,14 @@ def _fmt(x: float | None, digits: int = 3) -> str:
     return "&ndash;" if x is None else f"{x:.{digits}f}"
 
 
-def _bars(task: str, cands: dict[str, Any]) -> str:
+def _bars(headline: list[str], cands: dict[str, Candidate]) -> str:
     """Grouped bars: one group per metric in [0, 1], one bar per candidate."""
     names = list(cands)
     mets = [
         m
-        for m in HEADLINE.get(task, [])
-        if m != "reward_score" and any(metric(c["metrics"], m) is not None for c in cands.values())
+        for m in headline
+        if m not in ("reward_score", "reward_margin", "logp_margin", "generated_reward")
+        and any(c.metric(m) is not None for c in cands.values())
     ]
     if not mets:
         return "<p>No metrics.</p>"
@@ -140,7 +144,7 @@ def _bars(task: str, cands: dict[str, Any]) -> str:
     for gi, m in enumerate(mets):
         x0 = left + gi * gw + (gw - bw * len(names)) / 2
         for ni, name in enumerate(names):
-            val = metric(cands[name]["metrics"], m)
+            val = cands[name].metric(m)
             if val is None:
                 continue
             h = (H - bottom - 10) * max(0.0, min(1.0, val))
@@ -272,17 +276,19 @@ def _scoring(scoring: dict[str, str]) -> str:
     return f'<div class="card"><ul>{items}</ul></div>'
 
 
-def _examples(examples: list[dict[str, Any]], names: list[str]) -> str:
+def _examples(examples: list[Example], names: list[str]) -> str:
     if not examples:
         return '<div class="card">The candidates agree on every hold-out example.</div>'
     head = "".join(f"<th>{escape(n)}</th>" for n in names)
     rows = []
     for ex in examples:
         cells = "".join(
-            f'<td class="{"ok" if ex["correct"].get(n) else "bad"}">{escape(str(ex["answers"].get(n, ""))[:240])}</td>'
+            f'<td class="{"ok" if ex.correct.get(n) else "bad"}">{escape(str(ex.answers.get(n, ""))[:240])}'
+            + (f' <span class="note">({escape(ex.matched[n])})</span>' if n in ex.matched else "")
+            + "</td>"
             for n in names
         )
         rows.append(
-            f"<tr><td>{escape(ex['input'][:300])}</td><td>{escape(str(ex['reference'])[:200])}</td>{cells}</tr>"
+            f"<tr><td>{escape(ex.input[:300])}</td><td>{escape(str(ex.reference)[:200])}</td>{cells}</tr>"
         )
     return f'<table class="ex"><tr><th>input</th><th>expected</th>{head}</tr>{"".join(rows)}</table><p class="note">Green: right; red: wrong.</p>'

@@ -18,51 +18,55 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from tunesmith.config import Task
-from tunesmith.data.formats import to_chat
 from tunesmith.errors import TunesmithError
+from tunesmith.eval.tasks.base import EvalTask
 
 _GREETINGS = ("Hi,", "Hello team,", "Good morning,", "Hey there,", "Hi support,")
 _SIGNOFFS = ("Thanks.", "Regards", "Thank you!", "Cheers", "Best,")
 
 
-def query_messages(record: dict[str, Any], task: Task, system_prompt: str | None) -> list[dict[str, Any]]:
+def as_task(task: EvalTask | str) -> EvalTask:
+    """A task object; a task name gives that task's plain form (no label set, no answer profile)."""
+    if isinstance(task, str):
+        from tunesmith.eval.tasks import task_for
+
+        return task_for(task)  # type: ignore[return-value]
+    return task
+
+
+def query_messages(
+    record: dict[str, Any], task: EvalTask | str, system_prompt: str | None
+) -> list[dict[str, Any]]:
     """The conversation up to (not including) the reference answer."""
-    msgs = to_chat(record, task, system_prompt)
-    if msgs[-1]["role"] != "assistant":
-        raise TunesmithError(
-            "A hold-out example has no reference answer to compare with.",
-            "End each example with the assistant's answer.",
-        )
-    return msgs[:-1]
+    return as_task(task).query(record, system_prompt)
 
 
-def reference(record: dict[str, Any], task: Task) -> str:
+def reference(record: dict[str, Any], task: EvalTask | str) -> str:
     """The reference answer as text."""
-    return str(to_chat(record, task)[-1]["content"])
+    return as_task(task).reference(record)
 
 
-def input_text(record: dict[str, Any], task: Task) -> str:
+def input_text(record: dict[str, Any], task: EvalTask | str) -> str:
     """The text a user wrote (last user turn), used for similarity and shown in the report."""
-    msgs = query_messages(record, task, None)
-    users = [m for m in msgs if m["role"] == "user"]
-    return str((users or msgs)[-1]["content"])
+    return as_task(task).input_text(record)
 
 
 def few_shot_messages(
-    record: dict[str, Any], task: Task, system_prompt: str | None, shots: Sequence[dict[str, Any]]
+    record: dict[str, Any], task: EvalTask | str, system_prompt: str | None, shots: Sequence[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """System prompt, then each shot as a user/assistant pair, then the query."""
+    t = as_task(task)
     msgs: list[dict[str, Any]] = [{"role": "system", "content": system_prompt}] if system_prompt else []
     for shot in shots:
-        msgs += [m for m in to_chat(shot, task, None) if m["role"] != "system"]
-    return msgs + [m for m in query_messages(record, task, None) if m["role"] != "system"]
+        turns = t.query(shot, None) + [{"role": "assistant", "content": t.reference(shot)}]
+        msgs += [m for m in turns if m["role"] != "system"]
+    return msgs + [m for m in t.query(record, None) if m["role"] != "system"]
 
 
 def select_shots(
     queries: Sequence[dict[str, Any]],
     pool: Sequence[dict[str, Any]],
-    task: Task,
+    task: EvalTask | str,
     k: int,
     selection: str,
     seed: int = 0,
@@ -105,7 +109,7 @@ def _cosine_matrix(queries: list[str], docs: list[str]) -> list[list[float]]:
     return (q @ d.T).tolist()
 
 
-def reword(record: dict[str, Any], task: Task, seed: int) -> dict[str, Any]:
+def reword(record: dict[str, Any], task: EvalTask | str, seed: int) -> dict[str, Any]:
     """A lightly reworded copy of ``record`` (same meaning, same reference answer)."""
     rng = random.Random(seed)
     text = input_text(record, task)
@@ -117,17 +121,4 @@ def reword(record: dict[str, Any], task: Task, seed: int) -> dict[str, Any]:
             "  ".join(text.split(" ")),
         ]
     )
-    return _replace_input(record, task, variant)
-
-
-def _replace_input(record: dict[str, Any], task: Task, text: str) -> dict[str, Any]:
-    if task in ("classification", "extraction"):
-        return {**record, "text": text}
-    if task == "completion":
-        return {**record, "prompt": text}
-    if task == "chat":
-        msgs = [dict(m) for m in record["messages"]]
-        last_user = max(i for i, m in enumerate(msgs) if m["role"] == "user")
-        msgs[last_user]["content"] = text
-        return {**record, "messages": msgs}
-    raise TunesmithError(f"{task} data cannot be reworded.", "Consistency applies to supervised tasks.")
+    return as_task(task).with_input(record, variant)

@@ -1,13 +1,15 @@
 """``tunesmith eval``: every candidate on the same hold-out, scored the same way, in one report.
 
-    load hold-out (+ training pool, + the run's config) -> system prompt -> candidates
-    -> per candidate: batched greedy generation -> task metrics -> label scoring (classification)
-       -> consistency on reworded inputs -> latency, tokens/s, cost -> reward score (chat, with a reward run)
-    -> gate -> report.json + predictions.jsonl + report.html
+    load hold-out (+ training pool, + the run's config) -> task object (from the data and its answers)
+    -> system prompt -> candidates
+    -> per candidate: batched greedy generation -> the task's metrics -> label scoring (label tasks)
+       -> consistency on reworded inputs -> latency, tokens/s, cost -> reward score (free-text answers)
+    -> gate -> report.json (``EvalReport``) + predictions.jsonl + report.html
 
 Candidates: ``base:zero-shot``, ``base:few-shot``, ``base:rag`` (prompted base model) and ``finetuned``
-(the adapter or full model of a run, with the zero-shot prompt it was trained on). Preference data is
-dispatched to ``tunesmith.eval.preference.evaluate`` (base vs finetuned by log-probability margins).
+(the adapter or full model of a run, with the zero-shot prompt it was trained on). What differs between
+tasks (prompts, references, budget, metrics) is the task object's (``tunesmith.eval.tasks``); preference
+data goes to ``PreferenceTask.run`` (base vs finetuned by log-probability margins).
 """
 
 from __future__ import annotations
@@ -20,18 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.config import EvalConfig, Task
-from tunesmith.data.formats import Columns, default_system_prompt, load_records_or_raise
+from tunesmith.data.formats import Columns, load_records_or_raise
+from tunesmith.data.labels import LabelMatch
 from tunesmith.errors import TunesmithError
 from tunesmith.eval import metrics as M
 from tunesmith.eval.gate import evaluate_gate, parse_rules
-from tunesmith.eval.prompts import (
-    few_shot_messages,
-    input_text,
-    query_messages,
-    reference,
-    reword,
-    select_shots,
-)
+from tunesmith.eval.prompts import few_shot_messages, reword, select_shots
+from tunesmith.eval.tasks import EvalTask, PreferenceTask, task_for
+from tunesmith.results.eval import Candidate, EvalReport, Example, Latency, write_eval_report
 
 BASELINES = ("zero-shot", "few-shot", "rag")
 Progress = Callable[[dict[str, Any]], None]
@@ -59,25 +57,38 @@ class EvalSpec:
 
 @dataclass(frozen=True)
 class EvalResult:
-    report: dict[str, Any]
+    report: EvalReport
     out: Path | None
 
     @property
     def gate_passed(self) -> bool:
-        return bool(self.report.get("gate", {}).get("passed", True))
+        return self.report.gate.passed
 
 
 @dataclass(frozen=True)
 class EvalContext:
-    """Everything the candidates share: the hold-out rows, the few-shot pool, the system prompt, the labels."""
+    """Everything the candidates share: the task, the hold-out rows, the few-shot pool, the system prompt."""
 
     spec: EvalSpec
-    task: Task
+    task: EvalTask
     rows: list[dict[str, Any]]
     pool: list[dict[str, Any]]
     system: str | None
-    labels: list[str]
     run_cfg: dict[str, Any]
+
+    @property
+    def labels(self) -> list[str]:
+        return self.task.labels
+
+
+@dataclass(frozen=True)
+class CandidateRun:
+    """One candidate's report entry, its answers, their lengths (tokens) and (label tasks) how each matched."""
+
+    candidate: Candidate
+    answers: list[str]
+    lengths: list[int]
+    matches: list[LabelMatch] | None = None
 
 
 def run(
@@ -89,10 +100,10 @@ def run(
     notify = on_progress or (lambda event: None)
     if (spec.task or _peek_task(spec)) == "preference":
         parse_rules(spec.settings.require)
-        return _preference(spec)
+        return EvalResult(PreferenceTask().run(spec), spec.out)
     ctx = prepare(spec)
     loaded = dict(models or {})
-    results: dict[str, tuple[dict[str, Any], list[str]]] = {}
+    results: dict[str, CandidateRun] = {}
     for name in candidate_names(spec):
         notify({"event": "candidate", "name": name, "n": len(ctx.rows)})
         model, tok = _model_for(name, spec, loaded)
@@ -101,15 +112,20 @@ def run(
 
 
 def prepare(spec: EvalSpec) -> EvalContext:
-    """Check the rules and baselines, load the data, decide the system prompt and label set."""
+    """Check the rules and baselines, load the data, choose the task object (from the data and its reference
+    answers) and the system prompt."""
     parse_rules(spec.settings.require)  # a typo in a rule fails now, not after the evaluation
     _check_baselines(spec)
     holdout, pool, run_cfg = load_inputs(spec)
-    task: Task = holdout.task  # type: ignore[assignment]
     rows = holdout.rows[: spec.settings.max_examples or None]
-    system = spec.system_prompt or run_cfg.get("system_prompt") or default_system_prompt(pool or rows, task)
-    labels = sorted({r["label"] for r in [*rows, *pool]}) if task == "classification" else []
-    return EvalContext(spec, task, rows, pool, system, labels, run_cfg)
+    task = task_for(holdout.task, rows, pool)
+    if isinstance(task, PreferenceTask):
+        raise TunesmithError(
+            f"{spec.data} holds preference pairs, which are not answered by generation.",
+            "Run `tunesmith eval --data PAIRS --adapter RUN` (it scores preference runs by log-probability).",
+        )
+    system = spec.system_prompt or run_cfg.get("system_prompt") or task.system_prompt(pool or rows)
+    return EvalContext(spec, task, rows, pool, system, run_cfg)
 
 
 def candidate_names(spec: EvalSpec) -> list[str]:
@@ -129,30 +145,27 @@ def with_adapter(ctx: EvalContext, adapter: Path) -> EvalContext:
     )
 
 
-def evaluate(ctx: EvalContext, name: str, model: Any, tok: Any) -> tuple[dict[str, Any], list[str]]:
-    """One candidate's report entry and answers."""
+def evaluate(ctx: EvalContext, name: str, model: Any, tok: Any) -> CandidateRun:
+    """One candidate: its report entry, answers and answer lengths."""
     t0 = time.perf_counter()
     convs = candidate_prompts(ctx, name)
-    entry, answers = evaluate_candidate(
-        model, tok, convs, _variants(ctx, name, convs), ctx.rows, ctx.task, ctx.labels, ctx.spec
-    )
-    entry["wall_s"] = round(time.perf_counter() - t0, 2)
-    return entry, answers
+    result = evaluate_candidate(model, tok, convs, _variants(ctx, name, convs), ctx.rows, ctx.task, ctx.spec)
+    cand = result.candidate.model_copy(update={"wall_s": round(time.perf_counter() - t0, 2)})
+    return replace(result, candidate=cand)
 
 
-def finish(
-    ctx: EvalContext, results: dict[str, tuple[dict[str, Any], list[str]]], started: float | None = None
-) -> EvalResult:
+def finish(ctx: EvalContext, results: dict[str, CandidateRun], started: float | None = None) -> EvalResult:
     """Gate, report.json, predictions.jsonl and report.html."""
     spec = ctx.spec
-    candidates = {k: v[0] for k, v in results.items()}
-    answers = {k: v[1] for k, v in results.items()}
-    report = build_report(spec, ctx.task, ctx.rows, ctx.system, ctx.labels, candidates, answers, ctx.run_cfg)
-    report["gate"] = evaluate_gate(spec.settings.require, report["candidates"])
-    if started is not None:
-        report["wall_time_s"] = round(time.perf_counter() - started, 2)
+    report = build_report(ctx, results)
+    report = report.model_copy(
+        update={
+            "gate": evaluate_gate(spec.settings.require, report.candidates),
+            "wall_time_s": round(time.perf_counter() - started, 2) if started is not None else None,
+        }
+    )
     if spec.out is not None:
-        write_report(spec.out, report, ctx.rows, ctx.task, answers)
+        write_report(spec.out, report, ctx, results)
     return EvalResult(report, spec.out)
 
 
@@ -215,30 +228,6 @@ def _check_baselines(spec: EvalSpec) -> None:
         )
 
 
-def _preference(spec: EvalSpec) -> EvalResult:
-    if spec.adapter is None:
-        raise TunesmithError(
-            "Preference data is evaluated for a trained run.",
-            "Pass --adapter RUN (a dpo, ppo, reward or sft run).",
-        )
-    from tunesmith.eval.preference import evaluate
-
-    report = evaluate(
-        model=spec.model,
-        adapter=spec.adapter,
-        data=spec.data,
-        out=spec.out,
-        max_examples=spec.settings.max_examples,
-        reward_model=spec.reward_run,
-    )
-    report["gate"] = evaluate_gate(spec.settings.require, report.get("candidates", {}))
-    if spec.out is not None:
-        (Path(spec.out) / "report.json").write_text(
-            json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8"
-        )
-    return EvalResult(report, spec.out)
-
-
 # --------------------------------------------------------------------------- candidates
 
 
@@ -246,7 +235,7 @@ def candidate_prompts(ctx: EvalContext, name: str) -> list[list[dict]]:
     """The prompts (conversations) candidate ``name`` answers, in hold-out order."""
     task, rows, system = ctx.task, ctx.rows, ctx.system
     if name in ("base:zero-shot", "finetuned"):
-        return [query_messages(r, task, system) for r in rows]
+        return [task.query(r, system) for r in rows]
     if name == "base:few-shot":
         s = ctx.spec.settings
         shots = select_shots(rows, ctx.pool, task, s.few_shot_k, s.few_shot_selection, ctx.spec.seed)
@@ -256,14 +245,14 @@ def candidate_prompts(ctx: EvalContext, name: str) -> list[list[dict]]:
     raise TunesmithError(f"Unknown candidate {name!r}.")
 
 
-def _rag_prompts(spec: EvalSpec, rows: list[dict], task: Task, system: str | None) -> list[list[dict]]:
+def _rag_prompts(spec: EvalSpec, rows: list[dict], task: EvalTask, system: str | None) -> list[list[dict]]:
     from tunesmith.rag.answer import build_rag_messages
     from tunesmith.rag.retrieve import open_index, retrieve
 
     index = open_index(spec.rag_index)  # type: ignore[arg-type]
     out = []
     for r in rows:
-        question = input_text(r, task)
+        question = task.input_text(r)
         out.append(build_rag_messages(question, retrieve(index, question, k=3), system))
     return out
 
@@ -274,8 +263,8 @@ def _variants(ctx: EvalContext, name: str, convs: list[list[dict]]) -> list[list
     n = min(ctx.spec.settings.consistency_examples, len(ctx.rows))
     out = []
     for i in range(n):
-        old = input_text(ctx.rows[i], ctx.task)
-        new = input_text(reword(ctx.rows[i], ctx.task, seed=ctx.spec.seed * 100_003 + i), ctx.task)
+        old = ctx.task.input_text(ctx.rows[i])
+        new = ctx.task.input_text(reword(ctx.rows[i], ctx.task, seed=ctx.spec.seed * 100_003 + i))
         last = convs[i][-1]
         content = last["content"].replace(old, new) if name == "base:rag" else new
         out.append([*convs[i][:-1], {**last, "content": content}])
@@ -305,32 +294,26 @@ def evaluate_candidate(
     convs: list[list[dict]],
     variants: list[list[dict]],
     rows: list[dict],
-    task: Task,
-    labels: list[str],
+    task: EvalTask,
     spec: EvalSpec,
-) -> tuple[dict[str, Any], list[str]]:
-    """Generate, score and time one candidate; returns its report entry and its answers."""
+) -> CandidateRun:
+    """Generate, score and time one candidate."""
     from tunesmith.models.generate import GenerationSettings, generate, score_labels
 
     s = spec.settings
-    max_tokens = s.max_new_tokens
-    if task == "classification":  # a label in a short sentence; more only costs time
-        max_tokens = min(
-            max_tokens, max(len(tok(lab, add_special_tokens=False)["input_ids"]) for lab in labels) + 16
-        )
-    settings = GenerationSettings(max_tokens=max_tokens)
+    settings = GenerationSettings(max_tokens=task.max_tokens(tok, s.max_new_tokens))
     t0 = time.perf_counter()
     gens = generate(model, tok, convs, settings, batch_size=s.batch_size)
     wall = time.perf_counter() - t0
     timing = {"generation": wall}
     answers = [g.text for g in gens]
-    refs = [reference(r, task) for r in rows]
-    metrics, scored_by = task_metrics(task, rows, refs, answers, labels, s)
-    if task == "classification":
+    scored = task.score(rows, answers, s)
+    metrics, scored_by = dict(scored.metrics), scored.how
+    if task.labels:
         t1 = time.perf_counter()
-        ls = score_labels(model, tok, convs, labels, batch_size=s.batch_size)
+        ls = score_labels(model, tok, convs, task.labels, batch_size=s.batch_size)
         timing["label_scoring"] = time.perf_counter() - t1
-        lm = M.classification_metrics([r["label"] for r in rows], ls.predictions, labels)
+        lm = M.classification_metrics(task.golds(rows), ls.predictions, task.labels)
         lm["ms_per_request"] = 1000 * ls.latency_s / max(1, len(rows))
         metrics["label_scoring"] = lm
         scored_by += "; label_scoring.*: the label with the highest log-likelihood as the whole answer (cannot be invalid)"
@@ -338,9 +321,8 @@ def evaluate_candidate(
         t1 = time.perf_counter()
         v_answers = [g.text for g in generate(model, tok, variants, settings, batch_size=s.batch_size)]
         timing["consistency"] = time.perf_counter() - t1
-        key = (lambda a: M.match_label(a, labels) or a) if task == "classification" else (lambda a: a)  # noqa: E731
         metrics["consistency"] = M.consistency(
-            [key(a) for a in answers[: len(variants)]], [[key(v)] for v in v_answers]
+            [task.answer_key(a) for a in answers[: len(variants)]], [[task.answer_key(v)] for v in v_answers]
         )
         metrics["consistency_n"] = len(variants)
     n_prompt = sum(g.prompt_tokens for g in gens)
@@ -351,113 +333,91 @@ def evaluate_candidate(
     )
     metrics["mean_completion_tokens"] = n_completion / len(rows)
     metrics["mean_prompt_tokens"] = n_prompt / len(rows)
-    if spec.reward_run is not None and task in ("chat", "completion"):
-        from tunesmith.models.scoring import load_reward_scorer
+    metrics["max_new_tokens"] = settings.max_tokens
+    if spec.reward_run is not None and task.free_text:
+        from tunesmith.train.reward import load_reward_scorer
 
         scorer = load_reward_scorer(spec.reward_run)
         scores = scorer.score(
             [[*c, {"role": "assistant", "content": a}] for c, a in zip(convs, answers, strict=True)]
         )
         metrics["reward_score"] = sum(scores) / len(scores)
-    entry = {
-        "metrics": metrics,
-        "timing_s": {k: round(v, 2) for k, v in timing.items()},
-        "latency_ms": M.latency_summary([g.latency_s for g in gens]),
-        "scored_by": scored_by,
-        "completion_tokens": [g.completion_tokens for g in gens],
-    }
-    if task == "classification":
-        entry["label_scoring_predictions"] = ls.predictions
-    return entry, answers
+    cand = Candidate(
+        metrics=metrics,
+        latency_ms=Latency(**M.latency_summary([g.latency_s for g in gens])),
+        timing_s={k: round(v, 2) for k, v in timing.items()},
+        scored_by=scored_by,
+        matches=M.match_counts(scored.matches) if scored.matches is not None else None,
+    )
+    return CandidateRun(cand, answers, [g.completion_tokens for g in gens], scored.matches)
 
 
-def task_metrics(
-    task: Task, rows: list[dict], refs: list[str], answers: list[str], labels: list[str], s: EvalConfig
-) -> tuple[dict[str, Any], str]:
-    """The metrics for ``task`` and a sentence saying how they were scored."""
-    if task == "classification":
-        preds = [M.match_label(a, labels) for a in answers]
-        how = "accuracy etc.: greedy answer matched to a label after normalising case, whitespace and surrounding punctuation (or the one label named in it)"
-        return M.classification_metrics([r["label"] for r in rows], preds, labels), how
-    if task == "extraction":
-        how = "JSON object parsed from the greedy answer; fields compared after normalising (numbers numerically)"
-        return M.extraction_metrics([r["fields"] for r in rows], answers), how
-    rules = {"regex": s.format_regex, "schema": s.json_schema, "max_chars": s.max_answer_chars}
-    how = "greedy answer vs reference: word-token F1 and ROUGE-L after normalising case, whitespace and punctuation"
-    return M.generation_metrics(refs, answers, **rules), how
+def score_answers(ctx: EvalContext, answers: list[str]) -> tuple[dict[str, Any], str, dict[str, int] | None]:
+    """The task's metrics of ``answers`` to the hold-out (for answers generated elsewhere, e.g. a remote
+    API): ``(metrics, how they were scored, match counts or None)``."""
+    scored = ctx.task.score(ctx.rows, answers, ctx.spec.settings)
+    counts = M.match_counts(scored.matches) if scored.matches is not None else None
+    return dict(scored.metrics), scored.how, counts
 
 
 # --------------------------------------------------------------------------- report
 
 
-def build_report(
-    spec: EvalSpec,
-    task: Task,
-    rows: list[dict],
-    system: str | None,
-    labels: list[str],
-    candidates: dict,
-    answers: dict,
-    run_cfg: dict,
-) -> dict[str, Any]:
-    """report.json: the issue's shape plus how things were scored, examples and the training curves."""
+def build_report(ctx: EvalContext, results: dict[str, CandidateRun]) -> EvalReport:
+    """The report (without the gate): candidates, how things were scored, which metrics apply and why,
+    examples where the candidates disagree, answer lengths and the training curves."""
+    spec, task = ctx.spec, ctx.task
     few = f"few-shot: {spec.settings.few_shot_k} training examples per question, chosen by " + (
         "similarity (cosine of minilm embeddings; the most similar last)"
         if spec.settings.few_shot_selection == "similar"
         else f"random draw (seed {spec.seed})"
     )
-    return {
-        "task": task,
-        "n": len(rows),
-        "candidates": {
-            k: {
-                kk: vv for kk, vv in v.items() if kk not in ("completion_tokens", "label_scoring_predictions")
-            }
-            for k, v in candidates.items()
-        },
-        "labels": labels,
-        "system_prompt": system,
-        "scoring": {
-            "decoding": "greedy, batched with left padding and a KV cache; latency = wall time of the request's batch "
-            f"(batch size {spec.settings.batch_size})",
-            "few_shot": few,
-            "consistency": f"the first {spec.settings.consistency_examples} hold-out inputs re-asked with light rewording (greeting, sign-off, case, spacing); share answered the same",
-            "cost": f"${spec.settings.price_per_1k_tokens}/1k tokens"
-            if spec.settings.price_per_1k_tokens is not None
-            else f"measured machine time x ${spec.settings.machine_usd_per_hour}/hour",
-            **{k: v["scored_by"] for k, v in candidates.items()},
-        },
-        "model": spec.model,
-        "adapter": str(spec.adapter) if spec.adapter else None,
-        "data": str(spec.data),
-        "examples": disagreements(rows, task, labels, candidates, answers),
-        "lengths": {k: v["completion_tokens"] for k, v in candidates.items()},
-        "training": training_curves(Path(run_cfg["run_dir"])) if run_cfg.get("run_dir") else {},
+    scoring = {
+        "decoding": "greedy, batched with left padding and a KV cache; latency = wall time of the request's batch "
+        f"(batch size {spec.settings.batch_size})",
+        "metrics": task.applied.reason,
+        "few_shot": few,
+        "consistency": f"the first {spec.settings.consistency_examples} hold-out inputs re-asked with light rewording (greeting, sign-off, case, spacing); share answered the same",
+        "cost": f"${spec.settings.price_per_1k_tokens}/1k tokens"
+        if spec.settings.price_per_1k_tokens is not None
+        else f"measured machine time x ${spec.settings.machine_usd_per_hour}/hour",
+        **{k: v.candidate.scored_by for k, v in results.items()},
     }
+    return EvalReport(
+        task=task.name,
+        n=len(ctx.rows),
+        candidates={k: v.candidate for k, v in results.items()},
+        applied=task.applied,
+        headline=list(task.headline),
+        labels=list(task.labels),
+        system_prompt=ctx.system,
+        scoring=scoring,
+        model=spec.model,
+        adapter=str(spec.adapter) if spec.adapter else None,
+        data=str(spec.data),
+        examples=disagreements(ctx, results),
+        lengths={k: v.lengths for k, v in results.items()},
+        training=training_curves(Path(ctx.run_cfg["run_dir"])) if ctx.run_cfg.get("run_dir") else {},
+    )
 
 
-def disagreements(
-    rows: list[dict], task: Task, labels: list[str], candidates: dict, answers: dict, limit: int = 30
-) -> list[dict[str, Any]]:
-    """Hold-out examples where the candidates' answers differ (normalised), first ``limit``."""
-    out = []
-    for i, r in enumerate(rows):
-        got = {name: answers[name][i] for name in candidates}
-        keys = {
-            M.normalize(str(M.match_label(a, labels)) if task == "classification" else a)
-            for a in got.values()
-        }
-        if len(keys) <= 1:
+def disagreements(ctx: EvalContext, results: dict[str, CandidateRun], limit: int = 30) -> list[Example]:
+    """Hold-out examples where the candidates' answers differ (by the task's answer key), first ``limit``."""
+    task, out = ctx.task, []
+    for i, r in enumerate(ctx.rows):
+        got = {name: res.answers[i] for name, res in results.items()}
+        if len({task.answer_key(a) for a in got.values()}) <= 1:
             continue
-        ref = reference(r, task)
-        ok = {
-            n: (M.match_label(a, labels) == r["label"])
-            if task == "classification"
-            else M.normalize(a) == M.normalize(ref)
-            for n, a in got.items()
-        }
+        matched = {n: res.matches[i].how for n, res in results.items() if res.matches is not None}
         out.append(
-            {"index": i, "input": input_text(r, task), "reference": ref, "answers": got, "correct": ok}
+            Example(
+                index=i,
+                input=task.input_text(r),
+                reference=task.reference(r),
+                answers=got,
+                correct={n: task.correct(r, a) for n, a in got.items()},
+                matched=matched,
+            )
         )
         if len(out) >= limit:
             break
@@ -481,28 +441,22 @@ def training_curves(run_dir: Path) -> dict[str, list[list[float]]]:
     return curves
 
 
-def write_report(
-    out: Path, report: dict[str, Any], rows: list[dict], task: Task, answers: dict[str, list[str]]
-) -> None:
+def write_report(out: Path, report: EvalReport, ctx: EvalContext, results: dict[str, CandidateRun]) -> None:
+    """report.json, predictions.jsonl (every answer, and for label tasks how it matched) and report.html."""
     from tunesmith.eval.html import render_html
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(
-        json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-    )
+    write_eval_report(out / "report.json", report)
     with open(out / "predictions.jsonl", "w", encoding="utf-8") as fh:
-        for i, r in enumerate(rows):
-            fh.write(
-                json.dumps(
-                    {
-                        "index": i,
-                        "input": input_text(r, task),
-                        "reference": reference(r, task),
-                        **{k: v[i] for k, v in answers.items()},
-                    },
-                    ensure_ascii=False,
-                )
-                + "\n"
-            )
+        for i, r in enumerate(ctx.rows):
+            row: dict[str, Any] = {
+                "index": i,
+                "input": ctx.task.input_text(r),
+                "reference": ctx.task.reference(r),
+                **{k: v.answers[i] for k, v in results.items()},
+            }
+            if any(v.matches is not None for v in results.values()):
+                row["match"] = {k: v.matches[i].how for k, v in results.items() if v.matches is not None}
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
     (out / "report.html").write_text(render_html(report), encoding="utf-8")

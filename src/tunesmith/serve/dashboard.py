@@ -5,12 +5,13 @@ evaluation reports and models. One self-contained HTML page that polls the same 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
+from tunesmith.errors import TunesmithError
+from tunesmith.results.eval import read_eval_report
 from tunesmith.serve.errors import not_found
 
 PAGE = Path(__file__).parent / "static" / "dashboard.html"
@@ -35,16 +36,16 @@ def add_routes(app: FastAPI) -> None:
         out = []
         for f in sorted(root.glob("reports/*/report.json")) + sorted(root.glob("runs/*/eval/report.json")):
             try:
-                rep = json.loads(f.read_text())
-            except (OSError, json.JSONDecodeError):
+                rep = read_eval_report(f)  # any version of report.json, typed
+            except TunesmithError:
                 continue
-            cands = {name: c.get("metrics", {}) for name, c in (rep.get("candidates") or {}).items()}
             out.append(
                 {
                     "name": f.parent.name if f.parent.name != "eval" else f.parent.parent.name,
-                    "task": rep.get("task"),
-                    "n": rep.get("n"),
-                    "candidates": cands,
+                    "task": rep.task,
+                    "n": rep.n,
+                    "headline": rep.headline,
+                    "candidates": {name: c.metrics for name, c in rep.candidates.items()},
                 }
             )
         return {"object": "list", "data": out}

@@ -164,8 +164,8 @@ def evaluate_remote(
 ) -> dict[str, Any]:
     """``tunesmith eval``'s prompts and metrics on the hold-out, answered by the remote model."""
     from tunesmith.eval import metrics as M
-    from tunesmith.eval.prompts import reference
-    from tunesmith.eval.run import EvalSpec, candidate_prompts, prepare, task_metrics
+    from tunesmith.eval.run import EvalSpec, candidate_prompts, prepare, score_answers
+    from tunesmith.results.eval import Candidate, EvalReport, Latency, write_eval_report
 
     spec = EvalSpec(
         data=Path(cfg.data.holdout),
@@ -186,28 +186,31 @@ def evaluate_remote(
         latencies.append(time.perf_counter() - t0)
         answers.append(r.choices[0].message.content or "")
         tokens.append(r.usage.completion_tokens if r.usage else 0)
-    refs = [reference(r, ctx.task) for r in ctx.rows]
-    metrics, how = task_metrics(ctx.task, ctx.rows, refs, answers, ctx.labels, cfg.eval)
-    report = {
-        "task": ctx.task,
-        "n": len(ctx.rows),
-        "model": model,
-        "candidates": {
-            "finetuned": {
-                "metrics": metrics,
-                "latency_ms": M.latency_summary(latencies),
-                "scored_by": how + " (answers from the remote API)",
-                "completion_tokens": tokens,
-            }
+    metrics, how, matches = score_answers(ctx, answers)
+    report = EvalReport(
+        task=ctx.task.name,
+        n=len(ctx.rows),
+        model=model,
+        applied=ctx.task.applied,
+        headline=list(ctx.task.headline),
+        labels=list(ctx.task.labels),
+        candidates={
+            "finetuned": Candidate(
+                metrics=metrics,
+                latency_ms=Latency(**M.latency_summary(latencies)),
+                scored_by=how + " (answers from the remote API)",
+                matches=matches,
+            )
         },
-    }
+        lengths={"finetuned": tokens},
+    )
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "report.json").write_text(json.dumps(report, indent=2))
+        write_eval_report(out / "report.json", report)
         with (out / "predictions.jsonl").open("w") as fh:
             for row, ans in zip(ctx.rows, answers, strict=True):
                 fh.write(json.dumps({"input": row, "finetuned": ans}) + "\n")
-    return report
+    return report.to_dict()  # the report.json dict (RemoteResult.report)
 
 
 def remote_client(base_url: str, api_key: str | None) -> Any:

@@ -8,19 +8,21 @@ from tunesmith.errors import TunesmithError
 from tunesmith.eval.gate import evaluate_gate, parse_rules
 from tunesmith.eval.html import render_html
 from tunesmith.eval.prompts import few_shot_messages, input_text, reword, select_shots
+from tunesmith.results.eval import Candidate, eval_report_from_dict
 
 pytestmark = pytest.mark.unit
 
-CANDS = {
+RAW = {
     "base:few-shot": {
         "metrics": {"accuracy": 0.5, "label_scoring": {"accuracy": 0.6}},
-        "latency_ms": {"p50": 100.0, "p95": 180.0},
+        "latency_ms": {"p50": 100.0, "p95": 180.0, "mean": 120.0},
     },
     "finetuned": {
         "metrics": {"accuracy": 0.92, "label_scoring": {"accuracy": 0.95}},
-        "latency_ms": {"p50": 40.0, "p95": 55.0},
+        "latency_ms": {"p50": 40.0, "p95": 55.0, "mean": 45.0},
     },
 }
+CANDS = {k: Candidate.model_validate(v) for k, v in RAW.items()}
 
 
 def test_gate_rules_pass_fail_and_compare_candidates():
@@ -33,17 +35,18 @@ def test_gate_rules_pass_fail_and_compare_candidates():
         ],
         CANDS,
     )
-    assert [r["passed"] for r in gate["rules"]] == [True, True, False, True]
-    assert gate["passed"] is False
-    assert gate["rules"][2]["left"] == 55.0 and "FAILED" in gate["rules"][2]["message"]
-    assert evaluate_gate([], CANDS) == {"passed": True, "rules": []}
+    assert [r.passed for r in gate.rules] == [True, True, False, True]
+    assert gate.passed is False
+    assert gate.rules[2].left == 55.0 and "FAILED" in gate.rules[2].message
+    empty = evaluate_gate([], CANDS)
+    assert empty.passed is True and empty.rules == []
 
 
 def test_gate_unknown_names_fail_with_what_exists():
     gate = evaluate_gate(["finetuned.acc>=0.9", "base:rag.accuracy>0"], CANDS)
-    assert gate["passed"] is False
-    assert "no metric 'acc'" in gate["rules"][0]["message"] and "accuracy" in gate["rules"][0]["message"]
-    assert "no candidate" in gate["rules"][1]["message"] and "base:few-shot" in gate["rules"][1]["message"]
+    assert gate.passed is False
+    assert "no metric 'acc'" in gate.rules[0].message and "accuracy" in gate.rules[0].message
+    assert "no candidate" in gate.rules[1].message and "base:few-shot" in gate.rules[1].message
 
 
 @pytest.mark.parametrize("rule", ["finetuned.accuracy", "finetuned.accuracy=>0.9", "accuracy>0.9", ""])
@@ -92,14 +95,14 @@ def test_reword_keeps_meaning_and_answer():
 def test_html_escapes_text_and_draws_every_section():
     report = {
         "task": "classification", "n": 2, "data": "h.jsonl",
-        "candidates": {k: {**v, "metrics": {**v["metrics"], "macro_f1": 0.5, "confusion": {"labels": ["a", "b"], "columns": ["a", "b", "(invalid)"], "matrix": [[1, 0, 0], [0, 1, 0]]}}} for k, v in CANDS.items()},
-        "gate": evaluate_gate(["finetuned.accuracy>=0.9"], CANDS),
+        "candidates": {k: {**v, "metrics": {**v["metrics"], "macro_f1": 0.5, "confusion": {"labels": ["a", "b"], "columns": ["a", "b", "(invalid)"], "matrix": [[1, 0, 0], [0, 1, 0]]}}} for k, v in RAW.items()},
+        "gate": evaluate_gate(["finetuned.accuracy>=0.9"], CANDS).model_dump(),
         "training": {"loss": [[1, 2.0], [2, 1.0]], "val_loss": [[2, 1.5]]},
         "lengths": {"finetuned": [2, 2, 3]},
         "scoring": {"few_shot": "similar"},
         "examples": [{"index": 0, "input": "<script>alert(1)</script>", "reference": "a", "answers": {"finetuned": "a", "base:few-shot": "b"}, "correct": {"finetuned": True, "base:few-shot": False}}],
     }  # fmt: skip
-    html = render_html(report)
+    html = render_html(eval_report_from_dict(report))
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert html.count("<svg") == 5  # bars, 2 confusion matrices, loss curve, 1 histogram
     assert "PASSED" in html and "validation loss" in html
