@@ -98,32 +98,51 @@ def train_command(
                 result = train(cfg, resume=resume, force=force, on_progress=on_progress, should_stop=stop)
         finally:
             signal.signal(signal.SIGINT, previous)
+    _print_result(console, result, config)
+
+
+def _print_result(console: Any, result: Any, config: Path) -> None:
+    """The finished run in a few lines; a stopped run says how to continue it where its method allows."""
+    from tunesmith.results.run import LoopExtras
+    from tunesmith.train.runs import supports_resume
+
     s = result.summary
-    status = result.status
     console.print(
-        f"[bold]{status}[/] run [cyan]{result.run_dir}[/] after {s.get('steps')} steps in {s.get('wall_time_s', 0):.1f} s"
-        f" (peak memory {s.get('peak_memory_mb', 0) / 1024:.2f} GB, allocator {s.get('allocator', 'system')})"
+        f"[bold]{s.status}[/] run [cyan]{result.run_dir}[/] after {s.steps} steps in {s.wall_time_s or 0:.1f} s"
+        f" (peak memory {(s.peak_memory_mb or 0) / 1024:.2f} GB, allocator {s.allocator or 'system'})"
     )
     rows = [
-        ("train loss", s.get("first_train_loss"), s.get("final_train_loss")),
-        ("hold-out loss", s.get("first_val_loss"), s.get("final_val_loss")),
+        ("train loss", s.first_train_loss, s.final_train_loss),
+        ("hold-out loss", s.first_val_loss, s.final_val_loss),
     ]
     for name, first, last in rows:
         if last is not None:
             console.print(f"  {name}: {_f(first)} -> {_f(last)}")
-    if s.get("best_val_loss") is not None:
+    extras = s.extras if isinstance(s.extras, LoopExtras) else None
+    if s.best_val_loss is not None:
+        weights = extras.weights if extras else None
         console.print(
-            f"  best hold-out loss {_f(s['best_val_loss'])} at step {s.get('best_step')}; saved weights: {s.get('weights')}"
+            f"  best hold-out loss {_f(s.best_val_loss)} at step {s.best_step}; saved weights: {weights}"
         )
-    if "forgetting" in s:
-        fg = s["forgetting"]
+    if extras is not None and extras.plan is not None:
+        m = extras.plan.memory
         console.print(
-            f"  forgetting probe loss {fg['before']:.4f} -> {fg['after']:.4f} ({fg['increase']:+.1%})"
+            f"  memory: micro-batch {m.micro_tokens} tokens, estimated {m.estimate_gb:.2f} GB, measured peak "
+            f"{'-' if m.measured_peak_gb is None else f'{m.measured_peak_gb:.2f}'} GB of a {m.budget_gb:.2f} GB budget"
         )
-    if status == "stopped":
-        console.print(
-            f"  checkpoint saved; continue with: tunesmith train {config} --resume {result.run_dir}"
-        )
+    if extras is not None and extras.forgetting is not None:
+        fg = extras.forgetting
+        console.print(f"  forgetting probe loss {fg.before:.4f} -> {fg.after:.4f} ({fg.increase:+.1%})")
+    if s.status == "stopped":
+        if supports_resume(s.method):
+            console.print(
+                f"  checkpoint saved; continue with: tunesmith train {config} --resume {result.run_dir}"
+            )
+        else:
+            console.print(
+                f"  the weights at the stop are saved in {result.run_dir}; method: {s.method} runs cannot be"
+                " resumed, so to train further start a new run"
+            )
 
 
 def export_command(
@@ -156,6 +175,7 @@ def runs_list(
             json.dumps([{k: v for k, v in r.__dict__.items() if k != "summary"} for r in records], indent=1)
         )
         return
+    # final_loss/best_loss come from each run's RunSummary (final_train_loss, best_val_loss)
     table = Table("run", "method", "finetune", "base", "status", "created", "train loss", "best hold-out")
     for r in records:
         table.add_row(
@@ -177,15 +197,17 @@ def runs_show(
     runs_dir: Path | None = typer.Option(None, "--dir", help=_RUNS_DIR_HELP),
 ) -> None:
     """The run's record and summary as JSON."""
+    from tunesmith.results.run import read_run_summary
     from tunesmith.train.registry import RunRegistry
 
     r = RunRegistry(_runs_dir(runs_dir)).get(run_id)
     summary = r.summary
     summary_file = Path(r.run_dir) / "summary.json"
     if summary is None and summary_file.exists():
-        summary = json.loads(summary_file.read_text())
+        summary = read_run_summary(summary_file)
+    shown = summary.model_dump(mode="json") if summary is not None else None
     typer.echo(
-        json.dumps({**{k: v for k, v in r.__dict__.items() if k != "summary"}, "summary": summary}, indent=1)
+        json.dumps({**{k: v for k, v in r.__dict__.items() if k != "summary"}, "summary": shown}, indent=1)
     )
 
 
@@ -222,6 +244,8 @@ def chat_command(
     temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy."),
 ) -> None:
     """Chat with a base or fine-tuned model in the terminal (/reset clears the history, /exit quits)."""
+    from rich.markup import escape
+
     from tunesmith.cli.render import console
     from tunesmith.models.generate import GenerationSettings, generate
     from tunesmith.models.inference import load_for_inference
@@ -249,7 +273,7 @@ def chat_command(
         history.append({"role": "user", "content": line})
         answer = generate(model, tokenizer, [history], settings)[0]
         history.append({"role": "assistant", "content": answer.text})
-        console.print(f"[green]model>[/] {answer.text}", highlight=False, markup=False)
+        console.print(f"[green]model>[/] {escape(answer.text)}", highlight=False)
         console.print(f"[dim]{answer.completion_tokens} tokens, {answer.tokens_per_s:.1f} tok/s[/]")
 
 

@@ -227,7 +227,10 @@ def _run_info(run: Path) -> dict[str, Any]:
         raise TunesmithError(
             f"--adapter {run} does not exist.", "Pass the folder of a finished training run (runs/<id>)."
         )
-    summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}
+    from tunesmith.results.run import read_run_summary
+
+    summary = read_run_summary(run) if (run / "summary.json").exists() else None
+    extras = summary.extras if summary is not None else None
     cfg = (
         yaml.safe_load((run / "config.resolved.yaml").read_text())
         if (run / "config.resolved.yaml").exists()
@@ -235,8 +238,8 @@ def _run_info(run: Path) -> dict[str, Any]:
     )
     train = (cfg or {}).get("train", {})
     return {
-        "method": summary.get("method") or train.get("method") or "sft",
-        "base_model": summary.get("base_model") or (cfg or {}).get("model", {}).get("name"),
-        "beta": float(summary.get("beta") or train.get("beta") or 0.1),
-        "reward_model": summary.get("reward_model") or train.get("reward_model"),
+        "method": (summary.method if summary else None) or train.get("method") or "sft",
+        "base_model": (summary.base_model if summary else None) or (cfg or {}).get("model", {}).get("name"),
+        "beta": float(getattr(extras, "beta", None) or train.get("beta") or 0.1),
+        "reward_model": getattr(extras, "reward_model", None) or train.get("reward_model"),
     }

@@ -13,6 +13,7 @@ from typing import Any
 
 from tunesmith.errors import TunesmithError
 from tunesmith.models.load import load_causal_lm, load_tokenizer
+from tunesmith.results.run import read_run_summary
 
 
 def locate_run_weights(run: Path) -> tuple[str, Path]:
@@ -37,9 +38,9 @@ def run_base_model(run: Path) -> str | None:
     run = Path(run)
     for f in (run / "summary.json", run.parent / "summary.json"):
         if f.exists():
-            base = json.loads(f.read_text()).get("base_model")
+            base = read_run_summary(f).base_model
             if base:
-                return str(base)
+                return base
     kind, folder = locate_run_weights(run)
     if kind == "adapter":
         return json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path")

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -131,6 +130,7 @@ def load_reward_scorer(run_dir: Path, *, max_len: int = 1024) -> RewardScorer:
 
     from tunesmith.models.inference import locate_run_weights, run_base_model
     from tunesmith.models.load import load_tokenizer, resolve_model_dir
+    from tunesmith.results.run import read_run_summary
 
     run_dir = Path(run_dir)
     if not run_dir.exists():
@@ -138,7 +138,7 @@ def load_reward_scorer(run_dir: Path, *, max_len: int = 1024) -> RewardScorer:
             f"Reward run {run_dir} does not exist.", "Pass the folder of a finished `method: reward` run."
         )
     summary = run_dir / "summary.json"
-    method = json.loads(summary.read_text()).get("method") if summary.exists() else None
+    method = read_run_summary(summary).method if summary.exists() else None
     if method is not None and method != "reward":
         raise TunesmithError(
             f"{run_dir} is a method: {method} run, not a reward model.",

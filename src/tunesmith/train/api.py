@@ -3,7 +3,7 @@
     from tunesmith.train.api import train
     result = train(cfg, resume=None, force=False, on_progress=print, should_stop=lambda: False)
     result.run_dir      # runs/<run_id>/  (layout: see tunesmith.train.runs)
-    result.summary      # the dict also written to summary.json; result.status is its "status"
+    result.summary      # a tunesmith.results.RunSummary, also in summary.json; result.status is its status
     result.model        # the trained model in memory (sft/cpt), or None
 
 - ``resume``: a run folder; training continues from its last complete checkpoint with the same data order,

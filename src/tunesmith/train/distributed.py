@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.errors import TunesmithError
+from tunesmith.results.run import read_run_summary
 
 EVENT_PREFIX = "TUNESMITH_EVENT "
 
@@ -100,7 +101,7 @@ def launch(
             f"Training with --nproc {nproc} failed (exit code {code}): {message}",
             "Run once without --nproc to see the error on its own; a fix there fixes the multi-process run.",
         )
-    return RunResult(run_dir, json.loads(summary_path.read_text(encoding="utf-8")))
+    return RunResult(run_dir, read_run_summary(summary_path))
 
 
 def _worker_error(tail: list[str]) -> str:

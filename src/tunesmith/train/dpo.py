@@ -22,12 +22,13 @@ from typing import Any
 from tunesmith.config import ProjectConfig
 from tunesmith.errors import TunesmithError
 from tunesmith.models.scoring import pair_logps, preference_accuracy
+from tunesmith.results.run import DpoExtras
 from tunesmith.train.pref_common import (
     MetricsSink,
     Pairs,
     build_policy,
+    curve_measures,
     drop_ref_adapter,
-    first_last,
     fit,
     keep_fp32_adapters,
     load_pairs,
@@ -113,25 +114,26 @@ def summarize(
     after: list[tuple[float, float]],
     sink: MetricsSink,
 ) -> dict[str, Any]:
-    """The run's summary: training curve ends and hold-out accuracy / implicit reward margin before vs after."""
+    """The run's measures (``RunSummary`` fields): training curve and, in the extras, hold-out accuracy and
+    implicit reward margin before vs after."""
     beta = cfg.train.beta
     m_before = [c - r for c, r in before]
     m_after = [c - r for c, r in after]
     reward_margins = [beta * (a - b) for a, b in zip(m_after, m_before, strict=True)]
-    loss_first, loss_last = first_last(sink.series("loss"))
+    extras = DpoExtras(
+        init_from=str(cfg.train.init_from) if cfg.train.init_from else None,
+        beta=beta,
+        loss_type=cfg.train.loss_type,
+        holdout_preference_accuracy_before=preference_accuracy(m_before),
+        holdout_preference_accuracy=preference_accuracy(m_after),
+        holdout_logp_margin_before=sum(m_before) / len(m_before),
+        holdout_logp_margin=sum(m_after) / len(m_after),
+        holdout_reward_margin=sum(reward_margins) / len(reward_margins),
+    )
     return {
         "base_model": base,
-        "init_from": str(cfg.train.init_from) if cfg.train.init_from else None,
-        "beta": beta,
-        "loss_type": cfg.train.loss_type,
-        "train_pairs": len(pairs.train),
-        "holdout_pairs": len(pairs.holdout),
-        "steps": int(sink.history[-1]["step"]) if sink.history else 0,
-        "train_loss_first": loss_first,
-        "train_loss_last": loss_last,
-        "holdout_preference_accuracy_before": preference_accuracy(m_before),
-        "holdout_preference_accuracy": preference_accuracy(m_after),
-        "holdout_logp_margin_before": sum(m_before) / len(m_before),
-        "holdout_logp_margin": sum(m_after) / len(m_after),
-        "holdout_reward_margin": sum(reward_margins) / len(reward_margins),
+        "train_examples": len(pairs.train),
+        "holdout_examples": len(pairs.holdout),
+        **curve_measures(sink),
+        "extras": extras,
     }

@@ -60,6 +60,7 @@ class LoopState:
     best_val: float | None = None
     best_step: int | None = None
     bad_evals: int = 0
+    best_loss: float | None = None  # lowest training loss of any step
     stopped_early: bool = False
     data_fingerprint: str | None = None  # of the tokenized train set: a resume on changed data is refused
 
@@ -152,6 +153,7 @@ def fit(
                     if t.save_every is None and status == "completed":
                         _save(run, model, optimizer, scheduler, state, emit)
     return _finish(model, holdout, cfg, run, state, optimizer, scheduler, emit, status, total_steps)
+            state.best_loss = loss if state.best_loss is None else min(state.best_loss, loss)
 
 
 def train_step(

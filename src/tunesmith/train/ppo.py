@@ -27,9 +27,11 @@ from tunesmith.config import ProjectConfig
 from tunesmith.data.formats import Issue, Record, _as_messages, _norm_message, iter_raw_rows
 from tunesmith.errors import TunesmithError
 from tunesmith.models.scoring import RewardScorer, load_reward_scorer
+from tunesmith.results.run import PpoExtras, ProbeGeneration
 from tunesmith.train.pref_common import (
     MetricsSink,
     build_policy,
+    curve_measures,
     drop_ref_adapter,
     first_last,
     fit,
@@ -240,30 +242,29 @@ def summarize(
     after: list[dict[str, Any]],
     sink: MetricsSink,
 ) -> dict[str, Any]:
-    r_first, r_last = first_last(sink.series("reward"))  # TRL logs the mean reward of each step's samples
+    rewards = sink.series("reward")  # TRL logs the mean reward of each step's samples
+    r_first, r_last = first_last(rewards) if rewards else (None, None)
     kl = sink.series("kl")
-    return {
-        "base_model": base,
-        "algorithm": "rloo",
-        "init_from": str(cfg.train.init_from) if cfg.train.init_from else None,
-        "reward_model": str(cfg.train.reward_model),
-        "beta": cfg.train.beta,
-        "num_generations": cfg.train.num_generations,
-        "train_prompts": len(prompts),
-        "steps": int(sink.history[-1]["step"]) if sink.history else 0,
-        "train_reward_first": r_first,
-        "train_reward_last": r_last,
-        "kl_last": kl[-1] if kl else None,
-        "probe_reward_before": sum(r["reward"] for r in before) / len(before),
-        "probe_reward_after": sum(r["reward"] for r in after) / len(after),
-        "probe_generations": [
-            {
-                "prompt": b["prompt"],
-                "before": b["answer"],
-                "reward_before": b["reward"],
-                "after": a["answer"],
-                "reward_after": a["reward"],
-            }
+    extras = PpoExtras(
+        algorithm="rloo",
+        init_from=str(cfg.train.init_from) if cfg.train.init_from else None,
+        reward_model=str(cfg.train.reward_model),
+        beta=cfg.train.beta,
+        num_generations=cfg.train.num_generations,
+        train_reward_first=r_first,
+        train_reward_last=r_last,
+        kl_last=kl[-1] if kl else None,
+        probe_reward_before=sum(r["reward"] for r in before) / len(before),
+        probe_reward_after=sum(r["reward"] for r in after) / len(after),
+        probe_generations=[
+            ProbeGeneration(
+                prompt=b["prompt"],
+                before=b["answer"],
+                reward_before=b["reward"],
+                after=a["answer"],
+                reward_after=a["reward"],
+            )
             for b, a in zip(before, after, strict=True)
         ],
-    }
+    )
+    return {"base_model": base, "train_examples": len(prompts), **curve_measures(sink), "extras": extras}

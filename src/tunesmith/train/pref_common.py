@@ -223,6 +223,32 @@ def _callback(sink: MetricsSink) -> TrainerCallback:
     return _ToSink()
 
 
+def _check_finite(step: int, logs: dict[str, Any], lr: float) -> None:
+    """The divergence guard (train/divergence.py) on what TRL logs: raising here ends ``trainer.train()``
+    before the method saves anything, and the run is recorded as failed."""
+    from tunesmith.train.divergence import TrainingDiverged
+
+    for key, what in (("loss", "the training loss"), ("grad_norm", "the gradient norm")):
+        value = logs.get(key)
+        if isinstance(value, int | float) and not math.isfinite(value):
+            raise TrainingDiverged(step, what, float(value), lr, None)
+
+
+def curve_measures(sink: MetricsSink) -> dict[str, Any]:
+    """The ``RunSummary`` fields every TRL-trained method shares: steps, training loss at the start, end
+    (means of the first/last logged values, see ``first_last``) and lowest, and the tokens TRL counted."""
+    losses = sink.series("loss")
+    first, last = first_last(losses) if losses else (None, None)
+    tokens = sink.series("num_tokens")  # TRL's running count of input tokens
+    return {
+        "steps": int(sink.history[-1]["step"]) if sink.history else 0,
+        "first_train_loss": first,
+        "final_train_loss": last,
+        "best_train_loss": min(losses) if losses else None,
+        "tokens_seen": int(tokens[-1]) if tokens else None,
+    }
+
+
 def first_last(values: list[float], k: int = 3) -> tuple[float, float]:
     """Mean of the first and of the last ``k`` values (noise-robust start/end of a training curve)."""
     if not values:

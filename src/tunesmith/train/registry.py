@@ -11,14 +11,15 @@ the first time a newer tunesmith opens it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from tunesmith.errors import TunesmithError
+from tunesmith.results.run import RunSummary, run_summary_from_dict
 
 REGISTRY_FILE = "registry.sqlite"
 
@@ -57,9 +58,9 @@ class RunRecord:
     status: str  # running | completed | stopped | failed
     created_at: float
     finished_at: float | None
-    final_loss: float | None
-    best_loss: float | None
-    summary: dict[str, Any] | None
+    final_loss: float | None  # the summary's final_train_loss
+    best_loss: float | None  # the summary's best_val_loss (best hold-out loss)
+    summary: RunSummary | None
 
 
 class RunRegistry:
@@ -94,7 +95,7 @@ class RunRegistry:
         with self._connect() as conn:
             conn.execute("UPDATE runs SET status = ? WHERE run_id = ?", (status, run_id))
 
-    def finish(self, run_id: str, status: str, summary: dict[str, Any]) -> None:
+    def finish(self, run_id: str, status: str, summary: RunSummary) -> None:
         with self._connect() as conn:
             conn.execute(
                 "UPDATE runs SET status = ?, finished_at = ?, final_loss = ?, best_loss = ?, summary_json = ?"
@@ -102,9 +103,9 @@ class RunRegistry:
                 (
                     status,
                     time.time(),
-                    summary.get("final_train_loss"),
-                    summary.get("best_val_loss"),
-                    json.dumps(summary),
+                    summary.final_train_loss,
+                    summary.best_val_loss,
+                    summary.model_dump_json(),
                     run_id,
                 ),
             )
@@ -133,8 +134,25 @@ _COLUMNS = "run_id, run_dir, method, finetune, base_model, status, created_at, f
 
 
 def _record(row: tuple) -> RunRecord:
-    *head, summary = row
-    return RunRecord(*head, summary=json.loads(summary) if summary else None)
+    """A registry row; a summary stored by an older tunesmith (dpo/reward put their final loss under
+    ``train_loss_last``, so the final_loss column stayed empty) is read into the current shape and fills
+    the loss columns the row lacks."""
+    *head, summary_json = row
+    summary = None
+    if summary_json:
+        run_id, method = head[0], head[2]
+        try:
+            summary = run_summary_from_dict(
+                json.loads(summary_json), source=f"registry record {run_id}", run_id=run_id, method=method
+            )
+        except (TunesmithError, json.JSONDecodeError):
+            summary = None  # one damaged record must not hide the others; `runs show` reads summary.json
+    rec = RunRecord(*head, summary=summary)
+    if summary is not None and rec.final_loss is None and summary.final_train_loss is not None:
+        rec = dataclasses.replace(rec, final_loss=summary.final_train_loss)
+    if summary is not None and rec.best_loss is None and summary.best_val_loss is not None:
+        rec = dataclasses.replace(rec, best_loss=summary.best_val_loss)
+    return rec
 
 
 def migrate(conn: sqlite3.Connection) -> int:

@@ -23,10 +23,11 @@ from typing import Any
 from tunesmith.config import ProjectConfig
 from tunesmith.errors import TunesmithError
 from tunesmith.models.scoring import RewardScorer, preference_accuracy, quiet_load_report
+from tunesmith.results.run import RewardExtras
 from tunesmith.train.pref_common import (
     MetricsSink,
     Pairs,
-    first_last,
+    curve_measures,
     fit,
     load_pairs,
     no_progress_bars,
@@ -107,15 +108,15 @@ def summarize(
 ) -> dict[str, Any]:
     m_before = [c - r for c, r in before]
     m_after = [c - r for c, r in after]
-    loss_first, loss_last = first_last(sink.series("loss"))
+    extras = RewardExtras(
+        holdout_pairwise_accuracy_before=preference_accuracy(m_before),
+        holdout_pairwise_accuracy=preference_accuracy(m_after),
+        holdout_reward_margin_before=sum(m_before) / len(m_before),
+        holdout_reward_margin=sum(m_after) / len(m_after),
+    )
     return {
-        "train_pairs": len(pairs.train),
-        "holdout_pairs": len(pairs.holdout),
-        "steps": int(sink.history[-1]["step"]) if sink.history else 0,
-        "train_loss_first": loss_first,
-        "train_loss_last": loss_last,
-        "holdout_pairwise_accuracy_before": preference_accuracy(m_before),
-        "holdout_pairwise_accuracy": preference_accuracy(m_after),
-        "holdout_reward_margin_before": sum(m_before) / len(m_before),
-        "holdout_reward_margin": sum(m_after) / len(m_after),
+        "train_examples": len(pairs.train),
+        "holdout_examples": len(pairs.holdout),
+        **curve_measures(sink),
+        "extras": extras,
     }

@@ -6,14 +6,14 @@ A run lives in ``<train.output_dir>/<run_id>/``::
     metrics.jsonl          one JSON object per logging step / evaluation
     checkpoints/           crash-safe checkpoints (see checkpoints.py)
     adapter/ | model/      final weights: PEFT adapter (lora/qlora/dora) or full model, tokenizer beside them
-    summary.json           base_model, method, finetune, losses, tokens, wall time, peak memory, status
+    summary.json           a tunesmith.results.RunSummary (losses, tokens, wall time, peak memory, status, extras)
 
 Usage from a method module::
 
     run = create_run(cfg)                    # refuses an existing folder or an unwritable output_dir
     run.log({"step": 1, "loss": 2.3})        # metrics.jsonl (+ TensorBoard/MLflow when configured)
     run.save_weights(model, tokenizer)       # adapter/ or model/, written atomically
-    result = run.finish(summary, "completed")  # summary.json + registry record
+    result = run.finish(measures, "completed")  # summary.json (RunSummary) + registry record
 """
 
 from __future__ import annotations
@@ -31,8 +31,18 @@ import yaml
 
 from tunesmith.config import ProjectConfig, dump_config, validate_config_dict
 from tunesmith.errors import TunesmithError
+from tunesmith.results.run import RunSummary, write_run_summary
 from tunesmith.train.checkpoints import atomic_dir, write_text_atomic
 from tunesmith.train.registry import RunRegistry
+
+# Methods trained by tunesmith's own loop, which writes resumable checkpoints; the TRL-based ones (dpo,
+# reward, ppo) refuse --resume (train/pref_common.refuse_resume).
+RESUMABLE_METHODS = frozenset({"sft", "cpt"})
+
+
+def supports_resume(method: str) -> bool:
+    """Whether a stopped run of ``method`` can be continued with ``--resume``."""
+    return method in RESUMABLE_METHODS
 
 
 @dataclass(frozen=True)
@@ -40,12 +50,12 @@ class RunResult:
     """What a training call returns: where the run is and its summary (also in summary.json)."""
 
     run_dir: Path
-    summary: dict[str, Any]
+    summary: RunSummary
     model: Any = field(default=None, repr=False, compare=False)  # the trained model, in memory (sft/cpt)
 
     @property
     def status(self) -> str:
-        return str(self.summary.get("status", "unknown"))
+        return self.summary.status
 
 
 @dataclass
@@ -94,21 +104,28 @@ class Run:
                 tokenizer.save_pretrained(str(tmp))
         return final
 
-    def finish(self, summary: dict[str, Any], status: str) -> RunResult:
-        """Complete the summary (status, wall time, peak memory), write summary.json, record in the registry."""
-        summary = {
-            "run_id": self.run_id,
-            "base_model": self.cfg.model.name,
-            "method": self.cfg.train.method,
-            "finetune": self.cfg.train.finetune,
-            **summary,
-            "status": status,
-            "wall_time_s": round(time.time() - self.started, 3),
-            "peak_memory_mb": peak_memory_mb(),
-            "allocator": allocator_in_use(),
-        }
+    def finish(self, measures: dict[str, Any], status: str) -> RunResult:
+        """Build the run's ``RunSummary`` from the method's ``measures`` (``RunSummary`` field names, with
+        the method's typed ``extras``) plus what every run records (status, wall time, peak memory,
+        allocator); write summary.json and record it in the registry.
+
+        Raises:
+            pydantic.ValidationError: when ``measures`` names a field RunSummary does not have (a bug).
+        """
+        measures = dict(measures)
+        summary = RunSummary(
+            run_id=self.run_id,
+            base_model=measures.pop("base_model", None) or self.cfg.model.name,
+            method=self.cfg.train.method,
+            finetune=self.cfg.train.finetune,
+            **measures,
+            status=status,
+            wall_time_s=round(time.time() - self.started, 3),
+            peak_memory_mb=peak_memory_mb(),
+            allocator=allocator_in_use(),
+        )
         if self.is_main:
-            write_text_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=2))
+            write_run_summary(self.run_dir / "summary.json", summary)
             self.registry.finish(self.run_id, status, summary)
             for sink in self._sinks:
                 getattr(sink, "close", lambda: None)()

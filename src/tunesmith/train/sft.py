@@ -101,35 +101,42 @@ def summarize(
     cfg: ProjectConfig,
     resume_from: Path | None,
 ) -> dict[str, Any]:
+    """The run's measures (``RunSummary`` fields) with the sft/cpt extras."""
+    from tunesmith.results.run import Forgetting, LoopExtras
     from tunesmith.train.probe import forgetting_report
 
     s = result.state
-    out: dict[str, Any] = {
+    extras = LoopExtras(
+        method=cfg.train.method,
+        task=data.task,
+        lr=result.plan["lr"] if result.plan else cfg.train.resolved_lr(),
+        stopped_early=s.stopped_early,
+        weights=result.weights_from,
+        skipped_lines=data.skipped_lines,
+        truncated_answers=data.truncated_answers,
+        forgetting=Forgetting(**forgetting_report(before, after))
+        if before is not None and after is not None
+        else None,
+        plan=result.plan,
+    )
+    return {
         "steps": s.step,
         "total_steps": result.total_steps,
         "epochs_completed": s.epoch,
-        "lr": cfg.train.resolved_lr(),
         "first_train_loss": s.first_loss,
         "final_train_loss": s.last_loss,
+        "best_train_loss": s.best_loss,
         "first_val_loss": s.first_val,
         "final_val_loss": s.last_val,
         "best_val_loss": s.best_val,
         "best_step": s.best_step,
-        "stopped_early": s.stopped_early,
-        "weights": result.weights_from,
         "tokens_trained": s.tokens_trained,
         "tokens_seen": s.tokens_seen,
         "train_examples": len(data.train),
         "holdout_examples": len(data.holdout),
-        "skipped_lines": data.skipped_lines,
-        "truncated_answers": data.truncated_answers,
-        "task": data.task,
+        "resumed_from": str(resume_from) if resume_from is not None else None,
+        "extras": extras,
     }
-    if resume_from is not None:
-        out["resumed_from"] = str(resume_from)
-    if before is not None and after is not None:
-        out["forgetting"] = forgetting_report(before, after)
-    return out
 
 
 def _probe(model: Any, tokenizer: Any, cfg: ProjectConfig) -> float | None:

@@ -47,7 +47,7 @@ def measure_probe_and_run(cfg_dict: dict, tmp_path: Path, probe_steps: int) -> t
     start = time.perf_counter()
     result = train(cfg)
     measured = time.perf_counter() - start
-    assert result.summary["steps"] == len(probe.step_tokens)  # the probe planned the run's real steps
+    assert result.summary.steps == len(probe.step_tokens)  # the probe planned the run's real steps
     figures = {
         "model": cfg.model.name,
         "predicted_s": predicted,

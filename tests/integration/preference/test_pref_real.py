@@ -57,20 +57,20 @@ def test_real_dpo_raises_holdout_preference_accuracy(tmp: Path) -> None:
         _cfg(tmp, "dpo", "train.run_name=dpo", "train.lr=1e-3", "train.max_steps=6", "train.beta=0.1")
     )
     s = result.summary
-    assert result.status == "completed" and s["holdout_pairs"] == len(caps_pairs()) - N_TRAIN
-    assert math.isfinite(s["train_loss_last"]) and s["train_loss_last"] < s["train_loss_first"]
-    assert s["holdout_preference_accuracy"] > s["holdout_preference_accuracy_before"]
-    assert s["holdout_logp_margin"] > s["holdout_logp_margin_before"]
+    assert result.status == "completed" and s.holdout_examples == len(caps_pairs()) - N_TRAIN
+    assert math.isfinite(s.final_train_loss) and s.final_train_loss < s.first_train_loss
+    assert s.extras.holdout_preference_accuracy > s.extras.holdout_preference_accuracy_before
+    assert s.extras.holdout_logp_margin > s.extras.holdout_logp_margin_before
 
 
 def test_real_reward_model_beats_chance_on_holdout(reward_run) -> None:  # noqa: ANN001
     s = reward_run.summary
     assert reward_run.status == "completed"
-    assert math.isfinite(s["train_loss_last"]) and s["train_loss_last"] < s["train_loss_first"]
-    assert s["holdout_pairwise_accuracy"] > 0.5  # chance is 0.5 on pairs
+    assert math.isfinite(s.final_train_loss) and s.final_train_loss < s.first_train_loss
+    assert s.extras.holdout_pairwise_accuracy > 0.5  # chance is 0.5 on pairs
     # CAPITALS are visible even to the untrained head (it ranks most hold-out pairs right by luck of its
     # random projection), so the learning shows in the margin, which grows many times over
-    assert s["holdout_reward_margin"] > 5 * max(s["holdout_reward_margin_before"], 0.1)
+    assert s.extras.holdout_reward_margin > 5 * max(s.extras.holdout_reward_margin_before, 0.1)
 
 
 def test_real_ppo_rloo_runs_a_few_steps(tmp: Path, reward_run) -> None:  # noqa: ANN001
@@ -79,11 +79,11 @@ def test_real_ppo_rloo_runs_a_few_steps(tmp: Path, reward_run) -> None:  # noqa:
     result = train(_cfg(tmp, "ppo", "train.run_name=ppo", f"train.reward_model={reward_run.run_dir}", f"train.prompts={tmp / 'reward-train.jsonl'}",
                         "train.lr=1e-4", "train.max_steps=2", "train.num_generations=2", "train.max_completion_length=8"))  # fmt: skip
     s = result.summary
-    assert result.status == "completed" and s["algorithm"] == "rloo" and s["steps"] == 2
+    assert result.status == "completed" and s.extras.algorithm == "rloo" and s.steps == 2
     rows = [r for r in (result.run_dir / "metrics.jsonl").read_text().splitlines() if r]
     assert len(rows) == 2 and all('"kl"' in r and '"reward"' in r for r in rows)
     assert all(
-        math.isfinite(g["reward_before"]) and math.isfinite(g["reward_after"]) for g in s["probe_generations"]
+        math.isfinite(g.reward_before) and math.isfinite(g.reward_after) for g in s.extras.probe_generations
     )
     model, _ = load_for_inference(None, result.run_dir)
     assert model is not None

@@ -63,7 +63,7 @@ def test_two_processes_match_one_with_same_global_batch(toy_model_dir, tmp_path)
     events: list[dict] = []
     two = launch(cfg_path, ["train.grad_accum=1", "train.run_name=two"], 2, on_progress=events.append)
     one = train(load_config(cfg_path, ["train.grad_accum=2", "train.run_name=one"]))
-    assert two.summary["status"] == "completed" and two.summary["steps"] == 4
+    assert two.summary.status == "completed" and two.summary.steps == 4
     assert [e["step"] for e in events if e.get("event") == "step"] == [
         1,
         2,
@@ -76,8 +76,8 @@ def test_two_processes_match_one_with_same_global_batch(toy_model_dir, tmp_path)
     assert t1[-1] < t1[0]  # it learns, so the comparison is about a moving curve
     assert t2 == pytest.approx(t1, rel=1e-4)
     assert v2 == pytest.approx(v1, rel=1e-4)
-    assert two.summary["tokens_trained"] * 2 == pytest.approx(
-        one.summary["tokens_trained"], rel=0.2
+    assert two.summary.tokens_trained * 2 == pytest.approx(
+        one.summary.tokens_trained, rel=0.2
     )  # rank 0's share
 
 

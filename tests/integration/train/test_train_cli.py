@@ -16,6 +16,7 @@ import yaml
 from train_toy import logits, toy_chat
 
 from tunesmith.cli.main import main
+from tunesmith.results.run import read_run_summary
 
 pytestmark = pytest.mark.integration
 
@@ -127,7 +128,7 @@ def test_cli_refuses_bad_data_and_typos_without_writing(
         capsys, monkeypatch, "train", str(config), "--force", "train.max_steps=1", "train.run_name=forced"
     )
     assert code == 0, err
-    assert json.loads((tmp_path / "runs" / "forced" / "summary.json").read_text())["skipped_lines"] == 1
+    assert read_run_summary(tmp_path / "runs" / "forced").extras.skipped_lines == 1
 
 
 def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path, toy_model_dir: Path) -> None:

@@ -55,9 +55,9 @@ def test_sft_every_finetune_mode(tmp_path: Path, toy_model_dir: Path, finetune: 
 
     result = train(cfg)
     s = result.summary
-    assert s["status"] == "completed" and s["steps"] == 12
-    assert math.isfinite(s["final_train_loss"]) and math.isfinite(s["final_val_loss"])
-    assert s["final_val_loss"] < 0.6 * s["first_val_loss"], s  # learned: hold-out loss fell by >40%
+    assert s.status == "completed" and s.steps == 12
+    assert math.isfinite(s.final_train_loss) and math.isfinite(s.final_val_loss)
+    assert s.final_val_loss < 0.6 * s.first_val_loss, s  # learned: hold-out loss fell by >40%
     losses = [
         json.loads(line)["loss"]
         for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()
@@ -103,10 +103,10 @@ def test_cpt_trains_on_every_token(tmp_path: Path, toy_model_dir: Path) -> None:
     )
     result = train(cfg)
     s = result.summary
-    assert s["status"] == "completed" and s["task"] == "text"
-    assert s["final_train_loss"] < 0.8 * s["first_train_loss"], s
-    assert s["tokens_trained"] > 0.9 * s["tokens_seen"]  # every token but each window's first carries loss
-    assert set(s["forgetting"]) == {"before", "after", "increase"} and s["forgetting"]["before"] > 0
+    assert s.status == "completed" and s.extras.task == "text"
+    assert s.final_train_loss < 0.8 * s.first_train_loss, s
+    assert s.tokens_trained > 0.9 * s.tokens_seen  # every token but each window's first carries loss
+    assert s.extras.forgetting is not None and s.extras.forgetting.before > 0
     reloaded = _reload(result.run_dir, "lora", toy_model_dir)
     torch.testing.assert_close(
         logits(reloaded, PROBE_IDS), logits(result.model, PROBE_IDS), rtol=1e-5, atol=1e-5
@@ -130,14 +130,14 @@ def test_early_stopping_restores_the_best_weights(tmp_path: Path, toy_model_dir:
     )
     result = train(cfg)
     s = result.summary
-    assert s["status"] == "early_stopped" and s["stopped_early"] and s["steps"] < 12, s
-    assert s["weights"] == f"best (step {s['best_step']})" and s["best_val_loss"] < s["final_val_loss"]
+    assert s.status == "early_stopped" and s.extras.stopped_early and s.steps < 12, s
+    assert s.extras.weights == f"best (step {s.best_step})" and s.best_val_loss < s.final_val_loss
     best = best_checkpoint(result.run_dir / "checkpoints")
-    assert best is not None and best.name == f"step-{s['best_step']:08d}"
+    assert best is not None and best.name == f"step-{s.best_step:08d}"
     saved = load_file(str(best / "trainable.safetensors"))
     now = trainable_state(result.model)
     assert all(torch.equal(now[k], saved[k]) for k in saved)  # the model (and model/ on disk) is the best one
     vals = [
         json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines() if "val_loss" in x
     ]
-    assert min(v["val_loss"] for v in vals) == pytest.approx(s["best_val_loss"])
+    assert min(v["val_loss"] for v in vals) == pytest.approx(s.best_val_loss)

@@ -50,9 +50,9 @@ def test_smollm2_lora_adapter_reloads_with_plain_peft(tmp_path: Path, smollm2_di
     )
     result = train(cfg)
     s = result.summary
-    assert s["status"] == "completed" and s["steps"] == 2 and s["lr"] == 2e-4  # the LoRA default
-    assert math.isfinite(s["final_train_loss"]) and math.isfinite(s["final_val_loss"])
-    assert s["tokens_trained"] > 0
+    assert s.status == "completed" and s.steps == 2 and s.extras.lr == 2e-4  # the LoRA default
+    assert math.isfinite(s.final_train_loss) and math.isfinite(s.final_val_loss)
+    assert s.tokens_trained > 0
 
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -39,7 +39,7 @@ def test_resume_matches_uninterrupted_run(tmp_path: Path, toy_model_dir: Path) -
     # dropout on, so the restored RNG state matters; 2N steps cross an epoch boundary
     common = ("train.max_steps=8", f"train.save_every={N}", "lora.lora_dropout=0.1")
     straight = train(toy_config(tmp_path, toy_model_dir, "lora", *common, "train.run_name=straight"))
-    assert straight.summary["epochs_completed"] >= 1
+    assert straight.summary.epochs_completed >= 1
 
     # N steps, then a real SIGKILL in the middle of step N+1's bookkeeping (no cleanup of any kind)
     killed_cfg = toy_config(tmp_path, toy_model_dir, "lora", *common, "train.run_name=killed")
@@ -67,13 +67,13 @@ def test_resume_matches_uninterrupted_run(tmp_path: Path, toy_model_dir: Path) -
     assert RunRegistry(tmp_path / "runs").get("killed").status == "running"  # what a crash leaves
 
     resumed = train(killed_cfg, resume=run_dir)
-    assert resumed.summary["status"] == "completed" and resumed.summary["steps"] == 8
-    assert resumed.summary["resumed_from"].endswith(f"step-{N:08d}")
+    assert resumed.summary.status == "completed" and resumed.summary.steps == 8
+    assert resumed.summary.resumed_from.endswith(f"step-{N:08d}")
     a, b = _losses(straight.run_dir), _losses(run_dir)
     assert sorted(a) == sorted(b) == list(range(1, 9))
     for step in a:
         assert b[step] == pytest.approx(a[step], rel=TOL), f"step {step}: {b[step]} vs {a[step]}"
-    assert resumed.summary["final_val_loss"] == pytest.approx(straight.summary["final_val_loss"], rel=TOL)
+    assert resumed.summary.final_val_loss == pytest.approx(straight.summary.final_val_loss, rel=TOL)
     assert RunRegistry(tmp_path / "runs").get("killed").status == "completed"
 
     # should_stop (Ctrl-C / cancel / pause) saves at the step it is seen, and resume continues from there
@@ -83,13 +83,13 @@ def test_resume_matches_uninterrupted_run(tmp_path: Path, toy_model_dir: Path) -
         on_progress=lambda e: steps.append(e["step"]) if e["event"] == "step" else None,
         should_stop=lambda: bool(steps) and steps[-1] == N - 1,
     )
-    assert stopped.status == "stopped" and stopped.summary["steps"] == N - 1
+    assert stopped.status == "stopped" and stopped.summary.steps == N - 1
     assert latest_checkpoint(stopped.run_dir / "checkpoints").name == f"step-{N - 1:08d}"
     assert (stopped.run_dir / "adapter" / "adapter_config.json").exists()  # the weights so far are usable too
     done = train(
         toy_config(tmp_path, toy_model_dir, "lora", *common, "train.run_name=paused"), resume=stopped.run_dir
     )
-    assert done.summary["final_train_loss"] == pytest.approx(straight.summary["final_train_loss"], rel=TOL)
+    assert done.summary.final_train_loss == pytest.approx(straight.summary.final_train_loss, rel=TOL)
 
 
 def test_resume_refuses_changed_config_and_missing_checkpoint(tmp_path: Path, toy_model_dir: Path) -> None:

@@ -16,6 +16,7 @@ import pytest
 
 from tunesmith.config import load_config
 from tunesmith.errors import TunesmithError
+from tunesmith.results.run import RunSummary
 from tunesmith.train import checkpoints as ckpt
 
 pytestmark = pytest.mark.unit
@@ -133,11 +134,15 @@ def test_registry_records_runs(tmp_path: Path) -> None:
     reg = RunRegistry(tmp_path)
     reg.add("r1", tmp_path / "r1", "sft", "lora", "tiny")
     reg.add("r2", tmp_path / "r2", "cpt", "full", "tiny")
-    reg.finish("r1", "completed", {"final_train_loss": 1.5, "best_val_loss": 1.25})
+    summary = RunSummary(
+        run_id="r1", method="sft", status="completed", final_train_loss=1.5, best_val_loss=1.25
+    )
+    reg.finish("r1", "completed", summary)
     runs = reg.list()
     assert [r.run_id for r in runs] == ["r1", "r2"]
     r1 = reg.get("r1")
-    assert (r1.status, r1.final_loss, r1.best_loss, r1.summary["best_val_loss"]) == (
+    assert r1.summary == summary
+    assert (r1.status, r1.final_loss, r1.best_loss, r1.summary.best_val_loss) == (
         "completed",
         1.5,
         1.25,
@@ -147,6 +152,20 @@ def test_registry_records_runs(tmp_path: Path) -> None:
     reg.remove("r2")
     with pytest.raises(TunesmithError, match=r"(?s)No run .r2.*Recent runs: r1\."):
         reg.get("r2")
+
+
+def test_registry_reads_an_old_dpo_summary_and_fills_its_final_loss(tmp_path: Path) -> None:
+    """A dpo run recorded before RunSummary stored its final loss as train_loss_last, so the registry's
+    final_loss column stayed empty and `runs list` showed none."""
+    from tunesmith.train.registry import RunRegistry
+
+    reg = RunRegistry(tmp_path)
+    reg.add("dpo1", tmp_path / "dpo1", "dpo", "lora", "tiny")
+    old = {"method": "dpo", "status": "completed", "train_loss_first": 0.69, "train_loss_last": 0.42}
+    with sqlite3.connect(reg.path) as conn:
+        conn.execute("UPDATE runs SET summary_json = ? WHERE run_id = 'dpo1'", (json.dumps(old),))
+    rec = reg.get("dpo1")
+    assert (rec.final_loss, rec.summary.final_train_loss, rec.summary.first_train_loss) == (0.42, 0.42, 0.69)
 
 
 def test_registry_migrates_an_old_file_in_place(tmp_path: Path) -> None:
@@ -162,8 +181,9 @@ def test_registry_migrates_an_old_file_in_place(tmp_path: Path) -> None:
     reg = RunRegistry(tmp_path)
     old = reg.get("old")
     assert (old.final_loss, old.best_loss, old.summary) == (0.5, 0.4, None)
-    reg.finish("old", "completed", {"final_train_loss": 0.5})
-    assert reg.get("old").summary == {"final_train_loss": 0.5}  # the v2 column works
+    new = RunSummary(run_id="old", method="sft", status="completed", final_train_loss=0.5)
+    reg.finish("old", "completed", new)
+    assert reg.get("old").summary.final_train_loss == 0.5  # the v2 column works
     version = sqlite3.connect(tmp_path / "registry.sqlite").execute("PRAGMA user_version").fetchone()[0]
     assert version == SCHEMA_VERSION == 2
 

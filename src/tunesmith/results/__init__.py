@@ -1,0 +1,32 @@
+"""Typed results that cross packages: the bottom layer (imports nothing from tunesmith but ``errors``/``paths``).
+
+Public API::
+
+    from tunesmith.results import RunSummary, read_run_summary, write_run_summary
+
+    summary = read_run_summary("runs/20260101-sft-lora")     # a run folder or its summary.json, any version
+    summary.final_train_loss, summary.best_val_loss, summary.tokens_trained, summary.extras
+    write_run_summary(run_dir, summary)                       # <run_dir>/summary.json, atomically
+"""
+
+from tunesmith.results.run import (
+    DpoExtras,
+    LoopExtras,
+    PpoExtras,
+    RewardExtras,
+    RunSummary,
+    read_run_summary,
+    run_summary_from_dict,
+    write_run_summary,
+)
+
+__all__ = [
+    "DpoExtras",
+    "LoopExtras",
+    "PpoExtras",
+    "RewardExtras",
+    "RunSummary",
+    "read_run_summary",
+    "run_summary_from_dict",
+    "write_run_summary",
+]
