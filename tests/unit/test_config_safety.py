@@ -48,7 +48,7 @@ def test_yaml_alias_bomb_case_is_one_short_error_in_bounded_memory(name):
 
 def test_yaml_alias_bomb_case_through_the_cli_exits_1_with_one_line():
     res = runner.invoke(app, ["config", "validate", str(CASES / "yaml-alias-bomb" / "bomb_value.yaml")])
-    assert isinstance(res.exception, TunesmithError) and "line 13" in res.exception.message
+    assert res.exit_code == 1 and "line 13" in res.output
 
 
 @pytest.mark.parametrize(
@@ -117,7 +117,7 @@ def test_huge_integer_and_lone_surrogate_in_a_config(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("train:\n  seed: " + "9" * 5000 + "\n")
     res = runner.invoke(app, ["config", "validate", str(p)])
-    assert isinstance(res.exception, TunesmithError) and "4,300 digits" in res.exception.message
+    assert res.exit_code == 1 and "4,300 digits" in res.output
     p.write_text('model:\n  name: "tiny\\ud800"\n')
     assert "model.name holds an unpaired surrogate" in _refused(p).message
     assert "4,300 digits" in _refused(None, ["train.seed=" + "9" * 5000]).message

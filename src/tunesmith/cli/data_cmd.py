@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from tunesmith.cli.render import console, print_error
+from tunesmith.cli.render import console
 from tunesmith.errors import TunesmithError, UsageError
 
 data_app = typer.Typer(help="Check, split, show and convert training data.", no_args_is_help=True)
@@ -20,10 +20,9 @@ TASKS = ["chat", "completion", "classification", "extraction", "preference", "te
 
 def _task_cb(value: str | None) -> str | None:
     if value is not None and value not in TASKS:
-        # printed and exited here rather than raised as click's BadParameter, so the exit code is 2 and
-        # there is no traceback whichever way the app is run
-        print_error(UsageError(f"--task {value!r} is not a data format.", f"Use one of {', '.join(TASKS)}."))
-        sys.exit(2)
+        # a UsageError rather than click's BadParameter: the CLI's one handler (cli/main.py) prints it
+        # as message + hint with exit code 2
+        raise UsageError(f"--task {value!r} is not a data format.", f"Use one of {', '.join(TASKS)}.")
     return value
 
 
@@ -43,14 +42,6 @@ SHOWN_LINES = 12
 def register(app: typer.Typer) -> None:
     app.add_typer(data_app, name="data")
 
-
-def _guard(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Run a library call; a TunesmithError is printed as message + hint and ends with its exit code."""
-    try:
-        return fn(*args, **kwargs)
-    except TunesmithError as exc:
-        print_error(exc)
-        sys.exit(exc.exit_code)
 
 
 def _existing(path: Path, what: str) -> Path:
@@ -103,8 +94,7 @@ def check(
     fields_field: str = FIELDS_OPT,
 ) -> None:
     """Errors with line numbers, quality warnings and token stats. Exit 0: no errors; 1: errors; 2: usage."""
-    report = _guard(
-        _check,
+    report = _check(
         file,
         holdout,
         task,
@@ -115,12 +105,12 @@ def check(
     )
     payload = report.as_dict()
     if json_out not in (None, "-"):
-        _guard(_refuse_input_as_output, Path(json_out), [file, holdout])
+        _refuse_input_as_output(Path(json_out), [file, holdout])
     if json_out == "-":
         sys.stdout.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
     else:
         if json_out:
-            _guard(_write_json, Path(json_out), payload)
+            _write_json(Path(json_out), payload)
         _render_report(file, report)
     if not report.ok:
         sys.exit(1)  # SystemExit, not typer.Exit: the exit code survives standalone_mode=False in main()
@@ -231,9 +221,8 @@ def split(
     """Seeded hold-out split: stratified by label; duplicates and near-duplicates stay on one side."""
     from tunesmith.data.split import split_file
 
-    _guard(_existing, file, "File")
-    res = _guard(
-        split_file,
+    _existing(file, "File")
+    res = split_file(
         file,
         out,
         holdout,
@@ -278,10 +267,9 @@ def show(
     """The chat-templated text of a few examples, trained tokens marked apart from masked ones, and findings."""
     from tunesmith.data.show import show_examples
 
-    _guard(_existing, file, "File")
-    tokenizer = _guard(_tokenizer, model)
-    res = _guard(
-        show_examples,
+    _existing(file, "File")
+    tokenizer = _tokenizer(model)
+    res = show_examples(
         file,
         tokenizer,
         n,
@@ -368,9 +356,8 @@ def convert(
     """Turn tables into chat JSONL with a generated system prompt (the label set or the JSON keys)."""
     from tunesmith.data.convert import convert_file
 
-    _guard(_existing, file, "File")
-    res = _guard(
-        convert_file,
+    _existing(file, "File")
+    res = convert_file(
         file,
         out,
         task=task,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from tunesmith.cli.render import console, print_error
+from tunesmith.cli.render import console
 from tunesmith.errors import TunesmithError, UsageError
 
 if TYPE_CHECKING:
@@ -20,14 +20,6 @@ def register(app: typer.Typer) -> None:
     app.command("compare")(compare_cmd)
     app.command("demo")(demo_cmd)
 
-
-def _guard(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Run a library call; a TunesmithError is printed as message + hint and ends with its exit code."""
-    try:
-        return fn(*args, **kwargs)
-    except TunesmithError as exc:
-        print_error(exc)
-        sys.exit(exc.exit_code)
 
 
 def eval_cmd(
@@ -79,8 +71,7 @@ def eval_cmd(
     ),
 ) -> None:
     """Evaluate a fine-tuned run against prompted baselines on the same hold-out, and write the report."""
-    _guard(
-        _eval,
+    _eval(
         data,
         out,
         model,
@@ -188,7 +179,7 @@ def compare_cmd(
 
     from tunesmith.eval.compare import compare
 
-    comp = _guard(compare, list(paths))
+    comp = compare(list(paths))
     table = Table()
     table.add_column("metric")
     for c in comp.columns:
@@ -220,7 +211,7 @@ def demo_cmd(
         elif state != "done":
             console.print(f"    {state}", highlight=False)
 
-    result = _guard(run, out, quick=quick, model=model, on_stage=on_stage)
+    result = run(out, quick=quick, model=model, on_stage=on_stage)
     render_report(result.report)
     cands = result.report.candidates
     table = Table(title="Prompted baseline vs fine-tuned (hold-out)")

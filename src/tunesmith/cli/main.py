@@ -8,11 +8,33 @@ import os
 import sys
 
 import typer
+from typer.core import TyperGroup
 
 from tunesmith.errors import TunesmithError
 
+
+class _Root(TyperGroup):
+    """The CLI's one error handler. Every command and sub-command runs inside this ``invoke``, so a
+    ``TunesmithError`` from anywhere below (a command, an option callback, the library) is printed as
+    message + hint and ends with its exit code, never a traceback; Ctrl-C outside training exits 130.
+    Commands never catch TunesmithError themselves. ``sys.exit`` rather than click's ``Exit`` so the code
+    is the same however the app runs (the console script, ``main()``, typer's CliRunner in tests)."""
+
+    def invoke(self, ctx: typer.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except TunesmithError as exc:
+            from tunesmith.cli.render import print_error
+
+            print_error(exc)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            sys.exit(130)
+
+
 app = typer.Typer(
     name="tunesmith",
+    cls=_Root,
     help="Self-hosted fine-tuning workbench: check data, train (LoRA/QLoRA/DoRA/full, DPO, reward, RLHF), "
     "evaluate against prompted baselines, RAG, estimate cost, and serve an OpenAI-compatible API.",
     add_completion=False,
@@ -69,17 +91,9 @@ def entry() -> None:
 
 def main() -> None:
     """Console entry point. Usage errors are click's (exit 2, with the usage line); a TunesmithError is
-    rendered as message + hint with its exit code (never a traceback)."""
+    rendered by ``_Root.invoke`` (above) as message + hint with its exit code."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
-        app()  # standalone mode: click prints usage errors and exits with their codes
-    except TunesmithError as exc:
-        from tunesmith.cli.render import print_error
-
-        print_error(exc)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    app()  # standalone mode: click prints usage errors and exits with their codes
 
 
 if __name__ == "__main__":

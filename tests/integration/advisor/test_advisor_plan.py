@@ -66,7 +66,7 @@ def test_plan_refuses_a_config_without_training_data(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("model:\n  name: tiny\n")
     res = CliRunner().invoke(app, ["plan", str(cfg)])
-    assert res.exit_code != 0 and "data.train" in res.exception.message
+    assert res.exit_code != 0 and "data.train" in res.output
 
 
 @pytest.mark.real

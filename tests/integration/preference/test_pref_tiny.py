@@ -68,12 +68,12 @@ def test_dpo_lora_learns_and_reloads(dpo_run) -> None:  # noqa: ANN001
 
     cfg, result, events = dpo_run
     s = result.summary
-    assert result.status == "completed" and s["steps"] == 6
+    assert result.status == "completed" and s.steps == 6
     rows = _metrics(result.run_dir)
     assert rows[0]["loss"] == pytest.approx(math.log(2), abs=1e-3)  # policy == reference at step 1
-    assert math.isfinite(s["train_loss_last"]) and s["train_loss_last"] < s["train_loss_first"] - 0.02
-    assert s["holdout_preference_accuracy"] > s["holdout_preference_accuracy_before"]
-    assert s["holdout_reward_margin"] > 0
+    assert math.isfinite(s.final_train_loss) and s.final_train_loss < s.first_train_loss - 0.02
+    assert s.extras.holdout_preference_accuracy > s.extras.holdout_preference_accuracy_before
+    assert s.extras.holdout_reward_margin > 0
     assert [e["event"] for e in events][0] == "start" and sum(e["event"] == "step" for e in events) == 6
     assert len(rows) == 6 and all("rewards/margins" in r for r in rows)
     assert not (result.run_dir / "trl").exists()  # the Trainer's scratch folder is cleaned up
@@ -81,7 +81,7 @@ def test_dpo_lora_learns_and_reloads(dpo_run) -> None:  # noqa: ANN001
     holdout = load_pairs(cfg).holdout
     model, tok = load_for_inference(None, result.run_dir)
     margins = [c - r for c, r in pair_logps(model, tok, holdout)]
-    assert sum(margins) / len(margins) == pytest.approx(s["holdout_logp_margin"], abs=1e-4)
+    assert sum(margins) / len(margins) == pytest.approx(s.extras.holdout_logp_margin, abs=1e-4)
     # LoRA: the base weights are untouched (adapter disabled == a freshly loaded base)
     base_lp = [
         x
@@ -111,9 +111,9 @@ def test_dpo_full_and_qlora(tmp: Path, finetune: str) -> None:
         )
     )
     s = result.summary
-    assert result.status == "completed" and s["loss_type"] == "ipo"
-    assert math.isfinite(s["train_loss_last"]) and s["train_loss_last"] < s["train_loss_first"]
-    assert s["holdout_logp_margin"] > s["holdout_logp_margin_before"]
+    assert result.status == "completed" and s.extras.loss_type == "ipo"
+    assert math.isfinite(s.final_train_loss) and s.final_train_loss < s.first_train_loss
+    assert s.extras.holdout_logp_margin > s.extras.holdout_logp_margin_before
     folder = result.run_dir / ("model" if finetune == "full" else "adapter")
     assert folder.is_dir()
     model, _ = load_for_inference(None, result.run_dir)
@@ -152,9 +152,9 @@ def test_dpo_from_sft_run_uses_it_as_start_and_reference(tmp: Path) -> None:
     sft_model, tok = load_for_inference(None, sft.run_dir)
     sft_margin = [c - r for c, r in pair_logps(sft_model, tok, holdout)]
     # the "before" numbers are the SFT policy's, i.e. training started from it
-    assert s["init_from"] == str(sft.run_dir)
-    assert s["holdout_logp_margin_before"] == pytest.approx(sum(sft_margin) / len(sft_margin), abs=1e-4)
-    assert s["holdout_logp_margin"] > s["holdout_logp_margin_before"]
+    assert s.extras.init_from == str(sft.run_dir)
+    assert s.extras.holdout_logp_margin_before == pytest.approx(sum(sft_margin) / len(sft_margin), abs=1e-4)
+    assert s.extras.holdout_logp_margin > s.extras.holdout_logp_margin_before
     saved = json.loads((result.run_dir / "adapter" / "adapter_config.json").read_text())
     assert saved["r"] == json.loads((sft.run_dir / "adapter" / "adapter_config.json").read_text())["r"]
     assert not (result.run_dir / "adapter" / "ref").exists()
@@ -169,12 +169,14 @@ def test_reward_model_learns_scores_and_reloads(tmp: Path, reward_run) -> None: 
 
     s = reward_run.summary
     assert reward_run.status == "completed"
-    assert math.isfinite(s["train_loss_last"]) and s["train_loss_last"] < s["train_loss_first"]
-    assert s["holdout_pairwise_accuracy"] > s["holdout_pairwise_accuracy_before"]
-    assert s["holdout_pairwise_accuracy"] == 1.0 and s["holdout_reward_margin"] > 0
+    assert math.isfinite(s.final_train_loss) and s.final_train_loss < s.first_train_loss
+    assert s.extras.holdout_pairwise_accuracy > s.extras.holdout_pairwise_accuracy_before
+    assert s.extras.holdout_pairwise_accuracy == 1.0 and s.extras.holdout_reward_margin > 0
     holdout = load_pairs(_cfg(tmp, "reward")).holdout
     scores = load_reward_scorer(reward_run.run_dir).pair_scores(holdout)
-    assert sum(c - r for c, r in scores) / len(scores) == pytest.approx(s["holdout_reward_margin"], abs=1e-4)
+    assert sum(c - r for c, r in scores) / len(scores) == pytest.approx(
+        s.extras.holdout_reward_margin, abs=1e-4
+    )
     # tunesmith score RUN --data FILE: pairs and plain conversations
     out = tmp / "scores.jsonl"
     res = CliRunner().invoke(
@@ -201,7 +203,7 @@ def test_score_refuses_a_policy_run(tmp: Path, dpo_run) -> None:  # noqa: ANN001
     dpo_dir = dpo_run[1].run_dir
     res = CliRunner().invoke(app, ["score", str(dpo_dir), "--data", str(tmp / "pairs.jsonl")])
     assert res.exit_code != 0
-    assert "method: dpo run, not a reward model" in str(res.exception)
+    assert "method: dpo run, not a reward model" in res.output
 
 
 def test_ppo_rloo_raises_sampled_reward(tmp: Path, reward_run) -> None:  # noqa: ANN001
@@ -210,17 +212,16 @@ def test_ppo_rloo_raises_sampled_reward(tmp: Path, reward_run) -> None:  # noqa:
     result = train(_cfg(tmp, "ppo", "train.run_name=ppo", f"train.reward_model={reward_run.run_dir}", f"train.prompts={tmp / 'pairs.jsonl'}",
                         "train.lr=2e-2", "train.max_steps=8", "train.batch_size=8", "train.num_generations=4", "train.max_completion_length=4"))  # fmt: skip
     s = result.summary
-    assert result.status == "completed" and s["algorithm"] == "rloo" and s["steps"] == 8
+    assert result.status == "completed" and s.extras.algorithm == "rloo" and s.steps == 8
     rows = _metrics(result.run_dir)
     assert all(math.isfinite(r["loss"]) and "reward" in r and "kl" in r for r in rows)
     # RLOO maximises the reward of its own samples: the mean sampled reward of the last steps beats the first
-    assert s["train_reward_last"] > s["train_reward_first"]
+    assert s.extras.train_reward_last > s.extras.train_reward_first
     assert all(
-        math.isfinite(g["reward_before"]) and math.isfinite(g["reward_after"]) for g in s["probe_generations"]
+        math.isfinite(g.reward_before) and math.isfinite(g.reward_after) for g in s.extras.probe_generations
     )
-    assert len(s["probe_generations"]) >= 1 and {"before", "after", "reward_before", "reward_after"} <= set(
-        s["probe_generations"][0]
-    )
+    fields = set(s.extras.probe_generations[0].model_dump()) if s.extras.probe_generations else set()
+    assert {"before", "after", "reward_before", "reward_after"} <= fields
     model, _ = load_for_inference(None, result.run_dir)
     assert model is not None
 

@@ -137,13 +137,13 @@ def test_cli_bad_input_is_a_clear_error(built, tmp_path):
     res = runner.invoke(
         app, ["rag", "eval", str(built / "idx"), "--qa", str(qa), "--out", str(tmp_path / "o")]
     )
-    assert res.exit_code != 0 and isinstance(res.exception, TunesmithError)
-    assert "qa.jsonl:2: missing or empty question and answer" in res.exception.message
-    assert "qa.jsonl:3: not valid JSON" in res.exception.message
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert "qa.jsonl:2: missing or empty question and answer" in res.output
+    assert "qa.jsonl:3: not valid JSON" in res.output
     res = runner.invoke(app, ["rag", "query", str(built / "idx"), "q", "--mode", "fuzzy"])
-    assert res.exit_code != 0 and "--mode 'fuzzy'" in res.exception.message
+    assert res.exit_code != 0 and "--mode 'fuzzy'" in res.output
     res = runner.invoke(app, ["rag", "index", str(tmp_path / "missing"), "--index", str(tmp_path / "i")])
-    assert res.exit_code != 0 and "does not exist" in res.exception.message
+    assert res.exit_code != 0 and "does not exist" in res.output
 
 
 def test_rag_ask_with_the_tiny_model_refuses_unsupported_text(built, tiny_model_dir):

@@ -145,8 +145,8 @@ def test_no_train_serve_skew(served, tmp_path: Path) -> None:
         env={**os.environ, "COLUMNS": "200"},
     )
     assert out.returncode == 0, out.stderr
-    line = next(ln for ln in out.stdout.splitlines() if "model>" in ln)  # after the "you> " prompt
-    assert line.split("model>", 1)[1].removeprefix("[/]").strip() == served_answers[0]
+    # the exact line: input()'s "you> " prompt, then the styled "model>" (markup, not literal tags), the answer
+    assert f"\nyou> model> {served_answers[0]}\n" in out.stdout, out.stdout
     # tunesmith eval's own path: its prompts (system prompt from the run) and its evaluate()
     from tunesmith.config import EvalConfig
     from tunesmith.eval.run import EvalSpec, candidate_prompts, evaluate, prepare

@@ -54,12 +54,12 @@ def test_serve_with_an_empty_key_exits_2_before_listening(tmp_path: Path) -> Non
 def test_empty_key_from_the_environment_or_a_file_is_refused(tmp_path: Path) -> None:
     runner = CliRunner()
     env_run = runner.invoke(cli, ["serve", "--data-dir", str(tmp_path / "d")], env={"TUNESMITH_API_KEY": " "})
-    assert isinstance(env_run.exception, UsageError) and env_run.exception.exit_code == 2
-    assert "TUNESMITH_API_KEY" in env_run.exception.message
+    assert env_run.exit_code == 2
+    assert "TUNESMITH_API_KEY" in env_run.output
     empty = tmp_path / "keys.txt"
     empty.write_text("# no key yet\n\n")
     file_run = runner.invoke(cli, ["serve", "--api-key-file", str(empty), "--data-dir", str(tmp_path / "d")])
-    assert isinstance(file_run.exception, UsageError) and "holds no key" in file_run.exception.message
+    assert file_run.exit_code == 2 and "holds no key" in file_run.output
 
 
 def test_keys_from_flags_environment_and_file_all_work(tmp_path: Path) -> None:
