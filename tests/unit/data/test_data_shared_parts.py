@@ -189,6 +189,32 @@ def test_fixed_instruction_suffix_in_a_completion_prompt(tmp_path):
     assert [(e["role"], e["part"]) for e in report["stats"]["shared"]] == [("prompt", "suffix")]
 
 
+def test_tool_schemas_and_few_shot_turns_shared_by_every_example(tmp_path):
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "lookup_order",
+                "description": "Find an order by its number and return its status and delivery date.",
+                "parameters": {"type": "object", "properties": {"order": {"type": "string"}}},
+            },
+        }
+    ]
+    shots = [{"role": "user", "content": "Where is my parcel?"}, {"role": "assistant", "content": "orders"}]
+    rows = []
+    for i, r in enumerate(intent_rows(60, seed=3)):
+        question, answer = r["messages"][1]["content"], r["messages"][2]["content"]
+        msgs = [*shots, {"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+        rows.append({"messages": msgs, "tools": tools} if i % 4 else {"messages": msgs})
+    path = write_jsonl(tmp_path / "t.jsonl", rows)
+    code, report, _ = check(path)
+    assert code == 0
+    _no_low_diversity(report)
+    _assert_groups_share_half_their_words(path, report)
+    shared = {(e["role"], e["part"]): e["share"] for e in report["stats"]["shared"]}
+    assert shared == {("user", "message"): 1.0, ("assistant", "message"): 1.0, ("tools", "message"): 0.75}
+
+
 def test_natural_openings_are_not_instructions(tmp_path):
     # "How do I" opens every question but ends at no sentence or line boundary: it stays, and is reported
     rows = [chat("how do I get " + sentence(i, 5), sentence(i + 400, 6)) for i in range(25)]
