@@ -1,5 +1,12 @@
-"""Quality warnings: duplicates, near-duplicates, contradictions, hold-out leaks, label balance, length
-bias, personal data and low diversity. Each returns ``Finding`` objects with the lines involved.
+"""Quality warnings: duplicates, near-duplicates, contrastive pairs, contradictions, hold-out leaks, label
+balance, length bias, personal data and low diversity. Each returns ``Finding`` objects with the lines
+involved.
+
+The checks judge what varies between examples: ``normalize_views`` factors out the content shared by
+(nearly) all examples (a fixed system prompt, fixed turns, tool schemas, an instruction prefix or suffix;
+rules in ``shared.py``), which would otherwise make every short example look like every other.
+Near-identical inputs are grouped first; within a group, the same answer makes a near-duplicate and a
+different answer a contrastive pair (information: those teach the model what the difference changes).
 
 Every threshold is a named constant below and in docs/data.md.
 """
