@@ -270,7 +270,8 @@ def run_job(
             _fail_unpublished(store, job_id, "training_diverged", bad)
             return
         name = model_name(job)
-        tokens = result.summary.tokens_trained or (store.get_job(job_id) or {}).get("trained_tokens") or 0
+        summary = getattr(result, "summary", None) or {}
+        tokens = summary.get("tokens_trained") or (store.get_job(job_id) or {}).get("trained_tokens") or 0
         store.transition(
             job_id,
             ("running",),
@@ -436,7 +437,15 @@ def job_config(job: dict[str, Any], data_dir: Path, overrides: list[str]) -> Any
         items.append(f"train.beta={hyper['beta']}")
     cfg = load_config(None, items + list(overrides))
     if hyper["learning_rate_multiplier"] != "auto":
-        cfg.train.lr = cfg.train.resolved_lr() * float(hyper["learning_rate_multiplier"])
+        lr = cfg.train.resolved_lr() * float(hyper["learning_rate_multiplier"])
+        if not 0 < lr <= 1:  # the multiplier is bounded at the request; the product must be a sane lr too
+            raise JobInputError(
+                "invalid_hyperparameters",
+                f"learning_rate_multiplier {hyper['learning_rate_multiplier']} gives a learning rate of {lr:g} "
+                f"(default {cfg.train.resolved_lr():g}); it must be in (0, 1].",
+                "hyperparameters.learning_rate_multiplier",
+            )
+        cfg.train.lr = lr
     return cfg
 
 

@@ -33,7 +33,7 @@ class Hyper(_Body):
     n_epochs: Auto | int = Field("auto", description="Passes over the data (1-50).")
     batch_size: Auto | int = Field("auto", description="Examples per step (1-256).")
     learning_rate_multiplier: Auto | float = Field(
-        "auto", description="Multiplier on tunesmith's default lr, in (0, 10]."
+        "auto", description="Multiplier on tunesmith's default lr, in (0, 1000]."
     )
     beta: Auto | float = Field("auto", description="DPO beta in (0, 2].")
 
@@ -70,8 +70,8 @@ def check_hyper(h: Hyper, prefix: str) -> str | None:
         (
             "learning_rate_multiplier",
             h.learning_rate_multiplier,
-            lambda v: math.isfinite(v) and 0 < v <= 10,
-            "a finite number > 0 and <= 10",
+            lambda v: math.isfinite(v) and 0 < v <= 1000,
+            "a finite number > 0 and <= 1000",
         ),
         ("beta", h.beta, lambda v: math.isfinite(v) and 0 < v <= 2, "a number in (0, 2]"),
     ]
