@@ -339,6 +339,13 @@ class _progress:
                 f"step {e['step']}: hold-out loss {_f(e['val_loss'])} (best {_f(e['best_val_loss'])})",
                 highlight=False,
             )
+        elif kind == "checkpoint_skipped":
+            from rich.markup import escape
+
+            self.console.print(
+                f"[yellow]skipped damaged checkpoint: {escape(e['reason'])}; resuming from {escape(e['resume_from'])}[/]",
+                highlight=False,
+            )
 
     def __exit__(self, *exc: Any) -> None:
         self.bar.__exit__(*exc)

@@ -79,8 +79,10 @@ def _run_preference(method: str, cfg: ProjectConfig, **kwargs: Any) -> RunResult
     try:
         return module.run(run.cfg, run, **extra)
     except BaseException as exc:
+        from tunesmith.train.divergence import failure_text
+
         run.finish(
-            {"error": f"{type(exc).__name__}: {exc}"},
+            {"error": failure_text(exc)},
             "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
         )
         raise

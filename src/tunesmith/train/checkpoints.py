@@ -9,24 +9,38 @@ usable. The last ``keep`` recorded checkpoints are kept, plus the best one (lowe
 
 Layout of one checkpoint (``checkpoints/step-00000040/``): ``trainable.safetensors`` (the parameters
 that train: LoRA/DoRA weights, or every weight for full fine-tuning), ``optimizer.pt``, ``scheduler.pt``,
-``rng.pt`` (torch, Python and NumPy RNG states) and ``state.json`` (step, position in the data order,
-counters), written last.
+``rng.pt`` (torch, Python and NumPy RNG states), ``state.json`` (step, position in the data order,
+counters) and ``manifest.json`` (size and sha256 of every other file), written last.
+
+A resume does not trust a checkpoint because it is recorded: ``newest_intact_checkpoint`` checks every file
+against the manifest (a disk that truncated, lost or garbled a file after the save) and falls back to the
+next older checkpoint, returning what it skipped and why. Hashing costs about 1 s per GB of checkpoint at
+save and at resume (sha256, ~0.8 GB/s on this machine): nothing for adapters, ~2 s for a full fine-tune of
+a 135M model. Checkpoints written before manifests existed are checked for structure instead (every file
+present, safetensors header and data sizes, zip archives' CRCs, state.json parses).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 INDEX = "index.json"
 STATE = "state.json"
+MANIFEST = "manifest.json"
 TMP_PREFIX = ".tmp-"
+# what the training loop writes into every checkpoint (train/loop.py save_checkpoint)
+CHECKPOINT_FILES = ("trainable.safetensors", "optimizer.pt", "scheduler.pt", "rng.pt", STATE)
+_STEP_DIR = re.compile(r"step-\d{1,12}")
 
 
 def fsync_tree(folder: Path) -> None:
@@ -104,11 +118,24 @@ def read_index(root: Path) -> dict[str, Any]:
 def list_checkpoints(root: Path) -> list[Path]:
     """Recorded, complete checkpoints, oldest first."""
     out = []
-    for entry in read_index(root)["checkpoints"]:
+    for entry in _entries(read_index(root)):
         path = root / entry["dir"]
         if (path / STATE).exists():
             out.append(path)
     return out
+
+
+def _entries(index: dict[str, Any]) -> list[dict[str, Any]]:
+    """The index's well-formed entries (a hand-edited or garbled index must not crash a reader, nor point
+    outside the checkpoints folder)."""
+    return [
+        e
+        for e in index["checkpoints"]
+        if isinstance(e, dict)
+        and isinstance(e.get("dir"), str)
+        and _STEP_DIR.fullmatch(e["dir"])
+        and isinstance(e.get("step"), int)
+    ]
 
 
 def latest_checkpoint(root: Path) -> Path | None:
@@ -118,7 +145,7 @@ def latest_checkpoint(root: Path) -> Path | None:
 
 def best_checkpoint(root: Path) -> Path | None:
     index = read_index(root)
-    for entry in index["checkpoints"]:
+    for entry in _entries(index):
         if entry["step"] == index.get("best") and (root / entry["dir"] / STATE).exists():
             return root / entry["dir"]
     return None
@@ -143,18 +170,165 @@ def save_checkpoint(
     name = f"step-{step:08d}"
     final = root / name
     index = read_index(root)
-    index["checkpoints"] = [e for e in index["checkpoints"] if e["dir"] != name]
+    index["checkpoints"] = [e for e in _entries(index) if e["dir"] != name]
     if final.exists():  # an unrecorded leftover (or a re-save of this step): replace it
         shutil.rmtree(final)
     with atomic_dir(final) as tmp:
         write(tmp)
         (tmp / STATE).write_text(json.dumps(state, indent=1), encoding="utf-8")
+        write_manifest(tmp)
     index["checkpoints"].append({"step": step, "dir": name, "time": time.time(), "val_loss": val_loss})
     if is_best:
         index["best"] = step
     write_text_atomic(root / INDEX, json.dumps(index, indent=1))
     _prune(root, index, keep)
     return final
+
+
+# --------------------------------------------------------------------------- integrity
+
+
+@dataclass(frozen=True)
+class Damage:
+    """Why a checkpoint cannot be resumed from: ``file`` (a path inside it) and what is wrong with it."""
+
+    checkpoint: Path
+    file: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.checkpoint / self.file} {self.reason}"
+
+
+def write_manifest(folder: Path) -> None:
+    """``manifest.json``: byte size and sha256 of every file in ``folder`` (written after them, last)."""
+    files = {
+        p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.name != MANIFEST
+    }
+    (folder / MANIFEST).write_text(json.dumps({"version": 1, "files": files}, indent=1), encoding="utf-8")
+
+
+def verify_checkpoint(folder: Path) -> Damage | None:
+    """None when every file of the checkpoint ``folder`` is intact; else the first damage found.
+
+    With a manifest: each of ``CHECKPOINT_FILES`` and each listed file exists with the recorded size and
+    sha256. Without one (a checkpoint saved before manifests): each file exists, ``*.safetensors`` opens
+    with its data fully present, ``*.pt`` zip archives pass their CRC check, state.json parses."""
+    try:
+        manifest = _read_manifest(folder)
+    except ValueError as exc:
+        return Damage(folder, MANIFEST, str(exc))
+    for name in CHECKPOINT_FILES:
+        if not (folder / name).is_file():
+            return Damage(folder, name, "is missing")
+    if manifest is not None:
+        for name, rec in manifest.items():
+            damage = _check_recorded(folder, name, rec)
+            if damage is not None:
+                return damage
+    else:
+        for name in CHECKPOINT_FILES:
+            damage = _check_structure(folder, name)
+            if damage is not None:
+                return damage
+    try:
+        state = json.loads((folder / STATE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return Damage(folder, STATE, f"is not readable JSON ({exc})")
+    if not isinstance(state, dict) or not isinstance(state.get("step"), int):
+        return Damage(folder, STATE, "does not record a step")
+    return None
+
+
+def newest_intact_checkpoint(root: Path) -> tuple[Path | None, list[Damage]]:
+    """The newest recorded checkpoint under ``root`` that passes ``verify_checkpoint``, and the damage of
+    each newer one skipped on the way (newest first). ``(None, damages)`` when none is intact."""
+    skipped: list[Damage] = []
+    for folder in reversed(list_checkpoints(root)):
+        damage = verify_checkpoint(folder)
+        if damage is None:
+            return folder, skipped
+        skipped.append(damage)
+    return None, skipped
+
+
+def forget_newer(root: Path, resume_from: Path) -> None:
+    """Unrecord the checkpoints newer than ``resume_from`` (damaged ones a resume skipped), so the resumed
+    run's saves replace them and the index's best never points past the resumed state (the best becomes
+    the one ``resume_from``'s state.json names, when it is still recorded)."""
+    index = read_index(root)
+    entries = _entries(index)
+    step = next((e["step"] for e in entries if e["dir"] == resume_from.name), None)
+    if step is None:
+        return
+    kept = [e for e in entries if e["step"] <= step]
+    if index.get("best") not in {e["step"] for e in kept}:
+        try:
+            best = json.loads((resume_from / STATE).read_text(encoding="utf-8")).get("best_step")
+        except (OSError, ValueError, AttributeError):
+            best = None
+        index["best"] = best if best in {e["step"] for e in kept} else None
+    index["checkpoints"] = kept
+    write_text_atomic(root / INDEX, json.dumps(index, indent=1))
+
+
+def _read_manifest(folder: Path) -> dict[str, Any] | None:
+    path = folder / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"is not readable JSON ({exc})") from None
+    files = data.get("files") if isinstance(data, dict) else None
+    if not isinstance(files, dict) or not all(
+        isinstance(k, str) and "/" not in k and isinstance(v, dict) for k, v in files.items()
+    ):
+        raise ValueError("does not list the checkpoint's files")
+    return files
+
+
+def _check_recorded(folder: Path, name: str, rec: dict[str, Any]) -> Damage | None:
+    path = folder / name
+    if not path.is_file():
+        return Damage(folder, name, "is missing")
+    size = path.stat().st_size
+    if size != rec.get("bytes"):
+        kind = "truncated" if isinstance(rec.get("bytes"), int) and size < rec["bytes"] else "the wrong size"
+        return Damage(folder, name, f"is {kind} ({size:,} bytes, the manifest records {rec.get('bytes')})")
+    if _sha256(path) != rec.get("sha256"):
+        return Damage(folder, name, "is corrupt (its sha256 differs from the manifest)")
+    return None
+
+
+def _check_structure(folder: Path, name: str) -> Damage | None:
+    import zipfile
+
+    path = folder / name
+    try:
+        if name.endswith(".safetensors"):
+            from safetensors import safe_open
+
+            with safe_open(str(path), "pt") as fh:
+                fh.keys()
+        elif name.endswith(".pt"):
+            with zipfile.ZipFile(path) as zf:
+                bad = zf.testzip()
+            if bad is not None:
+                return Damage(folder, name, f"is corrupt (CRC error in {bad})")
+    except Exception as exc:  # noqa: BLE001 - any failure to read it is the finding
+        return Damage(folder, name, f"is unreadable ({type(exc).__name__}: {exc})")
+    return None
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _prune(root: Path, index: dict[str, Any], keep: int) -> None:
@@ -181,3 +355,4 @@ def _sweep_temp(root: Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
+

@@ -17,6 +17,9 @@ Choices, and why:
 - **Best weights**: every hold-out evaluation that improves the best loss writes a checkpoint marked best
   (never pruned); at the end, if the best beats the final weights, they are restored before saving
   artifacts (like HF's ``load_best_model_at_end``), and the summary says which weights were saved.
+- **Divergence guard** (``divergence.py``): a non-finite loss or gradient norm (checked before the
+  optimizer steps), hold-out loss, or trainable weight (checked before every save) stops the run with
+  ``TrainingDiverged``; the last good checkpoint is kept and nothing after it is saved.
 - **Distributed-ready**: under ``torch.distributed`` the model is wrapped in DDP (around
   ``loss.TokenLossModule``), each optimizer step takes ``grad_accum x world`` micro-batches split across
   processes, token counts are all-reduced, and only rank 0 writes.
@@ -37,6 +40,7 @@ from tunesmith.data.tokenize import Tokenized
 from tunesmith.errors import TunesmithError
 from tunesmith.train import checkpoints as ckpt
 from tunesmith.train.adapters import trainable_state, unwrap
+from tunesmith.train.divergence import NonFinite, TrainingDiverged, check_step, weights_are_finite
 from tunesmith.train.loss import TokenLossModule, sum_token_loss
 from tunesmith.train.packing import Batch, build_batches
 from tunesmith.train.runs import Run
@@ -114,7 +118,7 @@ def fit(
         {"event": "start", "total_steps": total_steps, "step": state.step, "resumed": resume_from is not None}
     )
     if state.first_val is None and holdout and state.step == 0:
-        state.first_val = state.last_val = evaluate(model, holdout, cfg)
+        state.first_val = state.last_val = _checked_val(evaluate(model, holdout, cfg), run, cfg, 0)
         run.log({"step": 0, "val_loss": state.first_val})
     clock = _Clock(state.step, total_steps)
     status = "completed"
@@ -123,9 +127,12 @@ def fit(
         window = t.grad_accum * world
         while state.micro_in_epoch < len(batches) and state.step < total_steps:
             micro = batches[state.micro_in_epoch : state.micro_in_epoch + window]
-            loss, n_trained, n_tokens = train_step(
-                engine, micro, optimizer, scheduler, params, t.max_grad_norm, rank, world
-            )
+            try:
+                loss, n_trained, n_tokens = train_step(
+                    engine, micro, optimizer, scheduler, params, t.max_grad_norm, rank, world
+                )
+            except NonFinite as bad:
+                raise _diverged(run, cfg, state.step + 1, bad) from None
             state.step += 1
             state.micro_in_epoch += len(micro)
             state.tokens_trained += n_trained
@@ -172,7 +179,8 @@ def train_step(
     import torch
 
     loss_sum, n_total, n_local, n_tokens = accumulate_gradients(engine, micro, rank, world)
-    torch.nn.utils.clip_grad_norm_(params, max_norm)
+    norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    check_step(loss_sum / n_total, norm)  # before the update: a non-finite step never reaches the weights
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
@@ -346,7 +354,7 @@ def _after_step(model, holdout, cfg, run, state, optimizer, scheduler, emit, sho
 
 
 def _evaluate_and_track(model, holdout, cfg, run, state, optimizer, scheduler, emit) -> str:  # noqa: ANN001
-    val = evaluate(model, holdout, cfg)
+    val = _checked_val(evaluate(model, holdout, cfg), run, cfg, state.step)
     state.last_val = val
     improved = state.best_val is None or val < state.best_val
     if improved:
@@ -366,6 +374,8 @@ def _evaluate_and_track(model, holdout, cfg, run, state, optimizer, scheduler, e
 def _save(run, model, optimizer, scheduler, state, emit, is_best: bool = False) -> None:  # noqa: ANN001
     if run.last_saved_step == state.step and not is_best:
         return  # this exact state is on disk already (e.g. a best save at a save_every step)
+    if not weights_are_finite(trainable_state(model).values()):  # every rank checks: they stop together
+        raise _diverged(run, run.cfg, state.step, NonFinite("a trainable weight", math.nan))
     path = save_checkpoint(run, model, optimizer, scheduler, state, is_best=is_best)
     run.last_saved_step = state.step
     if path is not None:
@@ -374,7 +384,7 @@ def _save(run, model, optimizer, scheduler, state, emit, is_best: bool = False) 
 
 def _finish(model, holdout, cfg, run, state, optimizer, scheduler, emit, status, total_steps) -> FitResult:  # noqa: ANN001
     if holdout and status != "stopped":
-        final_val = evaluate(model, holdout, cfg)
+        final_val = _checked_val(evaluate(model, holdout, cfg), run, cfg, state.step)
         state.last_val = final_val
         run.log({"step": state.step, "val_loss": final_val})
         emit({"event": "eval", "step": state.step, "val_loss": final_val, "best_val_loss": state.best_val})
@@ -391,6 +401,19 @@ def _finish(model, holdout, cfg, run, state, optimizer, scheduler, emit, status,
         load_trainable(model, best / "trainable.safetensors")
         weights_from = f"best (step {state.best_step})"
     return FitResult(state, status, total_steps, weights_from)
+
+
+def _checked_val(val: float, run: Run, cfg: ProjectConfig, step: int) -> float:
+    if not math.isfinite(val):
+        raise _diverged(run, cfg, step, NonFinite("the hold-out loss", val))
+    return val
+
+
+def _diverged(run: Run, cfg: ProjectConfig, step: int, bad: NonFinite) -> TrainingDiverged:
+    """The run's failure: nothing more is saved; every checkpoint on disk passed the weights check."""
+    return TrainingDiverged(
+        step, bad.what, bad.value, cfg.train.resolved_lr(), ckpt.latest_checkpoint(run.checkpoints_dir)
+    )
 
 
 def _epoch_batches(train: list[Tokenized], cfg: ProjectConfig, epoch: int) -> list[Batch]:

@@ -100,6 +100,7 @@ def trl_args(config_cls: type, cfg: ProjectConfig, out_dir: Path, **extra: Any) 
         seed=t.seed,
         data_seed=t.seed,
         logging_steps=t.logging_steps,
+        logging_nan_inf_filter=False,  # the default averages NaN losses away; the divergence guard needs them
         bf16=bf16,
         fp16=False,
         gradient_checkpointing=t.gradient_checkpointing,
@@ -214,6 +215,7 @@ def _callback(sink: MetricsSink) -> TrainerCallback:
         ) -> None:
             if logs:
                 sink.add(state.global_step, logs)
+                _check_finite(state.global_step, logs, args.learning_rate)
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             if sink.should_stop is not None and sink.should_stop():
@@ -247,6 +249,17 @@ def curve_measures(sink: MetricsSink) -> dict[str, Any]:
         "best_train_loss": min(losses) if losses else None,
         "tokens_seen": int(tokens[-1]) if tokens else None,
     }
+
+
+def _check_finite(step: int, logs: dict[str, Any], lr: float) -> None:
+    """The divergence guard (train/divergence.py) on what TRL logs: raising here ends ``trainer.train()``
+    before the method saves anything, and the run is recorded as failed."""
+    from tunesmith.train.divergence import TrainingDiverged
+
+    for key, what in (("loss", "the training loss"), ("grad_norm", "the gradient norm")):
+        value = logs.get(key)
+        if isinstance(value, int | float) and not math.isfinite(value):
+            raise TrainingDiverged(step, what, float(value), lr, None)
 
 
 def first_last(values: list[float], k: int = 3) -> tuple[float, float]:

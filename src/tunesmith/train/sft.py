@@ -6,6 +6,7 @@ check the run folder -> tokenizer -> data (refuse errors, split, mask) -> memory
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,8 @@ from typing import Any
 from tunesmith.config import ProjectConfig
 from tunesmith.errors import TunesmithError
 from tunesmith.train.runs import Run, RunResult
+
+_log = logging.getLogger(__name__)
 
 
 def run(
@@ -30,7 +33,7 @@ def run(
     from tunesmith.train.guards import check_memory
     from tunesmith.train.loop import fit
 
-    run_, resume_from = open_or_preflight(cfg, resume)
+    run_, resume_from = open_or_preflight(cfg, resume, on_progress)
     cfg = run_.cfg if run_ is not None else cfg
     tokenizer = load_tokenizer(cfg.model.name)
     data = prepare_data(cfg, tokenizer, force=force)
@@ -52,20 +55,28 @@ def run(
         after = _probe(model, tokenizer, cfg)
         run_.save_weights(model, tokenizer)
     except BaseException as exc:
-        run_.finish(
-            {"error": f"{type(exc).__name__}: {exc}"},
-            "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
-        )
+        from tunesmith.train.divergence import failure_text
+
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        run_.finish({"error": failure_text(exc)}, status)
         raise
     summary = summarize(result, data, before, after, cfg, resume_from)
     out = run_.finish(summary, result.status)
     return RunResult(out.run_dir, out.summary, model=model)
 
 
-def open_or_preflight(cfg: ProjectConfig, resume: Path | None) -> tuple[Run | None, Path | None]:
-    """For a resume: the reopened run and its last complete checkpoint. Otherwise (None, None) after
-    checking that a new run folder can be created (nothing is written yet)."""
-    from tunesmith.train.checkpoints import latest_checkpoint
+def open_or_preflight(
+    cfg: ProjectConfig, resume: Path | None, on_progress: Callable[[dict[str, Any]], None] | None = None
+) -> tuple[Run | None, Path | None]:
+    """For a resume: the reopened run and its newest intact checkpoint (newer damaged ones are skipped,
+    each reported to ``on_progress`` as a ``checkpoint_skipped`` event and logged). Otherwise (None, None)
+    after checking that a new run folder can be created (nothing is written yet).
+
+    Raises:
+        TunesmithError: when the folder is not a run, its config differs, or no checkpoint is intact (the
+            run folder, its summary and its registry record are then left as they were).
+    """
+    from tunesmith.train.checkpoints import forget_newer, newest_intact_checkpoint
     from tunesmith.train.runs import check_new_run_dir, open_run_for_resume
 
     if resume is None:
@@ -76,13 +87,32 @@ def open_or_preflight(cfg: ProjectConfig, resume: Path | None) -> tuple[Run | No
         return None, None
     from tunesmith.train.loop import _dist
 
+    last, skipped = None, []
+    if (Path(resume) / "config.resolved.yaml").is_file():  # else open_run_for_resume says what it is not
+        # verified before the run is reopened, so a refusal leaves its record and summary untouched
+        last, skipped = newest_intact_checkpoint(Path(resume) / "checkpoints")
+        if last is None and skipped:
+            n_older = len(skipped) - 1
+            older = f" (and {n_older} older checkpoint(s) are damaged too)" if n_older else ""
+            raise TunesmithError(
+                f"Cannot resume {resume}: no checkpoint is intact; {skipped[0]}{older}.",
+                "Start a new run; the damaged run folder is left as it was.",
+            )
     reopened = open_run_for_resume(resume, cfg, is_main=_dist()[1] == 0)
-    last = latest_checkpoint(reopened.checkpoints_dir)
     if last is None:
         raise TunesmithError(
             f"{resume} has no complete checkpoint to resume from.",
             "Start a new run (a run saves its first checkpoint at train.save_every steps or the end of epoch 1).",
         )
+    if skipped and reopened.is_main:
+        forget_newer(reopened.checkpoints_dir, last)
+    for damage in skipped:
+        _log.warning("skipped checkpoint %s: %s", damage.checkpoint, damage)
+        if on_progress is not None:
+            on_progress(
+                {"event": "checkpoint_skipped", "path": str(damage.checkpoint), "file": damage.file,
+                 "reason": str(damage), "resume_from": str(last)}
+            )  # fmt: skip
     return reopened, last
 
 
