@@ -208,3 +208,16 @@ def test_defaults_and_shipped_bounds_are_within_range():
 def test_unusable_paths_are_an_error_not_a_traceback(override):
     err = _refused(None, [override])
     assert "a path in it cannot be used" in err.message and len(err.message) < 400
+
+
+def test_price_override_files_use_the_same_loader(tmp_path):
+    from tunesmith.advisor.prices import load_prices
+
+    p = tmp_path / "prices.yaml"
+    p.write_text("gpus:\n  H100-80GB:\n    usd_per_hour: 10.0\n    usd_per_hour: 1.0\n")
+    with pytest.raises(TunesmithError, match="usd_per_hour' appears twice"):
+        load_prices(p)
+    link = tmp_path / "zero.yaml"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(TunesmithError):  # refused (not a regular file), never read
+        load_prices(link)
