@@ -109,17 +109,50 @@ class TrainConfig(Section):
     method: Method = Field("sft", description="sft, cpt (continued pre-training), dpo, reward or ppo.")
     finetune: Finetune = Field("lora", description="full, lora, qlora (4-bit NF4 base + LoRA) or dora.")
     lr: float | None = Field(
-        None, gt=0, le=1.0, description="Peak learning rate. Default: 2e-4 for adapters, 2e-5 full."
+        None,
+        gt=0,
+        le=1.0,
+        description="Peak learning rate. None: sft/cpt choose it by model size (docs/training.md, the plan); "
+        "other methods 2e-4 for adapters, 2e-5 full.",
     )
-    epochs: float = Field(1.0, gt=0, le=10_000, description="Passes over the training data.")
+    epochs: Annotated[float, Field(le=10_000)] | Literal["auto"] = Field(
+        "auto",
+        description="Passes over the training data (> 0). auto: sft/cpt choose enough passes for ~150 "
+        "optimizer steps (docs/training.md); other methods 1.",
+    )
     max_steps: Steps | None = Field(None, description="Stop after this many optimizer steps.")
-    batch_tokens: int = Field(
-        4096, ge=16, le=MAX_TOKENS, description="Tokens per micro-batch when packing (padding-free rows)."
+    batch_tokens: Annotated[int, Field(le=MAX_TOKENS)] | Literal["auto"] = Field(
+        "auto",
+        description="Tokens per micro-batch (>= 16). auto: the memory plan chooses it from "
+        "train.memory_budget_gb. A number also makes an optimizer step train.grad_accum micro-batches of "
+        "this many tokens (token-sized steps) unless train.batch_size is a number.",
     )
-    batch_size: Count = Field(8, description="Examples per optimizer step (before accumulation).")
-    grad_accum: int = Field(1, ge=1, le=65_536, description="Micro-batches accumulated per optimizer step.")
+    batch_size: Annotated[int, Field(le=MAX_COUNT)] | Literal["auto"] = Field(
+        "auto",
+        description="Examples per optimizer step (>= 1), whatever the micro-batch: the memory plan splits a "
+        "step into micro-batches and accumulates. auto: sft/cpt choose it from the data size "
+        "(docs/training.md); other methods 8 per device.",
+    )
+    grad_accum: int = Field(
+        1,
+        ge=1,
+        le=65_536,
+        description="With a numeric train.batch_tokens (and batch_size auto): micro-batches per optimizer "
+        "step. With example-sized steps: multiplies train.batch_size (examples per step = batch_size x "
+        "grad_accum). dpo/reward/ppo: TRL's gradient_accumulation_steps.",
+    )
+    memory_budget_gb: Annotated[float, Field(le=1e6)] | Literal["auto"] = Field(
+        "auto",
+        description="Memory the training process may use, in GB (> 0). auto: 60% of the RAM available "
+        "at start on CPU, 85% of the free GPU memory on a GPU. The plan chooses the micro-batch (and "
+        "gradient checkpointing) to fit it (sft/cpt).",
+    )
     packing: bool = Field(True, description="Padding-free packing of examples (no cross-example attention).")
-    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Fraction of steps with linear warmup.")
+    warmup_ratio: float | Literal["auto"] = Field(
+        "auto",
+        description="Fraction of steps with linear warmup (0 <= x < 1). auto: 0.05, at least 5 steps when "
+        "the run has 50 or more (sft/cpt; docs/training.md).",
+    )
     lr_scheduler: Literal["cosine", "linear", "constant"] = Field("cosine", description="Decay after warmup.")
     weight_decay: float = Field(0.0, ge=0, le=1, description="AdamW weight decay.")
     max_grad_norm: float = Field(1.0, gt=0, le=1e4, description="Gradient clipping norm.")
@@ -133,8 +166,10 @@ class TrainConfig(Section):
     )
     save_every: Steps | None = Field(None, description="Checkpoint every N steps (None: end of each epoch).")
     keep_checkpoints: int = Field(2, ge=1, le=1000, description="How many recent checkpoints to keep.")
-    gradient_checkpointing: bool = Field(
-        False, description="Recompute activations in backward to save memory."
+    gradient_checkpointing: bool | Literal["auto"] = Field(
+        "auto",
+        description="Recompute activations in backward to save memory. auto: sft/cpt turn it on when the "
+        "memory plan needs it to fit train.memory_budget_gb; other methods off.",
     )
     logging_steps: Steps = Field(1, description="Write metrics.jsonl every N steps.")
     output_dir: Path = Field(Path("runs"), description="Folder that holds one sub-folder per run.")
@@ -172,12 +207,50 @@ class TrainConfig(Section):
     def _check(self) -> TrainConfig:
         if self.method == "ppo" and self.reward_model is None:
             raise ValueError("train.reward_model is required for method: ppo (the folder of a reward run).")
+        _check_auto_number("epochs", self.epochs, low=0.0, low_open=True)
+        _check_auto_number("batch_tokens", self.batch_tokens, low=16)
+        _check_auto_number("batch_size", self.batch_size, low=1)
+        _check_auto_number("warmup_ratio", self.warmup_ratio, low=0.0, high=1.0)
+        _check_auto_number("memory_budget_gb", self.memory_budget_gb, low=0.0, low_open=True)
         return self
 
+    def fixed(self, name: str) -> Any:
+        """``name``'s value, or what methods that do not plan (dpo, reward, ppo, remote APIs) use for auto:
+        epochs 1, batch_size 8, warmup_ratio 0.05, batch_tokens 4096, gradient_checkpointing off."""
+        value = getattr(self, name)
+        return _AUTO_FALLBACK[name] if value == "auto" else value
+
     def resolved_lr(self) -> float:
+        """train.lr, else the fixed default of the methods that do not plan (2e-4 adapters, 2e-5 full);
+        sft/cpt's planned rate is in the run's plan (train/plan.py)."""
         if self.lr is not None:
             return self.lr
         return 2e-5 if self.finetune == "full" else 2e-4
+
+
+_AUTO_FALLBACK: dict[str, Any] = {
+    "epochs": 1.0,
+    "batch_size": 8,
+    "warmup_ratio": 0.05,
+    "batch_tokens": 4096,
+    "gradient_checkpointing": False,
+}
+
+
+def _check_auto_number(
+    name: str, value: Any, *, low: float, low_open: bool = False, high: float | None = None
+) -> None:
+    # "auto" or a finite number in range; NaN, 0 and negatives are refused with the field's name
+    if value == "auto":
+        return
+    import math
+
+    bad = isinstance(value, float) and not math.isfinite(value)
+    bad = bad or (value <= low if low_open else value < low) or (high is not None and value >= high)
+    if bad:
+        bound = f"> {low:g}" if low_open else f">= {low:g}"
+        upper = f" and < {high:g}" if high is not None else ""
+        raise ValueError(f"train.{name} must be auto or a finite number {bound}{upper} (got {value}).")
 
 
 class EvalConfig(Section):

@@ -424,7 +424,7 @@ def expected_cost(
                 model=cfg.model.name,
                 method=cfg.train.finetune,
                 data=cfg.data.train,
-                epochs=cfg.train.epochs,
+                epochs=_epochs(cfg),
                 lora_r=cfg.lora.r,
                 max_seq_len=cfg.data.max_seq_len,
             )
@@ -501,3 +501,15 @@ def _dur(hours: float) -> str:
     if hours < 1 / 60:
         return f"{hours * 3600:.0f} s"
     return f"{hours * 60:.0f} min" if hours < 1 else f"{hours:.1f} h"
+
+
+def _epochs(cfg: ProjectConfig) -> float:
+    # train.epochs, or what the trainer's rule will choose for this data (train/plan.py)
+    from tunesmith.train.plan import planned_epochs
+
+    if cfg.train.epochs != "auto" or cfg.data.train is None or not Path(cfg.data.train).is_file():
+        return float(cfg.train.fixed("epochs"))
+    with Path(cfg.data.train).open(encoding="utf-8", errors="replace") as fh:
+        rows = sum(1 for line in fh if line.strip())
+    held = 0.0 if cfg.data.holdout is not None else cfg.data.holdout_fraction
+    return planned_epochs(cfg, max(round(rows * (1 - held)), 1))

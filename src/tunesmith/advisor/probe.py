@@ -111,28 +111,23 @@ def _boundaries(cfg: ProjectConfig, n_steps: int, per_epoch: int) -> int:
 
 def plan_steps(cfg: ProjectConfig) -> tuple[list[int], int]:
     """Compute tokens (padding included) of every optimizer step the run will take, built with the training
-    loop's own data preparation and batching, and the steps per epoch."""
+    loop's own data preparation, plan (train/plan.py) and batching, and the steps per epoch."""
     from tunesmith.models.load import load_tokenizer
     from tunesmith.train.data import prepare_data
-    from tunesmith.train.packing import build_batches
+    from tunesmith.train.loop import epoch_steps
+    from tunesmith.train.packing import step_batches
+    from tunesmith.train.plan import make_plan
 
     t = cfg.train
     data = prepare_data(cfg, load_tokenizer(cfg.model.name))
-    first = build_batches(data.train, batch_tokens=t.batch_tokens, packing=t.packing, seed=t.seed, epoch=0)
-    per_epoch = math.ceil(len(first) / t.grad_accum)
-    total = t.max_steps or max(1, math.ceil(t.epochs * per_epoch))
+    plan = make_plan(cfg, data.train)
+    total, per_epoch = plan.schedule.total_steps, plan.schedule.steps_per_epoch
     steps: list[int] = []
     epoch = 0
     while len(steps) < total:
-        batches = (
-            first
-            if epoch == 0
-            else build_batches(
-                data.train, batch_tokens=t.batch_tokens, packing=t.packing, seed=t.seed, epoch=epoch
-            )
-        )
-        for i in range(0, len(batches), t.grad_accum):
-            steps.append(sum(int(b.input_ids.numel()) for b in batches[i : i + t.grad_accum]))
+        for step in epoch_steps(data.train, cfg, plan, epoch, 1):
+            batches = step_batches(step, micro_tokens=plan.memory.micro_tokens, packing=t.packing)
+            steps.append(sum(int(b.input_ids.numel()) for b in batches))
             if len(steps) >= total:
                 break
         epoch += 1

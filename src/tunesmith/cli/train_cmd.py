@@ -339,6 +339,14 @@ class _progress:
                 f"step {e['step']}: hold-out loss {_f(e['val_loss'])} (best {_f(e['best_val_loss'])})",
                 highlight=False,
             )
+        elif kind == "plan":
+            self.console.print(plan_lines(e), highlight=False)
+        elif kind in ("replan", "oom"):
+            why = "measured peak" if kind == "replan" else "out of memory: step retried"
+            self.console.print(
+                f"[yellow]memory plan: micro-batch {e['micro_tokens_before']} -> {e['micro_tokens']} tokens ({why})[/]",
+                highlight=False,
+            )
         elif kind == "checkpoint_skipped":
             from rich.markup import escape
 
@@ -349,6 +357,23 @@ class _progress:
 
     def __exit__(self, *exc: Any) -> None:
         self.bar.__exit__(*exc)
+
+
+def plan_lines(plan: dict[str, Any]) -> str:
+    """The run's plan in a few lines: each chosen value and where it came from."""
+    m, rule = plan["memory"], plan.get("rule", {})
+    per_step = plan["examples_per_step"]
+    batch = f"{per_step} examples per step" if per_step else "token-sized steps"
+    return "\n".join(
+        [
+            f"plan: {batch} ({rule.get('batch_size', '')}), {plan['epochs']:g} epochs ({rule.get('epochs', '')}), "
+            f"{plan['total_steps']} steps",
+            f"  lr {plan['lr']:g} ({rule.get('lr', '')}), warmup {plan['warmup_steps']} steps",
+            f"  memory: budget {m['budget_gb']:.2f} GB ({m['budget_source']}); micro-batch {m['micro_tokens']} tokens "
+            f"({m['micro_tokens_reason']}), gradient checkpointing {'on' if m['gradient_checkpointing'] else 'off'}, "
+            f"estimated peak {m['estimate_gb']:.2f} GB",
+        ]
+    )
 
 
 def _runs_dir(runs_dir: Path | None) -> Path:

@@ -81,7 +81,7 @@ def build_trainable(cfg: ProjectConfig) -> Any:
     if finetune == "full":
         for p in model.parameters():
             p.requires_grad_(True)
-        if cfg.train.gradient_checkpointing:
+        if cfg.train.gradient_checkpointing is True:
             model.gradient_checkpointing_enable()
             model.config.use_cache = False
         model.train()
@@ -90,9 +90,9 @@ def build_trainable(cfg: ProjectConfig) -> Any:
 
     if finetune == "qlora":
         model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=cfg.train.gradient_checkpointing
+            model, use_gradient_checkpointing=cfg.train.gradient_checkpointing is True
         )
-    elif cfg.train.gradient_checkpointing:
+    elif cfg.train.gradient_checkpointing is True:
         model.gradient_checkpointing_enable()
         model.enable_input_require_grads()  # frozen embeddings: let checkpointed blocks see a grad-requiring input
     model.config.use_cache = False

@@ -50,8 +50,8 @@ def estimate_training_memory(model_config: dict, n_params: int, cfg: ProjectConf
     else:
         per_layer = 4 * (2 * hidden) + 3 * (hidden + inter)  # q,k,v,o and gate,up,down, in + out dims
         optimizer = 16 * cfg.lora.r * per_layer * layers
-    depth = 1 if t.gradient_checkpointing else layers
-    activations = t.batch_tokens * depth * hidden * 4 * 20 + _LOSS_CHUNK
+    depth = 1 if t.gradient_checkpointing is True else layers
+    activations = t.fixed("batch_tokens") * depth * hidden * 4 * 20 + _LOSS_CHUNK
     return MemoryEstimate(weights, optimizer, activations, _RUNTIME)
 
 

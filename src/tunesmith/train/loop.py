@@ -31,7 +31,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,8 @@ from tunesmith.train import checkpoints as ckpt
 from tunesmith.train.adapters import trainable_state, unwrap
 from tunesmith.train.divergence import NonFinite, TrainingDiverged, check_step, weights_are_finite
 from tunesmith.train.loss import TokenLossModule, sum_token_loss
-from tunesmith.train.packing import Batch, build_batches
+from tunesmith.train.packing import Batch, Step, build_batches, build_steps
+from tunesmith.train.plan import TrainPlan, describe, make_plan
 from tunesmith.train.runs import Run
 
 Progress = Callable[[dict[str, Any]], None]
@@ -54,19 +55,20 @@ class LoopState:
 
     step: int = 0  # optimizer steps done
     epoch: int = 0
-    micro_in_epoch: int = 0  # micro-batches of ``epoch`` already consumed
+    micro_in_epoch: int = 0  # checkpoints before the memory plan: micro-batches of ``epoch`` consumed
     tokens_trained: int = 0  # tokens that carried loss
     tokens_seen: int = 0  # every non-padding token
     last_loss: float | None = None
     first_loss: float | None = None
+    best_loss: float | None = None  # lowest training loss of any step
     last_val: float | None = None
     first_val: float | None = None
     best_val: float | None = None
     best_step: int | None = None
     bad_evals: int = 0
-    best_loss: float | None = None  # lowest training loss of any step
     stopped_early: bool = False
     data_fingerprint: str | None = None  # of the tokenized train set: a resume on changed data is refused
+    step_in_epoch: int = 0  # optimizer steps of ``epoch`` already done
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class FitResult:
     status: str  # completed | stopped | early_stopped
     total_steps: int
     weights_from: str  # "final" or "best (step N)"
+    plan: dict[str, Any] | None = None  # the run's plan as followed (plan.describe), measured peak included
 
 
 def fit(
@@ -84,28 +87,36 @@ def fit(
     cfg: ProjectConfig,
     run: Run,
     *,
+    plan: TrainPlan | None = None,
     resume_from: Path | None = None,
     on_progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> FitResult:
-    """Train ``model`` in place on ``train`` following ``cfg.train``; checkpoints go to ``run``."""
+    """Train ``model`` in place on ``train`` following ``cfg.train`` and ``plan`` (default: made here with
+    ``plan.make_plan``); checkpoints go to ``run``."""
     import torch
+
+    from tunesmith.train.microbatch import MicroBatcher
 
     t = cfg.train
     world, rank = _dist()
     emit = on_progress or (lambda event: None)
-    steps_per_epoch = math.ceil(len(_epoch_batches(train, cfg, 0)) / (t.grad_accum * world))
-    total_steps = t.max_steps or max(1, math.ceil(t.epochs * steps_per_epoch))
+    plan = plan or make_plan(cfg, train, world)
+    total_steps = plan.schedule.total_steps
+    micro = MicroBatcher(
+        plan.memory, packing=t.packing, world=world, step_tokens=math.ceil(plan.step_tokens / world), emit=emit
+    )
     params = [p for p in unwrap(model).parameters() if p.requires_grad]
     # fused AdamW: one kernel over all parameters; on this CPU a full fine-tune step of SmolLM2's 135M
     # parameters takes ~2x less optimizer time than the default loop (bench/README.md, lever table)
     fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
-    optimizer = torch.optim.AdamW(params, lr=t.resolved_lr(), weight_decay=t.weight_decay, fused=fused)
-    scheduler = build_scheduler(optimizer, t.lr_scheduler, round(t.warmup_ratio * total_steps), total_steps)
+    optimizer = torch.optim.AdamW(params, lr=plan.schedule.lr, weight_decay=t.weight_decay, fused=fused)
+    scheduler = build_scheduler(optimizer, t.lr_scheduler, plan.schedule.warmup_steps, total_steps)
     fingerprint = data_fingerprint(train)
     state = LoopState(data_fingerprint=fingerprint)
     if resume_from is not None:
         state = load_checkpoint(resume_from, model, optimizer, scheduler)
+        state.step_in_epoch = state.step_in_epoch or -(-state.micro_in_epoch // (t.grad_accum * world))
         if state.data_fingerprint not in (None, fingerprint):
             raise TunesmithError(
                 f"Cannot resume from {resume_from}: the training data changed since the run started.",
@@ -122,23 +133,27 @@ def fit(
         run.log({"step": 0, "val_loss": state.first_val})
     clock = _Clock(state.step, total_steps)
     status = "completed"
+    micro.start()
     while state.step < total_steps and status == "completed":
-        batches = _epoch_batches(train, cfg, state.epoch)
-        window = t.grad_accum * world
-        while state.micro_in_epoch < len(batches) and state.step < total_steps:
-            micro = batches[state.micro_in_epoch : state.micro_in_epoch + window]
+        steps = epoch_steps(train, cfg, plan, state.epoch, world)
+        while state.step_in_epoch < len(steps) and state.step < total_steps:
             try:
-                loss, n_trained, n_tokens = train_step(
-                    engine, micro, optimizer, scheduler, params, t.max_grad_norm, rank, world
+                loss, n_trained, n_tokens = micro.run(
+                    steps[state.step_in_epoch],
+                    lambda batches: train_step(
+                        engine, batches, optimizer, scheduler, params, t.max_grad_norm, rank, world
+                    ),
+                    reset=lambda: optimizer.zero_grad(set_to_none=True),
                 )
             except NonFinite as bad:
                 raise _diverged(run, cfg, state.step + 1, bad) from None
             state.step += 1
-            state.micro_in_epoch += len(micro)
+            state.step_in_epoch += 1
             state.tokens_trained += n_trained
             state.tokens_seen += n_tokens
             state.last_loss = loss
             state.first_loss = state.first_loss if state.first_loss is not None else loss
+            state.best_loss = loss if state.best_loss is None else min(state.best_loss, loss)
             row = clock.tick(state, n_tokens * world, scheduler.get_last_lr()[0])
             if state.step % t.logging_steps == 0 or state.step == total_steps:
                 run.log({k: v for k, v in row.items() if k not in ("event", "total_steps", "eta_s")})
@@ -149,9 +164,9 @@ def fit(
             if status != "completed":
                 break
         else:
-            if state.micro_in_epoch >= len(batches):
+            if state.step_in_epoch >= len(steps):
                 state.epoch += 1
-                state.micro_in_epoch = 0
+                state.step_in_epoch = state.micro_in_epoch = 0
                 if state.step < total_steps:
                     if t.eval_every is None and holdout:
                         status = _evaluate_and_track(
@@ -159,8 +174,17 @@ def fit(
                         )
                     if t.save_every is None and status == "completed":
                         _save(run, model, optimizer, scheduler, state, emit)
-    return _finish(model, holdout, cfg, run, state, optimizer, scheduler, emit, status, total_steps)
-            state.best_loss = loss if state.best_loss is None else min(state.best_loss, loss)
+    result = _finish(model, holdout, cfg, run, state, optimizer, scheduler, emit, status, total_steps)
+    return replace(result, plan=describe(plan.schedule, micro.finish()))
+
+
+def epoch_steps(train: list[Tokenized], cfg: ProjectConfig, plan: TrainPlan, epoch: int, world: int) -> list[Step]:
+    """The optimizer steps of ``epoch`` (a pure function of the data, the plan's step size and the seed)."""
+    t = cfg.train
+    return build_steps(
+        train, examples_per_step=plan.schedule.examples_per_step, batch_tokens=t.fixed("batch_tokens"),
+        window=t.grad_accum * world, packing=t.packing, seed=t.seed, epoch=epoch,
+    )  # fmt: skip
 
 
 def train_step(
@@ -240,7 +264,7 @@ def evaluate(model: Any, examples: list[Tokenized], cfg: ProjectConfig) -> float
     total, n = 0.0, 0
     with torch.no_grad():
         for batch in build_batches(
-            examples, batch_tokens=cfg.train.batch_tokens, packing=cfg.train.packing, seed=0, epoch=0
+            examples, batch_tokens=cfg.train.fixed("batch_tokens"), packing=cfg.train.packing, seed=0, epoch=0
         ):
             loss, k = sum_token_loss(inner, batch)
             total, n = total + float(loss), n + k
@@ -414,11 +438,6 @@ def _diverged(run: Run, cfg: ProjectConfig, step: int, bad: NonFinite) -> Traini
     return TrainingDiverged(
         step, bad.what, bad.value, cfg.train.resolved_lr(), ckpt.latest_checkpoint(run.checkpoints_dir)
     )
-
-
-def _epoch_batches(train: list[Tokenized], cfg: ProjectConfig, epoch: int) -> list[Batch]:
-    t = cfg.train
-    return build_batches(train, batch_tokens=t.batch_tokens, packing=t.packing, seed=t.seed, epoch=epoch)
 
 
 def _seed_everything(seed: int) -> None:

@@ -26,6 +26,7 @@ resumed run replays exactly the batches of the uninterrupted one: the loop skips
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -188,3 +189,83 @@ def _padded_batch(items: list[Tokenized]) -> Batch:
         n_tokens=sum(len(ex.input_ids) for ex in items),
         n_examples=rows,
     )
+
+
+# --------------------------------------------------------------------------- optimizer steps
+
+Step = list[list[Tokenized]]  # the examples of one optimizer step, in groups that are micro-batches when they fit
+
+
+def build_steps(
+    examples: Sequence[Tokenized],
+    *,
+    examples_per_step: int | None,
+    batch_tokens: int,
+    window: int,
+    packing: bool,
+    seed: int,
+    epoch: int,
+) -> list[Step]:
+    """The optimizer steps of one epoch, in a deterministic order for ``(seed, epoch)``.
+
+    With ``examples_per_step`` (example-sized steps, the default): the shuffled examples cut into steps of
+    that many, whatever the micro-batch, so the memory plan can change the micro-batch without changing
+    what a step trains on. Without it (token-sized steps): ``window`` micro-batches of ``batch_tokens`` as
+    ``build_batches`` makes them. Examples without a trained token are dropped (see ``build_batches``).
+    """
+    if examples_per_step is None:
+        groups = _groups(examples, batch_tokens, packing, seed, epoch)
+        return [groups[i : i + window] for i in range(0, len(groups), window)]
+    if examples_per_step < 1:
+        raise ValueError(f"examples_per_step must be >= 1 (got {examples_per_step}).")
+    rng = random.Random(f"tunesmith-steps:{seed}:{epoch}")
+    usable = [ex for ex in examples if len(ex.input_ids) >= 2 and _n_trained(ex.labels) > 0]
+    rng.shuffle(usable)
+    return [[usable[i : i + examples_per_step]] for i in range(0, len(usable), examples_per_step)]
+
+
+def step_batches(step: Step, *, micro_tokens: int, packing: bool, world: int = 1) -> list[Batch]:
+    """The micro-batches of one optimizer step: each group as one batch when it fits ``micro_tokens``
+    (rows x padded length when not packing), else split in order into batches that do (an example longer
+    than ``micro_tokens`` gets a batch of its own). With ``world`` processes a single group is split into
+    at least ``world`` batches where it can be, so every process gets work."""
+    out: list[Batch] = []
+    for group in step:
+        cap = micro_tokens
+        if len(step) == 1 and world > 1:
+            total = sum(len(ex.input_ids) for ex in group)
+            cap = min(cap, max(max(len(ex.input_ids) for ex in group), math.ceil(total / world)))
+        for part in _split(group, cap, packing):
+            out.append(_packed_batch(part) if packing else _padded_batch(part))
+    return out
+
+
+def _groups(examples: Sequence[Tokenized], batch_tokens: int, packing: bool, seed: int, epoch: int) -> list[list[Tokenized]]:
+    # the groups build_batches makes, as example lists
+    rng = random.Random(f"tunesmith-batches:{seed}:{epoch}")
+    usable = [ex for ex in examples if len(ex.input_ids) >= 2 and _n_trained(ex.labels) > 0]
+    order = list(range(len(usable)))
+    rng.shuffle(order)
+    if packing:
+        idx = _pack(order, [len(usable[i].input_ids) for i in order], batch_tokens)
+    else:
+        idx = _length_groups(order, usable, batch_tokens, rng)
+    return [[usable[i] for i in g] for g in idx]
+
+
+def _split(group: list[Tokenized], cap: int, packing: bool) -> list[list[Tokenized]]:
+    size = sum(len(ex.input_ids) for ex in group) if packing else max(len(ex.input_ids) for ex in group) * len(group)
+    if size <= cap:
+        return [group]
+    if packing:  # first fit in the step's order: deterministic, and rows fill up
+        idx = _pack(list(range(len(group))), [len(ex.input_ids) for ex in group], cap)
+        return [[group[i] for i in g] for g in idx]
+    ordered = sorted(group, key=lambda ex: len(ex.input_ids))  # padded: group by length to waste little
+    parts: list[list[Tokenized]] = []
+    cur: list[Tokenized] = []
+    for ex in ordered:
+        if cur and max(len(ex.input_ids), len(cur[-1].input_ids)) * (len(cur) + 1) > cap:
+            parts.append(cur)
+            cur = []
+        cur.append(ex)
+    return parts + ([cur] if cur else [])

@@ -174,7 +174,7 @@ def build_trainer(
 
     t = cfg.train
     g = t.num_generations
-    per_device = max(g, t.batch_size - t.batch_size % g)  # completions per step: whole groups of g samples
+    per_device = max(g, t.fixed("batch_size") - t.fixed("batch_size") % g)  # completions per step: whole groups of g samples
     args = trl_args(
         RLOOConfig,
         cfg,

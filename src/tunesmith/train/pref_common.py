@@ -87,15 +87,15 @@ def trl_args(config_cls: type, cfg: ProjectConfig, out_dir: Path, **extra: Any) 
     bf16 = on_gpu and cfg.model.dtype in ("auto", "bfloat16") and torch.cuda.is_bf16_supported()
     kwargs: dict[str, Any] = dict(
         output_dir=str(out_dir),
-        per_device_train_batch_size=t.batch_size,
-        per_device_eval_batch_size=t.batch_size,
+        per_device_train_batch_size=t.fixed("batch_size"),
+        per_device_eval_batch_size=t.fixed("batch_size"),
         gradient_accumulation_steps=t.grad_accum,
         learning_rate=t.resolved_lr(),
         lr_scheduler_type=t.lr_scheduler,
-        warmup_steps=t.warmup_ratio,  # transformers 5: a float < 1 is a ratio of the total steps
+        warmup_steps=t.fixed("warmup_ratio"),  # transformers 5: a float < 1 is a ratio of the total steps
         weight_decay=t.weight_decay,
         max_grad_norm=t.max_grad_norm,
-        num_train_epochs=t.epochs,
+        num_train_epochs=t.fixed("epochs"),
         max_steps=t.max_steps if t.max_steps is not None else -1,
         seed=t.seed,
         data_seed=t.seed,
@@ -103,7 +103,7 @@ def trl_args(config_cls: type, cfg: ProjectConfig, out_dir: Path, **extra: Any) 
         logging_nan_inf_filter=False,  # the default averages NaN losses away; the divergence guard needs them
         bf16=bf16,
         fp16=False,
-        gradient_checkpointing=t.gradient_checkpointing,
+        gradient_checkpointing=t.fixed("gradient_checkpointing"),
         use_cpu=not on_gpu,
         save_strategy="no",
         eval_strategy="no",
@@ -251,17 +251,6 @@ def curve_measures(sink: MetricsSink) -> dict[str, Any]:
     }
 
 
-def _check_finite(step: int, logs: dict[str, Any], lr: float) -> None:
-    """The divergence guard (train/divergence.py) on what TRL logs: raising here ends ``trainer.train()``
-    before the method saves anything, and the run is recorded as failed."""
-    from tunesmith.train.divergence import TrainingDiverged
-
-    for key, what in (("loss", "the training loss"), ("grad_norm", "the gradient norm")):
-        value = logs.get(key)
-        if isinstance(value, int | float) and not math.isfinite(value):
-            raise TrainingDiverged(step, what, float(value), lr, None)
-
-
 def first_last(values: list[float], k: int = 3) -> tuple[float, float]:
     """Mean of the first and of the last ``k`` values (noise-robust start/end of a training curve)."""
     if not values:
@@ -335,7 +324,7 @@ def build_policy(cfg: ProjectConfig) -> Policy:
     if t.finetune == "qlora":
         from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=t.gradient_checkpointing)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=t.fixed("gradient_checkpointing"))
     if adapter is not None:
         from peft import PeftModel
 

@@ -200,6 +200,7 @@ RESUME_MAY_CHANGE = (
     "keep_checkpoints",
     "logging_steps",
     "report_to",
+    "memory_budget_gb",  # only the micro-batch depends on it, never what a step trains on (train/plan.py)
 )
 _IGNORED_ON_RESUME = {"train.output_dir", "train.run_name"}
 

@@ -27,20 +27,23 @@ def run(
     should_stop: Callable[[], bool] | None = None,
 ) -> RunResult:
     """Train ``cfg`` (method sft or cpt) and return the run folder and summary. See train/api.py."""
-    from tunesmith.models.load import load_tokenizer, resolve_model_dir
+    from tunesmith.models.load import load_tokenizer
     from tunesmith.train.adapters import build_trainable
     from tunesmith.train.data import prepare_data
-    from tunesmith.train.guards import check_memory
-    from tunesmith.train.loop import fit
+    from tunesmith.train.loop import _dist, fit
+    from tunesmith.train.plan import check_budget, describe, make_plan
 
     run_, resume_from = open_or_preflight(cfg, resume, on_progress)
     cfg = run_.cfg if run_ is not None else cfg
+    check_budget(cfg)  # a budget that cannot hold one example is refused before any data is read
     tokenizer = load_tokenizer(cfg.model.name)
     data = prepare_data(cfg, tokenizer, force=force)
-    check_memory(cfg, resolve_model_dir(cfg.model.name))
+    plan = make_plan(cfg, data.train, _dist()[0])
+    if on_progress is not None:
+        on_progress({"event": "plan", **describe(plan.schedule, plan.memory)})
     run_ = run_ or create_run_for(cfg)
     try:
-        model = build_trainable(cfg)
+        model = build_trainable(_with_checkpointing(cfg, plan.memory.gradient_checkpointing))
         before = _probe(model, tokenizer, cfg)
         result = fit(
             model,
@@ -48,6 +51,7 @@ def run(
             data.holdout,
             cfg,
             run_,
+            plan=plan,
             resume_from=resume_from,
             on_progress=on_progress,
             should_stop=should_stop,
@@ -63,6 +67,11 @@ def run(
     summary = summarize(result, data, before, after, cfg, resume_from)
     out = run_.finish(summary, result.status)
     return RunResult(out.run_dir, out.summary, model=model)
+
+
+def _with_checkpointing(cfg: ProjectConfig, on: bool) -> ProjectConfig:
+    # the model is built with the plan's choice (train.gradient_checkpointing may be auto)
+    return cfg.model_copy(update={"train": cfg.train.model_copy(update={"gradient_checkpointing": on})})
 
 
 def open_or_preflight(
