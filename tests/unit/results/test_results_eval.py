@@ -94,7 +94,10 @@ def test_write_then_read_is_the_same_report(tmp_path):
     [
         ("{not json", "not valid JSON"),
         ('{"task": "chat"}', "no 'candidates' object"),
-        ('{"report_version": 1, "task": "chat", "candidates": {"x": {"metrics": 3}}}', "candidates.x.metrics"),
+        (
+            '{"report_version": 1, "task": "chat", "candidates": {"x": {"metrics": 3}}}',
+            "candidates.x.metrics",
+        ),
     ],
 )
 def test_bad_report_files_are_one_clear_error(tmp_path, content, message):
