@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
 from tunesmith.errors import TunesmithError
-from tunesmith.results.eval import read_eval_report
+from tunesmith.results.eval import Candidate, read_eval_report
 from tunesmith.serve.errors import not_found
 
 PAGE = Path(__file__).parent / "static" / "dashboard.html"
@@ -45,7 +45,15 @@ def add_routes(app: FastAPI) -> None:
                     "task": rep.task,
                     "n": rep.n,
                     "headline": rep.headline,
-                    "candidates": {name: c.metrics for name, c in rep.candidates.items()},
+                    "candidates": {
+                        name: _headline_first(rep.headline, c) for name, c in rep.candidates.items()
+                    },
                 }
             )
         return {"object": "list", "data": out}
+
+
+def _headline_first(headline: list[str], cand: Candidate) -> dict:
+    """A candidate's metrics with the report's headline numbers first (the page shows the first two)."""
+    first = {k: cand.metric(k) for k in headline if cand.metric(k) is not None}
+    return {**first, **cand.metrics}
