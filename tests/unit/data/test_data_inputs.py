@@ -4,13 +4,17 @@ and bounded reads that refuse FIFOs, devices and over-limit files instead of han
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
+import tempfile
 import unicodedata
 from pathlib import Path
 
 import pytest
 from datahelp import chat, check, runner, sentence, write_jsonl
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tunesmith.cli.main import app
 from tunesmith.data.formats import load_data, load_records_or_raise
@@ -243,3 +247,39 @@ def test_fifos_and_devices_inside_a_data_folder_are_skipped(tmp_path):
     (folder / "zero.txt").symlink_to("/dev/zero")
     data = load_data(folder)
     assert data.errors == [] and [r["text"][:9] for r in data.rows] == ["Northwind"]
+
+
+# --------------------------------------------------------------------------- property: one path, any line ends
+
+_texts = st.text(
+    st.characters(blacklist_categories=("Cs", "Cc")) | st.sampled_from("\r\n\u0301e"), max_size=30
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rows=st.lists(st.tuples(_texts, st.sampled_from(["a", "b", "c"])), min_size=1, max_size=8),
+    ending=st.sampled_from([b"\n", b"\r\n", b"\r"]),
+    bom=st.booleans(),
+    fmt=st.sampled_from(["jsonl", "csv"]),
+)
+def test_line_ends_and_bom_never_change_what_is_read(rows, ending, bom, fmt):
+    """The same rows written with LF, CRLF or CR line ends, with or without a BOM, as JSONL or CSV, read the
+    same as the LF JSONL copy (CSV cells and JSON strings alike get CRLF -> LF and NFC)."""
+    objs = [{"text": t, "label": lab} for t, lab in rows]
+    with tempfile.TemporaryDirectory() as tmp:
+        ref = Path(tmp) / "ref.jsonl"
+        ref.write_bytes(b"".join(json.dumps(o).encode() + b"\n" for o in objs))
+        p = Path(tmp) / f"x.{fmt}"
+        if fmt == "jsonl":
+            body = b"".join(json.dumps(o).encode() + ending for o in objs)
+        else:
+            buf = io.StringIO()
+            csv.DictWriter(
+                buf, ["text", "label"], lineterminator=ending.decode(), quoting=csv.QUOTE_ALL
+            ).writerows([{"text": "text", "label": "label"}, *objs])
+            body = buf.getvalue().encode()
+        p.write_bytes((b"\xef\xbb\xbf" if bom else b"") + body)
+        want, got = load_data(ref, "classification"), load_data(p, "classification")
+    assert [(e.code) for e in got.errors] == [e.code for e in want.errors]
+    assert got.rows == want.rows
