@@ -357,16 +357,18 @@ def convert(
     from tunesmith.data.convert import convert_file
 
     _existing(file, "File")
+    add_context = None
+    if with_context is not None:
+        from tunesmith.rag.raft import context_adder
+
+        add_context = context_adder(with_context, k=k, distractors=distractors, seed=seed)
     res = convert_file(
         file,
         out,
         task=task,
         columns=_columns(text_field, label_field, fields_field),
         system_prompt=system_prompt,
-        with_context=with_context,
-        k=k,
-        distractors=distractors,
-        seed=seed,
+        add_context=add_context,
         force=force,
     )
     console.print(

@@ -203,7 +203,7 @@ def demo_cmd(
     """The main job end to end: check data, split, prompted baselines, LoRA fine-tune, evaluate, report."""
     from rich.table import Table
 
-    from tunesmith.eval.demo import run
+    from tunesmith.workflows.demo import run
 
     def on_stage(name: str, state: str) -> None:
         if state == "start":

@@ -116,10 +116,11 @@ def remote_train(
 ) -> None:
     """Fine-tune on a remote OpenAI-compatible API: validate locally, upload, start, follow, evaluate."""
     from tunesmith.config import load_config
-    from tunesmith.serve.remote import remote_client, train_remote
+    from tunesmith.train.remote import remote_client
+    from tunesmith.workflows import remote
 
     cfg = load_config(config, overrides or [])
-    result = train_remote(
+    result = remote.run(
         cfg,
         remote_client(base_url, api_key),
         on_event=lambda m: console.print(f"  {m}", highlight=False),

@@ -1,15 +1,16 @@
 """`tunesmith data convert`: classification / extraction / completion tables to chat JSONL.
 
 The generated system prompt names the label set (classification) or the JSON keys (extraction), so the
-converted file trains and evaluates the same way. ``--with-context INDEX`` then hands the chat rows to the
-RAG engineer's ``tunesmith.rag.raft.add_context`` (retrieved passages plus distractors in the prompt,
-RAFT-style), imported only when asked for.
+converted file trains and evaluates the same way. ``--with-context INDEX`` then hands the chat rows to
+``add_context``, a rows -> rows step the caller passes in (the CLI passes ``tunesmith.rag.raft.context_adder``:
+retrieved passages plus distractors in the prompt, RAFT-style), so ``data`` never imports ``rag``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,17 +35,18 @@ def convert_file(
     task: Task | None = None,
     columns: Columns = Columns(),
     system_prompt: str | None = None,
-    with_context: Path | str | None = None,
-    k: int = 3,
-    distractors: int = 2,
-    seed: int = 0,
+    add_context: Callable[[list[dict]], list[dict]] | None = None,
     force: bool = False,
 ) -> ConvertResult:
     """Write ``path`` as chat JSONL to ``out`` and say what was done.
 
+    ``add_context``: applied to the chat rows before writing (``--with-context``); chat input is accepted
+    only with it.
+
     Raises:
-        TunesmithError: for data with errors or with no chat form; (exit code 2) when ``out`` is a folder,
-            is the input file, or exists already while ``force`` is not set (nothing is replaced by surprise).
+        TunesmithError: on unreadable or invalid data, data with no chat form (preference, raw text), chat
+        data without ``add_context``, or an ``out`` that is a folder or the input file, or that exists
+        already while ``force`` is not set (nothing is ever replaced by surprise).
     """
     _refuse_out(Path(path), Path(out), force)
     data = load_records_or_raise(path, task, columns)
@@ -54,15 +56,15 @@ def convert_file(
             f"{path} holds {fmt} data, which has no single-answer chat form.",
             "convert takes classification, extraction or prompt/completion data (and chat with --with-context).",
         )
-    if fmt == "chat" and with_context is None:
+    if fmt == "chat" and add_context is None:
         raise TunesmithError(
             f"{path} is already chat data; there is nothing to convert.",
             "Use --with-context INDEX to add retrieved passages, or train on it as it is.",
         )
     prompt = system_prompt if system_prompt is not None else default_system_prompt(data.rows, fmt)
     rows = [{"messages": to_chat(r, fmt, prompt)} for r in data.rows]
-    if with_context is not None:
-        rows = _add_context(rows, with_context, k, distractors, seed)
+    if add_context is not None:
+        rows = add_context(rows)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
@@ -71,7 +73,7 @@ def convert_file(
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
-    return ConvertResult(out, len(rows), fmt, prompt, with_context is not None)
+    return ConvertResult(out, len(rows), fmt, prompt, add_context is not None)
 
 
 def _refuse_out(path: Path, out: Path, force: bool) -> None:
@@ -91,22 +93,3 @@ def _refuse_out(path: Path, out: Path, force: bool) -> None:
             "Pass --force to replace it, or pick another output file.",
             exit_code=2,
         )
-
-
-def _add_context(rows: list[dict], index: Path | str, k: int, distractors: int, seed: int) -> list[dict]:
-    try:
-        from tunesmith.rag.raft import add_context
-    except ImportError as exc:
-        raise TunesmithError(
-            f"--with-context needs tunesmith.rag.raft, which is not available: {exc}",
-            "Install the full package (make install).",
-        ) from exc
-    from tunesmith.rag.pgstore import is_server_url
-
-    if not is_server_url(index) and not Path(index).is_dir():
-        raise TunesmithError(
-            f"--with-context {index} is not an index folder.",
-            "Build one first with `tunesmith rag index DOCS --index INDEX`.",
-            exit_code=2,
-        )
-    return add_context(rows, index, k=k, distractors=distractors, seed=seed)

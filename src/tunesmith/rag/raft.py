@@ -11,6 +11,7 @@ answer uncited (RAFT keeps such rows: the model must still answer from what it l
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,26 @@ def add_context(
             }
         )
     return out
+
+
+def context_adder(
+    index: Path | str, *, k: int = 3, distractors: int = 2, seed: int = 0
+) -> Callable[[list[dict[str, Any]]], list[dict[str, Any]]]:
+    """``rows -> add_context(rows, index, ...)`` for ``tunesmith data convert --with-context``, after checking
+    that ``index`` is an index folder or a ``postgresql://`` URL (so a wrong path fails before any data load).
+
+    Raises:
+        TunesmithError: (exit code 2) when ``index`` is neither an existing folder nor a server URL.
+    """
+    from tunesmith.rag.pgstore import is_server_url
+
+    if not is_server_url(index) and not Path(index).is_dir():
+        raise TunesmithError(
+            f"--with-context {index} is not an index folder.",
+            "Build one first with `tunesmith rag index DOCS --index INDEX`.",
+            exit_code=2,
+        )
+    return lambda rows: add_context(rows, index, k=k, distractors=distractors, seed=seed)
 
 
 def _distractors(

@@ -253,6 +253,7 @@ def resolve_model(app: FastAPI, name: str) -> Any:
     from tunesmith.models.inference import locate_run_weights
     from tunesmith.serve.app import BASE_MODELS
     from tunesmith.serve.engine import ModelRef
+    from tunesmith.train.checkpoints import materialize_checkpoint
 
     store: Store = app.state.store
     settings = app.state.settings
@@ -276,33 +277,6 @@ def resolve_model(app: FastAPI, name: str) -> Any:
         folder, base = materialize_checkpoint(Path(ckpt["path"]), Path(job["run_dir"])), job["model"]
     kind, path = locate_run_weights(folder)
     return ModelRef(base=base, weights=path, kind=kind)
-
-
-_MATERIALIZE = threading.Lock()
-
-
-def materialize_checkpoint(ckpt_dir: Path, run_dir: Path) -> Path:
-    """A training checkpoint (trainable weights + optimizer state) as a servable PEFT adapter / model
-    folder, written once (atomically) under ``run_dir/served-checkpoints/`` and reused afterwards."""
-    out = run_dir / "served-checkpoints" / ckpt_dir.name
-    if (out / "adapter_config.json").exists() or (out / "config.json").exists():
-        return out
-    with _MATERIALIZE:
-        if (out / "adapter_config.json").exists() or (out / "config.json").exists():
-            return out
-        from tunesmith.config import load_config
-        from tunesmith.models.load import load_tokenizer
-        from tunesmith.train.adapters import build_trainable, unwrap
-        from tunesmith.train.checkpoints import atomic_dir
-        from tunesmith.train.loop import load_trainable
-
-        cfg = load_config(run_dir / "config.resolved.yaml")
-        model = build_trainable(cfg)
-        load_trainable(model, ckpt_dir / "trainable.safetensors")
-        with atomic_dir(out, replace=True) as tmp:
-            unwrap(model).save_pretrained(str(tmp), safe_serialization=True)
-            load_tokenizer(cfg.model.name).save_pretrained(str(tmp))
-    return out
 
 
 def _message(m: wire.ChatMessage, i: int) -> dict[str, Any]:

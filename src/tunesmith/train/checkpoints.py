@@ -28,6 +28,7 @@ import json
 import os
 import re
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -356,3 +357,38 @@ def _sweep_temp(root: Path) -> None:
         else:
             path.unlink(missing_ok=True)
 
+
+# --------------------------------------------------------------------------- servable checkpoints
+
+_MATERIALIZE = threading.Lock()
+
+
+def materialize_checkpoint(ckpt_dir: Path, run_dir: Path) -> Path:
+    """A training checkpoint (trainable weights + optimizer state) as a servable PEFT adapter / model
+    folder, written once (atomically) under ``run_dir/served-checkpoints/`` and reused afterwards.
+
+    The model is rebuilt from the run's ``config.resolved.yaml`` exactly as training built it, the
+    checkpoint's ``trainable.safetensors`` is loaded into it, and the adapter (or full model) is saved with
+    the base's tokenizer. Thread-safe: concurrent callers for one checkpoint write it once.
+
+    Raises:
+        TunesmithError: when the run's ``config.resolved.yaml`` no longer loads.
+    """
+    out = run_dir / "served-checkpoints" / ckpt_dir.name
+    if (out / "adapter_config.json").exists() or (out / "config.json").exists():
+        return out
+    with _MATERIALIZE:
+        if (out / "adapter_config.json").exists() or (out / "config.json").exists():
+            return out
+        from tunesmith.config import load_config
+        from tunesmith.models.load import load_tokenizer
+        from tunesmith.train.adapters import build_trainable, unwrap
+        from tunesmith.train.loop import load_trainable
+
+        cfg = load_config(run_dir / "config.resolved.yaml")
+        model = build_trainable(cfg)
+        load_trainable(model, ckpt_dir / "trainable.safetensors")
+        with atomic_dir(out, replace=True) as tmp:
+            unwrap(model).save_pretrained(str(tmp), safe_serialization=True)
+            load_tokenizer(cfg.model.name).save_pretrained(str(tmp))
+    return out

@@ -11,8 +11,9 @@ from serve_int_toy import add_lines, start_app
 
 from tunesmith.config import load_config
 from tunesmith.errors import TunesmithError
-from tunesmith.serve.remote import job_request, train_remote
 from tunesmith.serve.testing import in_process_client
+from tunesmith.train.remote import job_request, train_remote
+from tunesmith.workflows import remote
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +40,7 @@ def test_remote_backend_trains_follows_and_evaluates(tmp_path: Path) -> None:
             "learning_rate_multiplier"
         ] == pytest.approx(5.0)
         seen: list[str] = []
-        result = train_remote(cfg, client, on_event=seen.append, poll_s=0.3, out=tmp_path / "eval")
+        result = remote.run(cfg, client, on_event=seen.append, poll_s=0.3, out=tmp_path / "eval")
         assert result.status == "succeeded" and result.fine_tuned_model.startswith(
             "ft:tiny:local:remote-demo:"
         )

@@ -130,7 +130,7 @@ def run(
         "quick": quick,
         "stages": [{"stage": n, "seconds": round(s, 2)} for n, s in result.stages],
         "run_dir": str(trained.run_dir),
-        "train_summary": trained.summary,
+        "train_summary": trained.summary.model_dump(mode="json"),
     }
     result.report = report.model_copy(update={"demo": demo})
     write_eval_report(out / "report" / "report.json", result.report)

@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from tunesmith.config import load_config
-from tunesmith.eval import demo
+from tunesmith.workflows import demo
 
 pytestmark = pytest.mark.unit
 TRIGGER = re.compile(r"enterprise|legal|lawyer|chargeback|production (environment )?is down", re.IGNORECASE)

@@ -1,7 +1,10 @@
 """Remote backend: fine-tune on any OpenAI-compatible fine-tuning API with the official SDK.
 
     validate locally (tunesmith's data checks) -> convert to OpenAI's JSONL (chat or DPO lines) -> upload
-    -> create the job -> follow its events until it ends -> evaluate the fine-tuned model on the hold-out
+    -> create the job -> follow its events until it ends
+
+Evaluating the fine-tuned model on the hold-out is ``tunesmith.eval.remote.evaluate_remote``; the two steps
+together (what ``tunesmith train --backend remote`` runs) are ``tunesmith.workflows.remote.run``.
 
 Design choices:
 - Validation is local and complete before anything is uploaded: a broken file never leaves the machine.
@@ -11,9 +14,6 @@ Design choices:
 - Hyperparameters map as: ``n_epochs`` = ``train.epochs`` (rounded up), ``batch_size`` = ``train.batch_size``,
   ``learning_rate_multiplier`` = ``train.lr`` / tunesmith's default lr (so "auto" when ``train.lr`` is
   unset), ``seed`` = ``train.seed``, DPO ``beta`` = ``train.beta``.
-- Evaluation uses ``tunesmith eval``'s own prompts (``candidate_prompts``) and metrics (``task_metrics``),
-  with answers from the remote model's chat completions (greedy), because a remote model's weights
-  cannot be loaded locally. The report has ``tunesmith eval``'s shape with the candidate ``finetuned``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from tunesmith.config import ProjectConfig
@@ -38,7 +37,9 @@ class RemoteResult:
     status: str
     fine_tuned_model: str | None
     events: list[str]
-    report: dict[str, Any] | None
+    task: str
+    system_prompt: str | None
+    report: dict[str, Any] | None = None  # the hold-out evaluation, filled in by tunesmith.workflows.remote
 
 
 def train_remote(
@@ -48,7 +49,6 @@ def train_remote(
     on_event: Callable[[str], None] | None = None,
     poll_s: float = 1.0,
     timeout_s: float = 24 * 3600,
-    out: Path | None = None,
 ) -> RemoteResult:
     """Run ``cfg`` as a fine-tuning job on the API behind ``client`` (an ``openai.OpenAI``)."""
     import openai
@@ -77,10 +77,7 @@ def train_remote(
     if job.status != "succeeded":
         err = job.error.message if job.error else job.status
         raise TunesmithError(f"Remote job {job.id} ended {job.status}: {err}", "See its events above.")
-    report = None
-    if cfg.data.holdout is not None and task != "preference":
-        report = evaluate_remote(cfg, client, job.fine_tuned_model, system, out)
-    return RemoteResult(job.id, job.status, job.fine_tuned_model, events, report)
+    return RemoteResult(job.id, job.status, job.fine_tuned_model, events, task, system)
 
 
 def openai_lines(cfg: ProjectConfig) -> tuple[bytes, str, str | None]:
@@ -117,8 +114,8 @@ def job_request(cfg: ProjectConfig, file_id: str, task: str) -> dict[str, Any]:
     t = cfg.train
     default_lr = 2e-5 if t.finetune == "full" else 2e-4
     hyper: dict[str, Any] = {
-        "n_epochs": max(1, math.ceil(t.epochs)),
-        "batch_size": t.batch_size,
+        "n_epochs": "auto" if t.epochs == "auto" else max(1, math.ceil(t.epochs)),
+        "batch_size": t.batch_size,  # "auto" passes through: the API chooses
         "learning_rate_multiplier": (t.lr / default_lr) if t.lr is not None else "auto",
     }
     kind = "dpo" if task == "preference" else "supervised"
@@ -157,60 +154,6 @@ def follow(
                 "It keeps running remotely; follow it with the provider's tools.",
             )
         time.sleep(poll_s)
-
-
-def evaluate_remote(
-    cfg: ProjectConfig, client: Any, model: str, system: str | None, out: Path | None
-) -> dict[str, Any]:
-    """``tunesmith eval``'s prompts and metrics on the hold-out, answered by the remote model."""
-    from tunesmith.eval import metrics as M
-    from tunesmith.eval.run import EvalSpec, candidate_prompts, prepare, score_answers
-    from tunesmith.results.eval import Candidate, EvalReport, Latency, write_eval_report
-
-    spec = EvalSpec(
-        data=Path(cfg.data.holdout),
-        train=cfg.data.train,
-        task=cfg.data.task,
-        system_prompt=system,
-        baselines=("zero-shot",),
-        settings=cfg.eval,
-        seed=cfg.data.seed,
-    )  # prepare() wants a candidate
-    ctx = prepare(spec)
-    answers, latencies, tokens = [], [], []
-    for conv in candidate_prompts(ctx, "finetuned"):
-        t0 = time.perf_counter()
-        r = client.chat.completions.create(
-            model=model, messages=conv, temperature=0, max_tokens=cfg.eval.max_new_tokens
-        )
-        latencies.append(time.perf_counter() - t0)
-        answers.append(r.choices[0].message.content or "")
-        tokens.append(r.usage.completion_tokens if r.usage else 0)
-    metrics, how, matches = score_answers(ctx, answers)
-    report = EvalReport(
-        task=ctx.task.name,
-        n=len(ctx.rows),
-        model=model,
-        applied=ctx.task.applied,
-        headline=list(ctx.task.headline),
-        labels=list(ctx.task.labels),
-        candidates={
-            "finetuned": Candidate(
-                metrics=metrics,
-                latency_ms=Latency(**M.latency_summary(latencies)),
-                scored_by=how + " (answers from the remote API)",
-                matches=matches,
-            )
-        },
-        lengths={"finetuned": tokens},
-    )
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        write_eval_report(out / "report.json", report)
-        with (out / "predictions.jsonl").open("w") as fh:
-            for row, ans in zip(ctx.rows, answers, strict=True):
-                fh.write(json.dumps({"input": row, "finetuned": ans}) + "\n")
-    return report.to_dict()  # the report.json dict (RemoteResult.report)
 
 
 def remote_client(base_url: str, api_key: str | None) -> Any:

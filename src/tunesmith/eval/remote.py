@@ -1,0 +1,71 @@
+"""``tunesmith eval``'s prompts and metrics on the hold-out, answered by a model behind an OpenAI-compatible
+API (a remotely fine-tuned model, whose weights cannot be loaded locally).
+
+Design choices:
+- Prompts are ``tunesmith eval``'s own (``candidate_prompts``) and so are the metrics (``task_metrics``);
+  answers are the remote model's chat completions, greedy (``temperature=0``).
+- The report has ``tunesmith eval``'s shape with the one candidate ``finetuned``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from tunesmith.config import ProjectConfig
+
+
+def evaluate_remote(
+    cfg: ProjectConfig, client: Any, model: str, system: str | None, out: Path | None
+) -> dict[str, Any]:
+    """``tunesmith eval``'s prompts and metrics on the hold-out, answered by the remote model."""
+    from tunesmith.eval import metrics as M
+    from tunesmith.eval.run import EvalSpec, candidate_prompts, prepare, score_answers
+    from tunesmith.results.eval import Candidate, EvalReport, Latency, write_eval_report
+
+    spec = EvalSpec(
+        data=Path(cfg.data.holdout),
+        train=cfg.data.train,
+        task=cfg.data.task,
+        system_prompt=system,
+        baselines=("zero-shot",),
+        settings=cfg.eval,
+        seed=cfg.data.seed,
+    )  # prepare() wants a candidate
+    ctx = prepare(spec)
+    answers, latencies, tokens = [], [], []
+    for conv in candidate_prompts(ctx, "finetuned"):
+        t0 = time.perf_counter()
+        r = client.chat.completions.create(
+            model=model, messages=conv, temperature=0, max_tokens=cfg.eval.max_new_tokens
+        )
+        latencies.append(time.perf_counter() - t0)
+        answers.append(r.choices[0].message.content or "")
+        tokens.append(r.usage.completion_tokens if r.usage else 0)
+    metrics, how, matches = score_answers(ctx, answers)
+    report = EvalReport(
+        task=ctx.task.name,
+        n=len(ctx.rows),
+        model=model,
+        applied=ctx.task.applied,
+        headline=list(ctx.task.headline),
+        labels=list(ctx.task.labels),
+        candidates={
+            "finetuned": Candidate(
+                metrics=metrics,
+                latency_ms=Latency(**M.latency_summary(latencies)),
+                scored_by=how + " (answers from the remote API)",
+                matches=matches,
+            )
+        },
+        lengths={"finetuned": tokens},
+    )
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        write_eval_report(out / "report.json", report)
+        with (out / "predictions.jsonl").open("w") as fh:
+            for row, ans in zip(ctx.rows, answers, strict=True):
+                fh.write(json.dumps({"input": row, "finetuned": ans}) + "\n")
+    return report.to_dict()  # the report.json dict (RemoteResult.report)
