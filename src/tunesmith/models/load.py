@@ -278,7 +278,7 @@ def load_causal_lm(
     device = device or default_device()
     torch_dtype = resolve_dtype(dtype, device)
     extra: dict[str, Any] = dict(kwargs)
-    if attn_implementation == "sdpa_packed":  # ours (train/attention.py): make it known to transformers
+    if attn_implementation == "sdpa_packed":  # ours (models/attention.py): make it known to transformers
         from tunesmith.models.attention import register
 
         register()

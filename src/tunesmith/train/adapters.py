@@ -51,7 +51,7 @@ def to_lora_config(lora: LoraConfig, finetune: Finetune, model: Any = None) -> p
 
 
 def _use_packed_attention(model: Any, attn: str) -> None:
-    """``auto`` trains with per-example causal attention in packed rows (train/attention.py), except for
+    """``auto`` trains with per-example causal attention in packed rows (models/attention.py), except for
     models it would not reproduce exactly (a sliding window, logit soft-capping), which keep sdpa."""
     from tunesmith.models import attention
 
