@@ -118,17 +118,16 @@ def read_bounded(path: Path | str, *, limit: int | None = None, what: str = "Inp
             )
         if st.st_size > limit:
             raise _too_large(path, what, limit, st.st_size)
-        chunks: list[bytes] = []
-        total = 0
-        while total <= limit:
+        data = fh.read(st.st_size + 1)  # one allocation of the file's size in the usual case
+        chunks = [data]
+        total = len(data)
+        while total <= limit and len(chunks[-1]) > 0 and total > st.st_size:  # it grows while we read
             chunk = fh.read(min(_READ_CHUNK, limit + 1 - total))
-            if not chunk:
-                break
             chunks.append(chunk)
             total += len(chunk)
-        if total > limit:  # the file grew while we read it
+        if total > limit:
             raise _too_large(path, what, limit, None)
-    return b"".join(chunks)
+    return data if len(chunks) == 1 else b"".join(chunks)
 
 
 def _kind(mode: int) -> str:

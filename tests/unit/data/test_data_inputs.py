@@ -283,3 +283,14 @@ def test_line_ends_and_bom_never_change_what_is_read(rows, ending, bom, fmt):
         want, got = load_data(ref, "classification"), load_data(p, "classification")
     assert [(e.code) for e in got.errors] == [e.code for e in want.errors]
     assert got.rows == want.rows
+
+
+def test_read_bounded_reads_files_whose_size_is_not_known_up_front(tmp_path):
+    """/proc files are regular but report size 0: they are read to the end, and still capped."""
+    text = read_bounded("/proc/self/status")
+    assert b"Name:" in text and len(text) > 100
+    with pytest.raises(TunesmithError, match="growing while read"):
+        read_bounded("/proc/self/status", limit=50)
+    p = tmp_path / "f.jsonl"
+    p.write_bytes(b"x" * 1000)
+    assert read_bounded(p) == b"x" * 1000 and read_bounded(p, limit=1000) == b"x" * 1000
