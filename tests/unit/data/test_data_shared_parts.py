@@ -240,24 +240,6 @@ def test_holdout_leak_judged_without_the_shared_system_prompt(tmp_path):
         assert len(t & h) / len(t | h) >= 0.5  # every reported leak is a real near copy of the question
 
 
-def test_holdout_with_its_own_system_prompt_is_compared_on_its_questions(tmp_path):
-    rows = intent_rows(200, seed=4)
-    other = (
-        "Route the request to one intent: weather, music, restaurant, movies, rate_book, playlist, search."
-    )
-    held = [json.loads(json.dumps(r)) for r in rows[150:] + [rows[9]]]  # line 51 copies training line 10
-    for r in held:
-        r["messages"][0]["content"] = other
-    tr = write_jsonl(tmp_path / "train.jsonl", rows[:150])
-    ho = write_jsonl(tmp_path / "hold.jsonl", held)
-    _, report, _ = check(tr, "--holdout", str(ho))
-    leak = [w for w in report["warnings"] if w["code"] == "holdout_leak"]
-    assert leak and "train 10 ~ hold-out 51" in leak[0]["message"]
-    tq, hq = _questions(tr), _questions(ho)
-    for a, b in re.findall(r"train (\d+) ~ hold-out (\d+)", leak[0]["message"]):
-        assert len(tq[int(a)] & hq[int(b)]) / len(tq[int(a)] | hq[int(b)]) >= 0.5
-
-
 def test_length_imbalance_seen_through_a_long_system_prompt(tmp_path):
     system = " ".join(sentence(900, 60).split())  # 60 words that every example carries
     rows = [chat(sentence(i, 3), "short", system) for i in range(10)]

@@ -187,3 +187,11 @@ def test_upload_of_a_file_with_a_huge_integer_is_an_error_naming_the_line(tmp_pa
     assert "line 21" in (f.status_details or "").lower() and "invalid_json" in (f.status_details or "")
     on_disk = {p.stem for p in (tmp_path / "data" / "files").iterdir()}
     assert on_disk == {x.id for x in client.files.list()}  # every file on disk has its row
+
+
+def test_upload_of_a_file_with_a_lone_surrogate_is_an_error_naming_the_line(tmp_path: Path) -> None:
+    # case lone-surrogate-passes-check-then-crashes (/v1/files): was 'processed', then the job failed later
+    client = in_process_client(make_app(tmp_path))
+    data = (Path(__file__).parents[2] / "assets" / "serve" / "lone_surrogate.jsonl").read_bytes()
+    f = client.files.create(file=("lone_surrogate.jsonl", data), purpose="fine-tune")
+    assert f.status == "error" and "line 21" in (f.status_details or "").lower(), f.status_details
