@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from tunesmith.advisor.params import Architecture
 from tunesmith.advisor.prices import PriceSheet
-
-Method = Literal["full", "lora", "qlora", "dora"]
-GB = 1e9
-NF4_BITS = 4 + 8 / 64 + 32 / (64 * 256)  # NF4 + double-quantized absmax (QLoRA paper, section 3): 4.127 bits
+from tunesmith.models.memory import GB, Memory, Setup, memory, trainable_params
+from tunesmith.models.params import Architecture
 
 
 @dataclass(frozen=True)
@@ -33,33 +30,6 @@ class Workload:
     @property
     def tokens(self) -> float:
         return self.examples * self.avg_tokens * self.epochs
-
-
-@dataclass(frozen=True)
-class Setup:
-    method: Method
-    batch_size: int = 1  # sequences per micro-batch (activations scale with batch_size * seq_len)
-    seq_len: int = 1024
-    gradient_checkpointing: bool = False
-    lora_r: int = 16
-    lora_targets: list[str] | str = "all-linear"
-    mfu: float | None = None  # overrides the sheet's utilisation
-
-
-@dataclass(frozen=True)
-class Memory:
-    """Bytes (as GB) of one training process; ``total`` = the sum of the parts."""
-
-    weights: float
-    gradients: float
-    optimizer: float
-    activations: float
-    activations_other: float  # the same with gradient checkpointing flipped, for the table
-    lora: float  # adapter weights, part of ``weights``
-
-    @property
-    def total(self) -> float:
-        return self.weights + self.gradients + self.optimizer + self.activations
 
 
 @dataclass(frozen=True)
@@ -193,63 +163,6 @@ def estimate(
         assumptions={k: f"{v.value:g}: {v.source}" for k, v in prices.assumptions.items()},
         fit_advice=advice,
     )
-
-
-def trainable_params(arch: Architecture, setup: Setup) -> int:
-    if setup.method == "full":
-        return arch.total
-    return arch.lora_params(setup.lora_r, setup.lora_targets, dora=setup.method == "dora")
-
-
-def memory(
-    arch: Architecture, setup: Setup, bytes_per_act: int, precision: Literal["mixed", "fp32"]
-) -> Memory:
-    """Training memory. Mixed precision (GPU): bf16 weights and gradients, fp32 master copy + Adam m and v
-    (2 + 2 + 12 = 16 bytes per trained parameter, ZeRO paper section 3.1). fp32 (CPU): 4 + 4 + 8 = 16.
-    Adapters train in fp32 (peft upcasts them): 4 + 4 + 8 bytes per adapter parameter, the frozen base
-    costs its storage only (bf16 2 bytes; QLoRA: NF4 linear layers, bf16 embeddings/head/norms)."""
-    n = arch.total
-    wbytes = 2 if precision == "mixed" else 4
-    lora_params = trainable_params(arch, setup) if setup.method != "full" else 0
-    if setup.method == "full":
-        weights = n * wbytes
-        gradients = n * wbytes
-        optimizer = n * (12 if precision == "mixed" else 8)
-        lora = 0.0
-    else:
-        if setup.method == "qlora":
-            base = arch.linear_params * NF4_BITS / 8 + (n - arch.linear_params) * wbytes
-        else:
-            base = n * wbytes
-        lora = lora_params * 4
-        weights = base + lora
-        gradients = lora_params * 4
-        optimizer = lora_params * 8
-    acts = activation_bytes(arch, setup, bytes_per_act, setup.gradient_checkpointing)
-    other = activation_bytes(arch, setup, bytes_per_act, not setup.gradient_checkpointing)
-    return Memory(weights / GB, gradients / GB, optimizer / GB, acts / GB, other / GB, lora / GB)
-
-
-def activation_bytes(arch: Architecture, setup: Setup, a: int, checkpointing: bool) -> float:
-    """Activations kept for backward, per micro-batch of ``batch_size * seq_len`` tokens.
-
-    Per layer and token (elements): the two norm inputs and outputs (4h), q/k/v projections and their
-    rotary copies of q and k, attention output: 3q + 3kv, MLP gate/up/act/product (4i, gated; 2i plain),
-    adapter bottlenecks (r per adapted matrix). SDPA/flash attention keeps no s x s matrix. With gradient
-    checkpointing only each layer's input (h) is kept, plus one layer's full set during recompute.
-    The loss adds the logits (a bytes) + their fp32 copy and its gradient (4 + 4 bytes) per vocab entry."""
-    t = setup.batch_size * setup.seq_len
-    h, q, kv = arch.hidden, arch.heads * arch.head_dim, arch.kv_heads * arch.head_dim
-    gated = any(lin.name == "gate_proj" for lin in arch.linears)
-    mlp = (4 if gated else 2) * arch.intermediate * arch.experts_active
-    adapters = 0 if setup.method == "full" else setup.lora_r * len(arch.linears)
-    per_layer = 4 * h + 3 * q + 3 * kv + mlp + adapters  # q, k, v + roped q, k + attention output
-    layers = arch.layers * h + per_layer if checkpointing else arch.layers * per_layer
-    logits = arch.vocab * ((a + 4 + 4) if a == 2 else (4 + 4))
-    dequant = 0.0
-    if setup.method == "qlora":  # one dequantized weight matrix alive at a time
-        dequant = max(lin.fan_in * lin.fan_out for lin in arch.linears) * 2
-    return t * (layers * a + logits) + dequant
 
 
 def training_flops(arch: Architecture, setup: Setup, workload: Workload) -> tuple[float, str]:

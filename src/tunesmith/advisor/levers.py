@@ -33,7 +33,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from tunesmith.advisor.estimate import Memory, Setup, Workload, memory, training_flops
+from tunesmith.advisor.estimate import Workload, training_flops
+from tunesmith.models.memory import Memory, Setup, memory
 
 GB = 1e9
 MIN_SAVING = 0.02  # a lever that saves less than 2% of the memory is not proposed

@@ -158,8 +158,8 @@ def calibrate(est: Any, req: Any, cfg: ProjectConfig | None = None) -> Any:
 
 def probe_config(req: Any) -> ProjectConfig:
     """The project config of the run ``tunesmith estimate`` describes (model, method, data, epochs, rank)."""
-    from tunesmith.advisor.params import BUILTIN, CLASS_ALIASES
     from tunesmith.config import validate_config_dict
+    from tunesmith.models.params import BUILTIN, CLASS_ALIASES
 
     if req.data is None:
         raise TunesmithError(

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tunesmith.advisor.estimate import Estimate, Setup, estimate, measure_cpu
-from tunesmith.advisor.params import load_architecture
+from tunesmith.advisor.estimate import Estimate, estimate, measure_cpu
 from tunesmith.advisor.prices import load_prices
 from tunesmith.advisor.tokens import given_workload, measure_workload
 from tunesmith.errors import TunesmithError
+from tunesmith.models.memory import Setup
+from tunesmith.models.params import load_architecture
 
 
 @dataclass(frozen=True)

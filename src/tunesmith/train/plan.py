@@ -16,7 +16,7 @@ Schedule (``choose_schedule``), for each ``train.*`` field left at ``auto``/None
 - **warmup**: 5% of the steps (QLoRA used 3%, TRL 0 - 10%), at least 5 steps when the run has 50 or more.
 
 Memory plan (``plan_memory``): budget = ``train.memory_budget_gb`` or ``auto`` (60% of the RAM available
-at start on CPU, 85% of free GPU memory). The advisor's formulas (advisor/estimate.py) give the fixed part
+at start on CPU, 85% of free GPU memory). The advisor's memory formulas (models/memory.py) give the fixed part
 (weights, gradients, optimizer state, plus the runtime) and the activations per micro-batch token; the
 micro-batch is the largest that fits, capped where more tokens stop paying (CPU 512: 0.92x the speed of
 1,024-token micro-batches at 0.64x the peak memory, bench/README.md lever table; GPU 16,384). When even one
@@ -99,7 +99,7 @@ def make_plan(cfg: ProjectConfig, train: list[Any], world: int = 1, device: str 
     Raises:
         TunesmithError: when the budget cannot hold the longest example (``plan_memory``).
     """
-    from tunesmith.advisor.params import load_architecture
+    from tunesmith.models.params import load_architecture
     from tunesmith.train.packing import build_steps
 
     t = cfg.train
@@ -221,10 +221,10 @@ def memory_budget(cfg: ProjectConfig, device: str) -> tuple[float, str]:
 def memory_parts(
     cfg: ProjectConfig, arch: Any, device: str, checkpointing: bool
 ) -> tuple[float, float, float]:
-    """(fixed bytes, activation bytes per token, gradient + optimizer bytes within fixed) from the advisor's formulas (advisor/estimate.py): fp32 on
+    """(fixed bytes, activation bytes per token, gradient + optimizer bytes within fixed) from the memory formulas (models/memory.py): fp32 on
     CPU, bf16 mixed precision on a GPU. The logits term is replaced by one loss chunk: the loop computes
     logits only at trained positions, a chunk at a time (loss.py)."""
-    from tunesmith.advisor.estimate import Setup, activation_bytes, memory
+    from tunesmith.models.memory import Setup, activation_bytes, memory
 
     targets = cfg.lora.target_modules
     setup = Setup(cfg.train.finetune, 1, 1, checkpointing, cfg.lora.r, targets)
@@ -277,7 +277,7 @@ def check_budget(cfg: ProjectConfig, device: str | None = None) -> MemoryPlan:
     Raises:
         TunesmithError: see ``plan_memory``.
     """
-    from tunesmith.advisor.params import load_architecture
+    from tunesmith.models.params import load_architecture
 
     device = device or training_device()
     return plan_memory(cfg, load_architecture(cfg.model.name), device, cfg.data.max_seq_len)

@@ -11,9 +11,9 @@ import pytest
 import torch
 from train_toy import toy_chat
 
-from tunesmith.advisor.params import load_architecture
 from tunesmith.config import load_config
 from tunesmith.errors import TunesmithError
+from tunesmith.models.params import load_architecture
 from tunesmith.train import loop as loop_mod
 from tunesmith.train import plan as P
 from tunesmith.train.api import train

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tunesmith.advisor.estimate import Setup, Workload, estimate
-from tunesmith.advisor.params import BUILTIN, load_architecture
+from tunesmith.advisor.estimate import Workload, estimate
 from tunesmith.advisor.prices import load_prices
 from tunesmith.cli.main import app
 from tunesmith.errors import TunesmithError
+from tunesmith.models.memory import Setup
+from tunesmith.models.params import BUILTIN, load_architecture
 
 pytestmark = pytest.mark.unit
 

@@ -8,10 +8,11 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from tunesmith.advisor.estimate import Setup, Workload, estimate
-from tunesmith.advisor.params import load_architecture
+from tunesmith.advisor.estimate import Workload, estimate
 from tunesmith.advisor.prices import load_prices
 from tunesmith.cli.main import app
+from tunesmith.models.memory import Setup
+from tunesmith.models.params import load_architecture
 
 pytestmark = pytest.mark.unit
 

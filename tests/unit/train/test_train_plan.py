@@ -9,10 +9,10 @@ import random
 import pytest
 import torch
 
-from tunesmith.advisor.params import load_architecture
 from tunesmith.config import load_config
 from tunesmith.data.tokenize import Tokenized
 from tunesmith.errors import TunesmithError
+from tunesmith.models.params import load_architecture
 from tunesmith.train import plan as P
 from tunesmith.train.microbatch import MicroBatcher, is_oom
 from tunesmith.train.packing import build_batches, build_steps, step_batches
