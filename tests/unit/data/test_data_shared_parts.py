@@ -48,10 +48,16 @@ def _groups(report: dict, code: str) -> list[list[int]]:
 
 def _assert_groups_share_half_their_words(path: Path, report: dict) -> None:
     qs = _questions(path)
-    for g in _groups(report, "near_duplicate"):
+
+    def best(a: int, among: list[int]) -> float:
+        return max(len(qs[a] & qs[b]) / len(qs[a] | qs[b]) for b in among if b != a)
+
+    for g in _groups(report, "near_duplicate"):  # the groups the message spells out (up to 8)
         for a in g:  # each member shares >= 50% of its words (Jaccard) with another member of its group
-            best = max(len(qs[a] & qs[b]) / len(qs[a] | qs[b]) for b in g if b != a)
-            assert best >= 0.5, (g, a, best)
+            assert best(a, g) >= 0.5, (g, a, best(a, g))
+    flagged = codes(report).get("near_duplicate", [])
+    for a in flagged:  # and every flagged line, in any group, has such a partner among the flagged lines
+        assert best(a, flagged) >= 0.5, (a, best(a, flagged))
 
 
 def _no_low_diversity(report: dict) -> None:
@@ -238,6 +244,24 @@ def test_holdout_leak_judged_without_the_shared_system_prompt(tmp_path):
     for a, b in re.findall(r"train (\d+) ~ hold-out (\d+)", leak[0]["message"]):
         t, h = tq[int(a)], hq[int(b)]
         assert len(t & h) / len(t | h) >= 0.5  # every reported leak is a real near copy of the question
+
+
+def test_holdout_with_its_own_system_prompt_is_compared_on_its_questions(tmp_path):
+    rows = intent_rows(200, seed=4)
+    other = (
+        "Route the request to one intent: weather, music, restaurant, movies, rate_book, playlist, search."
+    )
+    held = [json.loads(json.dumps(r)) for r in rows[150:] + [rows[9]]]  # line 51 copies training line 10
+    for r in held:
+        r["messages"][0]["content"] = other
+    tr = write_jsonl(tmp_path / "train.jsonl", rows[:150])
+    ho = write_jsonl(tmp_path / "hold.jsonl", held)
+    _, report, _ = check(tr, "--holdout", str(ho))
+    leak = [w for w in report["warnings"] if w["code"] == "holdout_leak"]
+    assert leak and "train 10 ~ hold-out 51" in leak[0]["message"]
+    tq, hq = _questions(tr), _questions(ho)
+    for a, b in re.findall(r"train (\d+) ~ hold-out (\d+)", leak[0]["message"]):
+        assert len(tq[int(a)] & hq[int(b)]) / len(tq[int(a)] | hq[int(b)]) >= 0.5
 
 
 def test_length_imbalance_seen_through_a_long_system_prompt(tmp_path):
