@@ -167,6 +167,7 @@ def add_routes(app: FastAPI) -> None:
             budget_s=job.budget_s,
         )
         done_fut = asyncio.wrap_future(fut)
+        done_fut.add_done_callback(lambda f: f.cancelled() or f.exception())  # read even if nobody waits
         chunk = _chunker(cid, created, body.model, include_usage)
         yield chunk({"role": "assistant", "content": ""})
         sent = ""

@@ -269,3 +269,81 @@ def test_a_client_that_goes_away_cancels_its_request() -> None:
 
     cancel, status = asyncio.run(scenario())
     assert cancel.is_set() and status == 499
+
+
+class _HangingEngine:
+    """Never answers on its own; records each request's cancel event and fails the request once it is set
+    (what the real engine does at its next chunk or decode step)."""
+
+    def __init__(self) -> None:
+        self.cancels: list = []
+        self.arrived = None  # an asyncio.Event of the test's loop (submit runs on that loop)
+
+    def submit(self, ref, messages, settings, on_text=None, **kw):  # noqa: ANN001, ANN003, ANN201
+        from concurrent.futures import Future
+
+        from tunesmith.serve.engine import Cancelled
+
+        fut: Future = Future()
+        cancel = kw["cancel"]
+        self.cancels.append(cancel)
+        self.arrived.set()
+
+        def watch() -> None:
+            cancel.wait(30)
+            if fut.set_running_or_notify_cancel():  # False: the route already gave up on it
+                fut.set_exception(Cancelled("cancelled"))
+
+        import threading
+
+        threading.Thread(target=watch, daemon=True).start()
+        return fut
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_disconnected_client_cancels_its_generation_through_the_asgi_app(
+    tmp_path: Path, stream: bool
+) -> None:
+    """Raw ASGI: the body arrives, then the server reports http.disconnect; the request's cancel event is set
+    (non-streamed: the route's watch; streamed: the closed SSE generator)."""
+    import asyncio
+
+    app = make_app(tmp_path)
+    engine = _HangingEngine()
+    app.state.engine = engine
+    body = json.dumps({**CHAT, "max_tokens": 5, "stream": stream}).encode()
+
+    async def scenario() -> None:
+        engine.arrived = asyncio.Event()
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive() -> dict:
+            if messages:
+                return messages.pop(0)
+            await engine.arrived.wait()  # the client hangs up once its request is with the engine
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict) -> None:
+            pass
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/v1/chat/completions",
+            "raw_path": b"/v1/chat/completions",
+            "root_path": "",
+            "query_string": b"",
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            "client": ("127.0.0.1", 1),
+            "server": ("t", 80),
+        }
+        await asyncio.wait_for(app(scope, receive, send), timeout=30)
+
+    asyncio.run(scenario())
+    assert len(engine.cancels) == 1 and engine.cancels[0].is_set()
