@@ -8,7 +8,6 @@ import json
 import shutil
 import socket
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -127,7 +126,8 @@ def test_dashboard_shows_jobs_events_models_and_a_rendered_loss_curve(live_serve
             10,
             "the live status",
         )
-        time.sleep(0.3)
+        # let the browser paint the new status before the screenshot: two animation frames, not a sleep
+        driver.execute_async_script("requestAnimationFrame(() => requestAnimationFrame(arguments[0]))")
         driver.save_screenshot(str(tmp_path / "dashboard.png"))
         shot = Path("/tmp/tunesmith-dashboard.png")
         shutil.copy(tmp_path / "dashboard.png", shot)  # for a human look; the assertions above are the test
