@@ -1,5 +1,6 @@
 """What `tunesmith train` prints at the end of a run: a stopped run is told how to continue only where its
-method can resume (sft/cpt); DPO/reward/PPO refuse --resume, so they must not be told to use it."""
+method can resume; a method that refuses --resume (it used to be suggested to DPO users) must not be told to
+use it."""
 
 from __future__ import annotations
 
@@ -29,18 +30,23 @@ def test_a_stopped_sft_run_is_told_to_resume() -> None:
     assert "train loss: - -> 1.2500" in out
 
 
-@pytest.mark.parametrize("method", ["dpo", "reward", "ppo"])
-def test_a_stopped_preference_run_is_not_told_to_resume(method: str) -> None:
+@pytest.mark.parametrize("method", ["cpt", "dpo", "reward", "ppo"])
+def test_the_stop_hint_matches_what_the_method_can_do(method: str) -> None:
+    """The hint follows ``supports_resume`` (train/runs.py), the same list training checks: a method that
+    can resume is told how; one that cannot is told so (and resuming it is refused)."""
     from tunesmith.config import load_config
     from tunesmith.errors import TunesmithError
     from tunesmith.train.api import train
+    from tunesmith.train.runs import supports_resume
 
-    extras = DpoExtras() if method == "dpo" else None
+    extras = {"cpt": LoopExtras(method="cpt"), "dpo": DpoExtras()}.get(method)
     s = RunSummary(run_id="r1", method=method, status="stopped", steps=3, final_train_loss=0.5, extras=extras)
     out = _printed(s)
+    if supports_resume(method):
+        assert "continue with: tunesmith train cfg.yaml --resume runs/r1" in out
+        return
     assert "--resume" not in out
     assert f"method: {method} runs cannot be resumed" in out and "start a new run" in out
-    # and the hint matches what training does: resuming such a run is refused
     extra = ["train.reward_model=runs/rm"] if method == "ppo" else []
     cfg = load_config(None, ["model.name=tiny", f"train.method={method}", *extra])
     with pytest.raises(TunesmithError, match="cannot be resumed"):
