@@ -25,7 +25,7 @@ Finetune = Literal["full", "lora", "qlora", "dora"]
 # Number bounds, one rule for every numeric field: finite (allow_inf_nan=False on every section) and inside
 # a stated range, given by one of these types or by the field's own ge/gt and le/lt. The ranges are generous
 # (far beyond any run one machine makes) and only refuse nonsense such as lr: .inf or max_seq_len: 1e23;
-# tests/unit/test_config_bounds.py checks that every numeric field has both bounds. README "Configuration".
+# tests/unit/test_config_safety.py checks that every numeric field has both bounds. README "Configuration".
 MAX_TOKENS = 1 << 20  # sequence lengths, micro-batch tokens, generation budgets, chunk sizes
 MAX_STEPS = 100_000_000  # optimizer steps and step intervals
 MAX_COUNT = 1_000_000  # examples and batch sizes
