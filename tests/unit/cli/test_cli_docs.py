@@ -10,11 +10,17 @@ pytestmark = pytest.mark.unit
 
 
 def test_docs_cli_md_is_current() -> None:
+    import difflib
+
     current = DOCS_FILE.read_text(encoding="utf-8") if DOCS_FILE.exists() else ""
-    if render_cli_docs() != current:
+    fresh = render_cli_docs()
+    if fresh != current:
+        diff = difflib.unified_diff(
+            current.splitlines(), fresh.splitlines(), "docs/cli.md", "--help", n=1, lineterm=""
+        )
         pytest.fail(
             "docs/cli.md does not match `tunesmith ... --help` (a command, option or help text changed). "
-            "Re-run `python -m tunesmith.cli.docgen` and commit docs/cli.md.",
+            "Re-run `python -m tunesmith.cli.docgen` and commit docs/cli.md.\n" + "\n".join(list(diff)[:40]),
             pytrace=False,
         )
 
