@@ -38,7 +38,10 @@ def train_command(
         None, "--resume", help="Continue this run folder from its last complete checkpoint."
     ),
     force: bool = typer.Option(
-        False, "--force", help="Train on the valid lines of data that has `data check` errors."
+        False,
+        "--force",
+        help="Train on the valid lines of data that has `data check` errors, and despite chat-template "
+        "findings (eos_not_trained, tool_calls_dropped, tools_dropped, system_prompt_dropped).",
     ),
     nproc: int = typer.Option(
         1,

@@ -22,6 +22,7 @@ from tunesmith.data.formats import Columns, Issue, LoadedData, default_system_pr
 from tunesmith.data.labels import label_collisions
 from tunesmith.data.quality import Finding, View
 from tunesmith.data.shared import shared_stats
+from tunesmith.data.template_check import Example, check_template
 from tunesmith.data.tokstats import Conversation, TokenResult, measure
 
 MIN_EXAMPLES = 10
@@ -80,7 +81,8 @@ def validate_data(
             prompt = (
                 system_prompt if system_prompt is not None else default_system_prompt(data.rows, data.task)
             )
-            tokens = pool.submit(measure, tokenizer, _conversations(data, prompt), max_seq_len)
+            convs = _conversations(data, prompt)
+            tokens = pool.submit(measure, tokenizer, convs, max_seq_len)
         norm = quality.normalize_views(views) if views else None  # once: every quality check shares it
         warnings = _quality(views, held_views, norm)
         stats = _stats(data, views)
@@ -98,6 +100,12 @@ def validate_data(
             for line, msg in tok.template_errors
         ]
         warnings += _truncation(tok, max_seq_len)
+        if data.task != "preference":  # after the token-stats thread: one tokenizer, one thread at a time
+            warnings += check_template(
+                tokenizer,
+                [Example(c.line, c.messages, c.tools) for c in convs if c.messages is not None],
+                max_len=max_seq_len,
+            )
         stats.update(_token_stats(tok, max_seq_len, model_name or getattr(tokenizer, "name_or_path", "")))
     errors.sort(key=lambda e: (e.line, e.code))
     return Report(not errors, fmt, len(data.records), errors, warnings, stats)

@@ -4,11 +4,14 @@ Every supervised task trains as chat: ``formats.to_chat`` turns classification/e
 into a user turn and an assistant answer (with the generated system prompt naming the labels or keys), so
 one masking path (``data.tokenize.tokenize_chat``) serves them all. Continued pre-training (cpt) trains on
 every token; long documents are cut into ``max_seq_len`` windows instead of being truncated, so no text
-is thrown away.
+is thrown away. Before anything is tokenized, the chat template is checked on the training examples
+(``data.template_check``: end-of-turn trained on every assistant turn, tool calls and tools rendered,
+system prompt kept); a finding stops training before step 1 unless ``--force``.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +19,12 @@ from typing import Any
 
 from tunesmith.config import ProjectConfig, Task
 from tunesmith.data.formats import Columns, LoadedData, default_system_prompt, load_data, to_chat
+from tunesmith.data.quality import Finding
+from tunesmith.data.template_check import Example, check_template, refuse_template_findings
 from tunesmith.data.tokenize import Tokenized, tokenize_chat, tokenize_text
 from tunesmith.errors import TunesmithError
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,8 @@ def prepare_data(cfg: ProjectConfig, tokenizer: Any, *, force: bool = False) -> 
     else:
         rows, hold_rows = split_holdout(rows, d.holdout_fraction, d.seed)
     system = d.system_prompt or default_system_prompt(train.rows, task)
+    if task != "text":
+        check_chat_template(train, system, tokenizer, cfg, force=force)
     train_tok = _tokenize_all(rows, task, system, tokenizer, cfg)
     hold_tok = _tokenize_all(hold_rows, task, system, tokenizer, cfg)
     kept = [t for t in train_tok if t.n_trained > 0]
@@ -70,6 +79,27 @@ def prepare_data(cfg: ProjectConfig, tokenizer: Any, *, force: bool = False) -> 
         truncated_answers=sum(t.truncated_answer for t in train_tok),
         dropped_empty=len(train_tok) - len(kept),
     )
+
+
+def check_chat_template(
+    data: LoadedData, system: str | None, tokenizer: Any, cfg: ProjectConfig, *, force: bool = False
+) -> list[Finding]:
+    """The template checks of ``data.template_check`` on the training file's examples, before step 1.
+
+    Returns the findings (logged as warnings) when ``force``.
+
+    Raises:
+        TunesmithError: naming each finding and its fix, when there are any and not ``force``.
+    """
+    examples = [
+        Example(r.line, to_chat(r.data, data.task, system), r.data.get("tools")) for r in data.records
+    ]
+    findings = check_template(tokenizer, examples, max_len=cfg.data.max_seq_len)
+    if not force:
+        refuse_template_findings(findings, cfg.model.name)
+    for f in findings:
+        _log.warning("training despite %s (--force): %s", f.code, f.message)
+    return findings
 
 
 def split_holdout(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:

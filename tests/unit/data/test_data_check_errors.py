@@ -65,7 +65,11 @@ def test_clean_asset_in_every_format_has_no_errors_and_no_warnings(name, tiny_mo
         else _check_dir(ASSETS / name, tiny_model_dir)
     )
     assert code == 0, output
-    assert report["ok"] is True and report["errors"] == [] and report["warnings"] == [], report["warnings"]
+    # chat.jsonl line 16 is a tool call with its tool schema, which the tiny model's plain ChatML template
+    # does not render: the data is clean, the model is not fit for it (data/template_check.py)
+    template = {"tool_calls_dropped": [16], "tools_dropped": [16]} if name == "chat.jsonl" else {}
+    assert report["ok"] is True and report["errors"] == [], report["errors"]
+    assert {w["code"]: w["lines"] for w in report["warnings"]} == template, report["warnings"]
     assert report["format"] == FORMATS[name]
     assert report["stats"]["tokens_per_example"]["max"] > 0
 
