@@ -169,7 +169,7 @@ def run(cfg: ProjectConfig, sample: int = 20) -> Plan:
 def load_split(cfg: ProjectConfig) -> tuple[list[dict], list[dict], str]:
     """Training rows and hold-out rows (the configured hold-out, or the seeded split training would make)."""
     from tunesmith.data.formats import Columns, load_records_or_raise
-    from tunesmith.train.data import split_holdout
+    from tunesmith.data.split import holdout_split
 
     d = cfg.data
     if d.train is None:
@@ -186,8 +186,9 @@ def load_split(cfg: ProjectConfig) -> tuple[list[dict], list[dict], str]:
     rows = train.rows
     if d.holdout is not None:
         hold = load_records_or_raise(d.holdout, train.task, cols).rows
-    else:
-        rows, hold = split_holdout(rows, d.holdout_fraction, d.seed)
+    else:  # the split training makes (data.split.holdout_split), so plan judges the same hold-out
+        train_idx, hold_idx = holdout_split(train, d.holdout_fraction, d.seed, at_least_one=True)
+        rows, hold = [rows[i] for i in train_idx], [rows[i] for i in hold_idx]
     if not hold:
         raise TunesmithError(
             f"{d.train} is too small to hold any example out.", "Add examples or set data.holdout."

@@ -9,6 +9,9 @@ Design (docs/data.md):
   stratified by label: each label gets ``round(fraction * count)`` hold-out examples as nearly as whole
   groups allow, and a label with a single group stays in training.
 - Groups are shuffled with ``random.Random(seed)``: the same file and seed give the same split.
+- The same split in memory (``holdout_split``) is the one every training method (sft, cpt, dpo, reward,
+  ppo's probe prompts aside) and ``tunesmith plan`` use when the config gives no ``data.holdout``, so the
+  hold-out of ``train`` and the one of ``data split`` never differ in kind.
 - The output keeps the input's format: JSONL lines are copied byte for byte (line ends as LF, no BOM),
   CSV rows keep their columns, raw text becomes ``{"text": ...}`` lines.
 - Nothing is overwritten by surprise: an ``--out`` whose ``train.*`` or ``holdout.*`` is the input file is
@@ -73,9 +76,7 @@ def split_file(
     targets = output_paths(Path(path), out)
     refuse_overwrite(Path(path), targets, force)
     data = load_records_or_raise(path, task, columns)
-    groups = _groups(data)
-    labels = _labels(data)
-    held = _pick_holdout(groups, labels, holdout, seed)
+    groups, labels, held = _split(data, holdout, seed)
     out.mkdir(parents=True, exist_ok=True)
     train_idx = [i for i in range(len(data.records)) if i not in held]
     hold_idx = sorted(held)
@@ -93,6 +94,31 @@ def split_file(
         sum(1 for g in groups if len(g) > 1),
         dict(by_label),
     )
+
+
+def holdout_split(
+    data: LoadedData, fraction: float, seed: int, *, at_least_one: bool = False
+) -> tuple[list[int], list[int]]:
+    """``(train, hold-out)`` indices into ``data.records``: the split of ``data split`` (module docstring),
+    for callers that split in memory (training of every method, ``tunesmith plan``).
+
+    ``at_least_one``: when the fraction rounds to no example but there are two or more groups, the
+    smallest group whose label keeps another group in training is held out (training then still has a
+    hold-out to validate on).
+    """
+    _, _, held = _split(data, fraction, seed, at_least_one=at_least_one)
+    return [i for i in range(len(data.records)) if i not in held], sorted(held)
+
+
+def _split(
+    data: LoadedData, fraction: float, seed: int, *, at_least_one: bool = False
+) -> tuple[list[list[int]], list[str] | None, set[int]]:
+    groups = _groups(data) if data.records else []
+    labels = _labels(data) if data.records else None
+    held = _pick_holdout(groups, labels, fraction, seed)
+    if at_least_one and not held and len(groups) > 1:
+        held = set(_spare_group(groups, labels, seed))
+    return groups, labels, held
 
 
 def output_paths(path: Path, out: Path) -> tuple[Path, Path]:
@@ -180,6 +206,18 @@ def _pick_holdout(groups: list[list[int]], labels: list[str] | None, fraction: f
                 held.update(g)
                 taken += len(g)
     return held
+
+
+def _spare_group(groups: list[list[int]], labels: list[str] | None, seed: int) -> list[int]:
+    """The smallest group (ties broken by a seeded shuffle) that is not its label's only group; when every
+    label has one group, the smallest group of all (one group always stays in training)."""
+    per_label: dict[str, int] = defaultdict(int)
+    for g in groups:
+        per_label[labels[g[0]] if labels else ""] += 1
+    order = list(groups)
+    random.Random(seed).shuffle(order)
+    spare = [g for g in order if per_label[labels[g[0]] if labels else ""] > 1] or order
+    return min(spare, key=len)
 
 
 def _write(

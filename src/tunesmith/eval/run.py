@@ -335,7 +335,7 @@ def evaluate_candidate(
     metrics["mean_prompt_tokens"] = n_prompt / len(rows)
     metrics["max_new_tokens"] = settings.max_tokens
     if spec.reward_run is not None and task.free_text:
-        from tunesmith.train.reward import load_reward_scorer
+        from tunesmith.models.scoring import load_reward_scorer
 
         scorer = load_reward_scorer(spec.reward_run)
         scores = scorer.score(

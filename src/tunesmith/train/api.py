@@ -21,15 +21,18 @@ Statuses: completed, early_stopped, stopped, failed, interrupted. Errors the use
 ``TunesmithError`` before anything is written (bad data, an existing run folder, an unwritable output
 folder, a model that will not fit in memory).
 
-Methods sft and cpt are trained here (train/sft.py, train/cpt.py); dpo, reward and ppo are dispatched to
-``tunesmith.train.<method>.run(cfg, run, ...)``, which receive a created ``runs.Run`` plus whichever of
-``resume``, ``force``, ``on_progress``, ``should_stop`` their signature accepts, and return a RunResult.
+Each method is one module with one entry point of the same contract as ``train`` itself, chosen by an
+explicit ``match`` (no registry, no import by name):
+
+    run(cfg, *, resume=None, force=False, on_progress=None, should_stop=None) -> RunResult
+
+in train/sft.py, cpt.py, dpo.py, reward.py and ppo.py. Every method creates its own run folder and records a
+failure in it; a keyword a method cannot honour is refused by that method (dpo/reward/ppo refuse ``resume``
+and ``force`` before any folder is created).
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -49,40 +52,24 @@ def train(
     on_progress: Callable[[dict[str, Any]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> RunResult:
-    """Train ``cfg`` with its ``train.method``; see the module docstring for the contract."""
-    method = cfg.train.method
-    if method in ("sft", "cpt"):
-        module = importlib.import_module(f"tunesmith.train.{method}")
-        return module.run(cfg, resume=resume, force=force, on_progress=on_progress, should_stop=should_stop)
-    return _run_preference(
-        method, cfg, resume=resume, force=force, on_progress=on_progress, should_stop=should_stop
-    )
+    """Train ``cfg`` with its ``train.method``; see the module docstring for the contract.
 
-
-def _run_preference(method: str, cfg: ProjectConfig, **kwargs: Any) -> RunResult:
-    try:
-        module = importlib.import_module(f"tunesmith.train.{method}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"tunesmith.train.{method}":
-            raise
-        raise TunesmithError(
-            f"train.method: {method} is not available in this build.", "Use sft or cpt."
-        ) from None
-    from tunesmith.train.pref_common import refuse_resume
-    from tunesmith.train.runs import create_run, open_run_for_resume
-
-    resume = kwargs.get("resume")
-    refuse_resume(method, resume)  # before the run folder is opened: a refusal must not mark it failed
-    run = open_run_for_resume(resume, cfg) if resume is not None else create_run(cfg)
-    accepted = inspect.signature(module.run).parameters
-    extra = {k: v for k, v in kwargs.items() if k in accepted}
-    try:
-        return module.run(run.cfg, run, **extra)
-    except BaseException as exc:
-        from tunesmith.train.divergence import failure_text
-
-        run.finish(
-            {"error": failure_text(exc)},
-            "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
-        )
-        raise
+    Raises:
+        TunesmithError: for anything the user can fix (bad data, an existing run folder, a refused keyword).
+    """
+    match cfg.train.method:
+        case "sft":
+            from tunesmith.train.sft import run
+        case "cpt":
+            from tunesmith.train.cpt import run
+        case "dpo":
+            from tunesmith.train.dpo import run
+        case "reward":
+            from tunesmith.train.reward import run
+        case "ppo":
+            from tunesmith.train.ppo import run
+        case other:
+            raise TunesmithError(
+                f"train.method: {other} is not a training method.", "Use sft, cpt, dpo, reward or ppo."
+            )
+    return run(cfg, resume=resume, force=force, on_progress=on_progress, should_stop=should_stop)

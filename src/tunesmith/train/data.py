@@ -12,7 +12,6 @@ system prompt kept); a finding stops training before step 1 unless ``--force``.
 from __future__ import annotations
 
 import logging
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from tunesmith.config import ProjectConfig, Task
 from tunesmith.data.formats import Columns, LoadedData, default_system_prompt, load_data, to_chat
 from tunesmith.data.quality import Finding
 from tunesmith.data.template_check import Example, check_template, refuse_template_findings
+from tunesmith.data.split import holdout_split
 from tunesmith.data.tokenize import Tokenized, tokenize_chat, tokenize_text
 from tunesmith.errors import TunesmithError
 
@@ -58,7 +58,8 @@ def prepare_data(cfg: ProjectConfig, tokenizer: Any, *, force: bool = False) -> 
         hold = _load_checked(d.holdout, task, columns, force)
         hold_rows, skipped = hold.rows, skipped + len(hold.errors)
     else:
-        rows, hold_rows = split_holdout(rows, d.holdout_fraction, d.seed)
+        train_idx, hold_idx = holdout_split(train, d.holdout_fraction, d.seed, at_least_one=True)
+        rows, hold_rows = [rows[i] for i in train_idx], [rows[i] for i in hold_idx]
     system = d.system_prompt or default_system_prompt(train.rows, task)
     if task != "text":
         check_chat_template(train, system, tokenizer, cfg, force=force)
@@ -100,17 +101,6 @@ def check_chat_template(
     for f in findings:
         _log.warning("training despite %s (--force): %s", f.code, f.message)
     return findings
-
-
-def split_holdout(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
-    """A seeded split: ``fraction`` of the rows (at least one, when there are two or more) is held out."""
-    if len(rows) < 2:
-        return rows, []
-    order = list(range(len(rows)))
-    random.Random(seed).shuffle(order)
-    n_hold = min(len(rows) - 1, max(1, round(len(rows) * fraction)))
-    hold = set(order[:n_hold])
-    return [r for i, r in enumerate(rows) if i not in hold], [r for i, r in enumerate(rows) if i in hold]
 
 
 def _load_checked(path: Path, task: Task | None, columns: Columns, force: bool) -> LoadedData:

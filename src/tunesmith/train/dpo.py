@@ -17,6 +17,8 @@ Design choices (docs/preference.md):
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from tunesmith.config import ProjectConfig
@@ -33,10 +35,11 @@ from tunesmith.train.pref_common import (
     keep_fp32_adapters,
     load_pairs,
     no_progress_bars,
+    preference_run,
     quiet,
-    refuse_resume,
     trl_args,
 )
+from tunesmith.train.runs import Run, RunResult
 
 # TRL 1.16 DPOConfig.loss_type values (checked before any model loads, so a typo fails in a second)
 DPO_LOSS_TYPES = (
@@ -46,10 +49,19 @@ DPO_LOSS_TYPES = (
 
 
 def run(
-    cfg: ProjectConfig, run: Any, *, resume: Any = None, on_progress: Any = None, should_stop: Any = None
-) -> Any:
-    """Train a DPO policy into ``run`` (a ``tunesmith.train.runs.Run``); returns ``run.finish(...)``."""
-    refuse_resume("dpo", resume)
+    cfg: ProjectConfig,
+    *,
+    resume: Path | None = None,
+    force: bool = False,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> RunResult:
+    """Train a DPO policy on ``cfg``'s preference pairs into a new run folder (contract: train/api.py)."""
+    with preference_run("dpo", cfg, resume, force) as run:
+        return _train(run.cfg, run, on_progress, should_stop)
+
+
+def _train(cfg: ProjectConfig, run: Run, on_progress: Any, should_stop: Any) -> RunResult:
     no_progress_bars()
     loss_types = check_loss_type(cfg.train.loss_type)
     pairs = load_pairs(cfg)

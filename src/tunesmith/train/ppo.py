@@ -19,7 +19,7 @@ from a tiny model blows up noise; RLOO's leave-one-out mean is the better fit fo
 
 from __future__ import annotations
 
-import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,19 +37,29 @@ from tunesmith.train.pref_common import (
     fit,
     keep_fp32_adapters,
     no_progress_bars,
+    preference_run,
     quiet,
-    refuse_resume,
     trl_args,
 )
+from tunesmith.train.runs import Run, RunResult
 
 N_PROBE_PROMPTS = 4  # hold-out prompts answered greedily before/after (kept small: generation is slow on CPU)
 
 
 def run(
-    cfg: ProjectConfig, run: Any, *, resume: Any = None, on_progress: Any = None, should_stop: Any = None
-) -> Any:
-    """Train a policy against a reward model into ``run``; returns ``run.finish(...)``."""
-    refuse_resume("ppo", resume)
+    cfg: ProjectConfig,
+    *,
+    resume: Path | None = None,
+    force: bool = False,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> RunResult:
+    """Train a policy against ``train.reward_model`` into a new run folder (contract: train/api.py)."""
+    with preference_run("ppo", cfg, resume, force) as run:
+        return _train(run.cfg, run, on_progress, should_stop)
+
+
+def _train(cfg: ProjectConfig, run: Run, on_progress: Any, should_stop: Any) -> RunResult:
     no_progress_bars()
     prompts = load_prompts(prompts_path(cfg))
     train_prompts, probe = split_probe(prompts, cfg.data.seed)
@@ -150,11 +160,20 @@ def _prompt_messages(obj: Any) -> list[dict[str, Any]]:
 def split_probe(
     prompts: list[list[dict[str, Any]]], seed: int
 ) -> tuple[list[list[dict[str, Any]]], list[list[dict[str, Any]]]]:
-    """A few prompts kept aside (seeded) for the before/after comparison; the rest train."""
-    order = list(range(len(prompts)))
-    random.Random(seed).shuffle(order)
+    """A few prompts (about ``min(N_PROBE_PROMPTS, n // 5)``, at least one) kept aside for the before/after
+    comparison, with ``data split``'s splitter: a near-copy of a probe prompt never trains."""
+    from tunesmith.data.formats import LoadedData, Record
+    from tunesmith.data.split import holdout_split
+
+    if len(prompts) < 2:
+        return prompts[1:], prompts[:1]
+    texts = ["\n".join(f"{m['role']}: {m.get('content') or ''}" for m in p) for p in prompts]
+    data = LoadedData(Path("prompts"), "text", [Record(i + 1, {"text": t}) for i, t in enumerate(texts)])
     n = min(N_PROBE_PROMPTS, max(1, len(prompts) // 5))
-    return [prompts[i] for i in order[n:]], [prompts[i] for i in order[:n]]
+    train_idx, probe_idx = holdout_split(data, n / len(prompts), seed, at_least_one=True)
+    if not probe_idx:  # every prompt a near-copy of the others: one of them still serves as the probe
+        probe_idx = [train_idx.pop(0)]
+    return [prompts[i] for i in train_idx], [prompts[i] for i in probe_idx]
 
 
 # --------------------------------------------------------------------------- training

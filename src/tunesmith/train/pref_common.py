@@ -8,27 +8,32 @@ Design choices (see docs/preference.md):
   asks for it, no checkpoints written by the Trainer (we save the final artifact ourselves), no external
   loggers, and no console printing (library code never prints: TRL's printer/progress callbacks are removed
   and every logged metric goes to the run's ``metrics.jsonl`` instead).
-- **Hold-out pairs**: ``data.holdout`` when given, else a seeded ``data.holdout_fraction`` split of the
-  training pairs (at least one pair on each side).
+- **Hold-out pairs**: ``data.holdout`` when given, else ``data split``'s grouped split
+  (``data.split.holdout_split``: pairs with near-duplicate prompts stay on one side) of ``data.holdout_fraction``
+  of the training pairs, seeded by ``data.seed``, with at least one pair on each side.
 - **Scoring** (log-probabilities of an answer, reward scores, preference accuracy) lives in
   ``tunesmith.models.scoring``, because evaluation reads the same numbers and must not import training.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunesmith.config import ProjectConfig
-from tunesmith.data.formats import load_records_or_raise
+from tunesmith.data.formats import LoadedData, load_records_or_raise
+from tunesmith.data.split import holdout_split
 from tunesmith.errors import TunesmithError
 
 if TYPE_CHECKING:
     from transformers import TrainerCallback
+
+    from tunesmith.train.runs import Run
 
 
 # --------------------------------------------------------------------------- data
@@ -51,19 +56,24 @@ def load_pairs(cfg: ProjectConfig) -> Pairs:
         )
     train = _pairs_from(cfg.data.train)
     if cfg.data.holdout is not None:
-        return Pairs(train, _pairs_from(cfg.data.holdout))
-    if len(train) < 2:
+        return Pairs(train.rows, _pairs_from(cfg.data.holdout).rows)
+    if len(train.records) < 2:
         raise TunesmithError(
-            f"{cfg.data.train} holds {len(train)} pair: too few to split off a hold-out.",
+            f"{cfg.data.train} holds {len(train.records)} pair: too few to split off a hold-out.",
             "Add more pairs, or give a separate data.holdout file.",
         )
-    rows = list(train)
-    random.Random(cfg.data.seed).shuffle(rows)
-    n_hold = min(len(rows) - 1, max(1, round(len(rows) * cfg.data.holdout_fraction)))
-    return Pairs(rows[n_hold:], rows[:n_hold])
+    train_idx, hold_idx = holdout_split(train, cfg.data.holdout_fraction, cfg.data.seed, at_least_one=True)
+    if not hold_idx:
+        raise TunesmithError(
+            f"The {len(train.records)} pairs of {cfg.data.train} are copies or near-copies of one another: "
+            "any hold-out would leak into training.",
+            "Give a separate data.holdout file, or more varied pairs.",
+        )
+    rows = train.rows
+    return Pairs([rows[i] for i in train_idx], [rows[i] for i in hold_idx])
 
 
-def _pairs_from(path: Path) -> list[dict[str, Any]]:
+def _pairs_from(path: Path) -> LoadedData:
     from tunesmith.data.formats import load_data
 
     detected = load_data(path).task
@@ -72,7 +82,7 @@ def _pairs_from(path: Path) -> list[dict[str, Any]]:
             f"{path} holds {detected} data, but preference methods train on pairs.",
             'Give lines like {"prompt": ..., "chosen": ..., "rejected": ...}; train on this file with method: sft.',
         )
-    return load_records_or_raise(path, "preference").rows
+    return load_records_or_raise(path, "preference")
 
 
 # --------------------------------------------------------------------------- TRL arguments
@@ -142,6 +152,34 @@ def refuse_resume(method: str, resume: Any) -> None:
             f"method: {method} runs cannot be resumed (TRL's trainers keep no tunesmith checkpoints).",
             "Start a new run; preference runs are short (a few hundred steps at most).",
         )
+
+
+@contextlib.contextmanager
+def preference_run(method: str, cfg: ProjectConfig, resume: Path | None, force: bool) -> Iterator[Run]:
+    """The run folder of a dpo/reward/ppo run; an exception inside marks it ``failed`` (``interrupted`` for
+    Ctrl-C) with the error before it propagates.
+
+    Raises:
+        TunesmithError: before any folder is created, for ``resume`` (TRL keeps no tunesmith checkpoints)
+        or ``force`` (preference data is used only when every line is valid), or when the run folder
+        cannot be created.
+    """
+    from tunesmith.train.divergence import failure_text
+    from tunesmith.train.runs import create_run
+
+    refuse_resume(method, resume)
+    if force:
+        raise TunesmithError(
+            f"--force is not supported for method: {method} (every preference line must be valid).",
+            "Fix the lines `tunesmith data check` names, or drop them, and train again without --force.",
+        )
+    run = create_run(cfg)
+    try:
+        yield run
+    except BaseException as exc:
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        run.finish({"error": failure_text(exc)}, status)
+        raise
 
 
 def no_progress_bars() -> None:

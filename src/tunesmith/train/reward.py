@@ -17,6 +17,7 @@ Design choices (docs/preference.md):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,17 +32,27 @@ from tunesmith.train.pref_common import (
     fit,
     load_pairs,
     no_progress_bars,
+    preference_run,
     quiet,
-    refuse_resume,
     trl_args,
 )
+from tunesmith.train.runs import Run, RunResult
 
 
 def run(
-    cfg: ProjectConfig, run: Any, *, resume: Any = None, on_progress: Any = None, should_stop: Any = None
-) -> Any:
-    """Train a reward model into ``run`` (a ``tunesmith.train.runs.Run``); returns ``run.finish(...)``."""
-    refuse_resume("reward", resume)
+    cfg: ProjectConfig,
+    *,
+    resume: Path | None = None,
+    force: bool = False,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> RunResult:
+    """Train a reward model on ``cfg``'s preference pairs into a new run folder (contract: train/api.py)."""
+    with preference_run("reward", cfg, resume, force) as run:
+        return _train(run.cfg, run, on_progress, should_stop)
+
+
+def _train(cfg: ProjectConfig, run: Run, on_progress: Any, should_stop: Any) -> RunResult:
     no_progress_bars()
     if cfg.train.finetune == "qlora":
         raise TunesmithError(

@@ -364,13 +364,3 @@ def test_sft_refuses_raw_text_and_cpt_windows_long_documents(tmp_path: Path) -> 
     assert sum(len(t.input_ids) for t in data.train) == n_doc + sum(
         len(tok(s)["input_ids"]) + 1 for s in ("short one", "another short")
     )
-
-
-def test_split_holdout_is_seeded() -> None:
-    from tunesmith.train.data import split_holdout
-
-    rows = [{"i": i} for i in range(20)]
-    a = split_holdout(rows, 0.25, seed=1)
-    assert a == split_holdout(rows, 0.25, seed=1) and a != split_holdout(rows, 0.25, seed=2)
-    assert len(a[1]) == 5 and {r["i"] for r in a[0]} | {r["i"] for r in a[1]} == set(range(20))
-    assert split_holdout(rows[:1], 0.5, 0) == (rows[:1], [])
