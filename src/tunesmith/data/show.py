@@ -5,8 +5,9 @@ Each example is rendered with the model's chat template and tokenized with the s
 Findings are computed over the first ``SCAN`` examples (the issues they catch come from the template or
 from per-message weights, so a prefix of the file shows them):
 
-- ``eos_not_trained``: the last trained token of an example is not an end-of-turn/EOS token, so the model
-  never learns to stop (a template that writes no end-of-turn after the answer, or truncation);
+- ``eos_not_trained``: a trained assistant turn (any, not only the last) does not end in an end-of-turn/EOS
+  token, so the model never learns to stop (a template that writes no end-of-turn after the answer, or
+  truncation);
 - ``no_trained_tokens``: nothing in the example carries loss (every assistant turn has weight 0, or
   truncation removed the answer);
 - ``system_prompt_dropped``: the example has a system message whose text does not appear in the rendered
@@ -22,6 +23,7 @@ from typing import Any
 from tunesmith.config import Task
 from tunesmith.data.formats import Columns, default_system_prompt, load_records_or_raise, to_chat
 from tunesmith.data.quality import Finding
+from tunesmith.data.template_check import untrained_turn_end
 from tunesmith.data.tokenize import IGNORE_INDEX, render, tokenize_chat, tokenize_text
 
 SCAN = 200
@@ -73,7 +75,7 @@ def show_examples(
         trained = [i for i, lab in enumerate(t.labels) if lab != IGNORE_INDEX]
         if not trained:
             untrained.append(r.line)
-        elif t.input_ids[trained[-1]] not in stop_ids:
+        elif untrained_turn_end(t, stop_ids, None):  # every trained turn, a cut one included
             eos_missing.append(r.line)
         if messages and _system_dropped(tokenizer, messages, t.text):
             dropped.append(r.line)

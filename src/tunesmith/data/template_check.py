@@ -54,14 +54,14 @@ def check_template(
     skipped (``data check`` reports them as ``template_error``; training refuses them when it tokenizes)."""
     sample = _sample(examples)
     lines: dict[str, list[int]] = {code: [] for code in CODES}
-    stop_ids = _stop_ids(tokenizer)
+    stops = stop_ids(tokenizer)
     for ex in sample:
         try:
             tok = tokenize_chat(tokenizer, ex.messages, max_len, tools=ex.tools)
         except TunesmithError:
             continue
         for code, bad in (
-            ("eos_not_trained", _untrained_end(tok, stop_ids, max_len)),
+            ("eos_not_trained", untrained_turn_end(tok, stops, max_len)),
             ("tool_calls_dropped", _calls_dropped(ex.messages, tok)),
             ("tools_dropped", _tools_dropped(ex.tools, tok.text)),
             ("system_prompt_dropped", _system_dropped(ex.messages, tok.text)),
@@ -118,14 +118,15 @@ def _shape(ex: Example) -> tuple:
     return roles, bool(ex.tools)
 
 
-def _stop_ids(tokenizer: Any) -> set[int]:
+def stop_ids(tokenizer: Any) -> set[int]:
+    """Token ids that end a turn: the tokenizer's special tokens, EOS included."""
     ids = set(getattr(tokenizer, "all_special_ids", []) or [])
     if tokenizer.eos_token_id is not None:
         ids.add(tokenizer.eos_token_id)
     return ids
 
 
-def _untrained_end(tok: Any, stop_ids: set[int], max_len: int | None) -> bool:
+def untrained_turn_end(tok: Any, stops: set[int], max_len: int | None) -> bool:
     """Whether a run of trained tokens (one assistant turn) ends in a token that is not a stop token."""
     labels, ids = tok.labels, tok.input_ids
     for i, lab in enumerate(labels):
@@ -133,7 +134,7 @@ def _untrained_end(tok: Any, stop_ids: set[int], max_len: int | None) -> bool:
         if not ends_run:
             continue
         cut = max_len is not None and i + 1 == len(labels) and tok.n_tokens_full > len(labels)
-        if not cut and ids[i] not in stop_ids:
+        if not cut and ids[i] not in stops:
             return True
     return False
 

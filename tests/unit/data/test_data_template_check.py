@@ -130,3 +130,19 @@ def test_large_files_are_sampled_by_shape(tiny_model_dir: Path, tmp_path: Path) 
     # the one conversation of another shape, far past the first examples, is still checked
     assert _codes(found) == {"system_prompt_dropped": [1001]}
     assert "of 1001" in found[0].message
+
+
+def test_data_show_checks_every_trained_turn_too(tiny_model_dir: Path, tmp_path: Path) -> None:
+    model = _model_with_template(tiny_model_dir, tmp_path, LAST_ONLY)
+    turns = ["Hi", "Hello.", "Bye", "Goodbye."]
+    rows = [
+        {
+            "messages": [
+                {"role": r, "content": c} for r, c in zip(["user", "assistant"] * 2, turns, strict=True)
+            ]
+        }
+    ] * 3
+    data = tmp_path / "two_turns.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    res = CliRunner().invoke(app, ["data", "show", str(data), "--model", str(model), "-n", "1"])
+    assert res.exit_code == 0 and "eos_not_trained" in res.output, res.output
