@@ -111,7 +111,7 @@ def read_index(root: Path) -> dict[str, Any]:
         data = json.loads((root / INDEX).read_text(encoding="utf-8"))
         if isinstance(data, dict) and isinstance(data.get("checkpoints"), list):
             return data
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):  # unreadable, not UTF-8 or not JSON: no recorded checkpoint
         pass
     return {"checkpoints": [], "best": None}
 

@@ -11,10 +11,12 @@ the first time a newer tunesmith opens it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +76,7 @@ class RunRegistry:
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         try:
             conn = sqlite3.connect(self.path, timeout=30)
+            conn.text_factory = _lenient_text  # a garbled text cell reads with U+FFFD, not an exception
             migrate(conn)
         except sqlite3.DatabaseError as exc:
             raise TunesmithError(
@@ -82,8 +85,25 @@ class RunRegistry:
             ) from exc
         return conn
 
+    @contextlib.contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        """A connection for one transaction, closed after it; a damaged file (torn pages, garbage) is one
+        clear error naming it, never a traceback."""
+        conn = self._connect()
+        try:
+            with conn:
+                yield conn
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:  # (SQLite's message may not be UTF-8)
+            raise TunesmithError(
+                f"The run registry {self.path} is damaged: {exc}.",
+                "Move the file aside; the next `tunesmith runs list` or training run starts a fresh registry "
+                "(run folders are untouched).",
+            ) from None
+        finally:
+            conn.close()
+
     def add(self, run_id: str, run_dir: Path, method: str, finetune: str, base_model: str) -> None:
-        with self._connect() as conn:
+        with self._db() as conn:
             conn.execute(
                 "INSERT INTO runs (run_id, run_dir, method, finetune, base_model, status, created_at)"
                 " VALUES (?, ?, ?, ?, ?, 'running', ?)"
@@ -92,11 +112,11 @@ class RunRegistry:
             )
 
     def set_status(self, run_id: str, status: str) -> None:
-        with self._connect() as conn:
+        with self._db() as conn:
             conn.execute("UPDATE runs SET status = ? WHERE run_id = ?", (status, run_id))
 
     def finish(self, run_id: str, status: str, summary: RunSummary) -> None:
-        with self._connect() as conn:
+        with self._db() as conn:
             conn.execute(
                 "UPDATE runs SET status = ?, finished_at = ?, final_loss = ?, best_loss = ?, summary_json = ?"
                 " WHERE run_id = ?",
@@ -111,12 +131,12 @@ class RunRegistry:
             )
 
     def list(self) -> list[RunRecord]:
-        with self._connect() as conn:
+        with self._db() as conn:
             rows = conn.execute(f"SELECT {_COLUMNS} FROM runs ORDER BY created_at").fetchall()
         return [_record(r) for r in rows]
 
     def get(self, run_id: str) -> RunRecord:
-        with self._connect() as conn:
+        with self._db() as conn:
             row = conn.execute(f"SELECT {_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         if row is None:
             known = ", ".join(r.run_id for r in self.list()[-5:]) or "none"
@@ -126,7 +146,7 @@ class RunRegistry:
         return _record(row)
 
     def remove(self, run_id: str) -> None:
-        with self._connect() as conn:
+        with self._db() as conn:
             conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
 
 
@@ -137,6 +157,7 @@ def _record(row: tuple) -> RunRecord:
     """A registry row; a summary stored by an older tunesmith (dpo/reward put their final loss under
     ``train_loss_last``, so the final_loss column stayed empty) is read into the current shape and fills
     the loss columns the row lacks."""
+    row = _coerce(row)
     *head, summary_json = row
     summary = None
     if summary_json:
@@ -153,6 +174,40 @@ def _record(row: tuple) -> RunRecord:
     if summary is not None and rec.best_loss is None and summary.best_val_loss is not None:
         rec = dataclasses.replace(rec, best_loss=summary.best_val_loss)
     return rec
+
+
+def _lenient_text(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")
+
+
+_TEXT_COLUMNS = 6  # run_id .. status; then created_at, finished_at, final_loss, best_loss, summary_json
+
+
+def _coerce(row: tuple) -> tuple:
+    """A row with the types RunRecord promises, whatever a damaged file holds (a number where text
+    belongs, text where a number does): text as str, times and losses as float or None."""
+    text = tuple(
+        (v if isinstance(v, str) else "" if v is None else str(v)).replace("\x00", "")
+        for v in row[:_TEXT_COLUMNS]
+    )
+    created, finished, final, best, summary = row[_TEXT_COLUMNS:]
+    return (
+        *text,
+        _time(created) or 0.0,
+        _time(finished),
+        _float(final),
+        _float(best),
+        summary if isinstance(summary, str) else None,
+    )
+
+
+def _float(v: object) -> float | None:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+def _time(v: object) -> float | None:
+    t = _float(v)
+    return t if t is not None and 0 <= t < 1e11 else None  # a Unix time ``time.localtime`` can show
 
 
 def migrate(conn: sqlite3.Connection) -> int:

@@ -27,13 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tunesmith.config import ProjectConfig, dump_config, validate_config_dict
 from tunesmith.errors import TunesmithError
 from tunesmith.results.run import RunSummary, write_run_summary
 from tunesmith.train.checkpoints import atomic_dir, write_text_atomic
 from tunesmith.train.registry import RunRegistry
+from tunesmith.yamlsafe import load_yaml_file
 
 # Methods trained by tunesmith's own loop, which writes resumable checkpoints; the TRL-based ones (dpo,
 # reward, ppo) refuse --resume (train/pref_common.refuse_resume).
@@ -171,9 +170,13 @@ def open_run_for_resume(run_dir: Path, cfg: ProjectConfig | None = None, *, is_m
         raise TunesmithError(
             f"{run_dir} is not a tunesmith run folder (no config.resolved.yaml).", "Pass runs/<run_id>."
         )
-    saved = validate_config_dict(
-        yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {}, str(saved_path)
-    )
+    raw = load_yaml_file(saved_path, "run config")  # a damaged file is one clear error, not a traceback
+    if not isinstance(raw, dict):
+        raise TunesmithError(
+            f"{saved_path} is damaged: it does not hold the run's config.",
+            "Start a new run; without its config this run cannot be resumed.",
+        )
+    saved = validate_config_dict(raw, str(saved_path))
     if cfg is not None:
         diffs = config_differences(saved, cfg)
         if diffs:
