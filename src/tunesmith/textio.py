@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import stat
 import unicodedata
 from collections import Counter
@@ -39,8 +38,6 @@ MAX_INPUT_BYTES = 1 << 30  # 1 GiB: far above any fine-tuning set one machine tr
 LIMIT_ENV = "TUNESMITH_MAX_INPUT_BYTES"
 BOM = b"\xef\xbb\xbf"
 _READ_CHUNK = 1 << 20
-# a JSON line needs a second look only when it can hold a non-ASCII, CR or surrogate character
-_NEEDS_CLEANING = re.compile(r"\\u|\\r|[^\x00-\x7f]")
 
 
 class InvalidJSON(ValueError):
@@ -271,7 +268,8 @@ def _join_path(step: str, message: str) -> str:
 
 def needs_cleaning(text: str) -> bool:
     """Whether the JSON text ``text`` may parse to strings that ``clean_strings`` would change or refuse."""
-    return _NEEDS_CLEANING.search(text) is not None
+    # three C-speed scans; one regex alternation over the line was 20 us per 1 kB line (2 s per 100k lines)
+    return not text.isascii() or "\\u" in text or "\\r" in text
 
 
 # --------------------------------------------------------------------------- JSON
