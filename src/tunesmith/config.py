@@ -318,6 +318,98 @@ class ProjectConfig(Section):
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation and release gate.")
     rag: RagConfig = Field(default_factory=RagConfig, description="Retrieval (optional).")
 
+    @model_validator(mode="after")
+    def _fields_the_method_reads(self) -> ProjectConfig:
+        # a field the method never reads, set to anything but its default, would change nothing: refuse it
+        # (defaults pass, so every run's config.resolved.yaml loads)
+        problems = []
+        for name, (why, instead) in IGNORED_BY_METHOD[self.train.method].items():
+            section, field = name.split(".")
+            model = getattr(self, section)
+            default = type(model).model_fields[field].get_default(call_default_factory=True)
+            if getattr(model, field) != default:
+                use = f" {instead}" if instead else ""
+                problems.append(f"{name} does nothing for method: {self.train.method} ({why}).{use}")
+        if problems:
+            raise ValueError(" ".join(problems) + " Remove it, or pick the method that reads it.")
+        return self
+
+
+# Config fields that each method reads nowhere (its module under train/ and what that calls), with why and
+# what to set instead. Any value but the field's default is refused for that method (ProjectConfig above);
+# docs/training.md "Fields each method reads" lists the same. When a method starts reading a field, drop it
+# here: tests/unit/test_config_method_fields.py checks every entry against a default config.
+_PPO_ONLY = "only method: ppo reads it"
+_NO_PLAN = "it uses TRL's trainer, which has no memory plan"
+_PREF_DATA = "its pairs or prompts carry their own messages"
+_SFT_CPT: dict[str, tuple[str, str]] = {
+    "train.beta": ("the DPO/KL strength of method: dpo and ppo", ""),
+    "train.loss_type": ("the DPO loss of method: dpo", ""),
+    "train.init_from": (
+        "the SFT run that method: dpo and ppo start from",
+        "To start from a trained model, set model.name to its folder.",
+    ),
+    "train.reward_model": (_PPO_ONLY, ""),
+    "train.prompts": (_PPO_ONLY, "The training data is data.train."),
+    "train.num_generations": (_PPO_ONLY, ""),
+    "train.max_completion_length": (_PPO_ONLY, "The sequence length is data.max_seq_len."),
+    "train.temperature": (_PPO_ONLY, ""),
+}
+_TRL: dict[str, tuple[str, str]] = {
+    "train.batch_tokens": (_NO_PLAN, "Its batch is train.batch_size (x train.grad_accum)."),
+    "train.memory_budget_gb": (
+        _NO_PLAN,
+        "Its memory follows train.batch_size, data.max_seq_len and train.gradient_checkpointing.",
+    ),
+    "train.packing": ("its batches are padded by TRL", ""),
+    "train.eval_every": (
+        "it scores the hold-out once before and once after training",
+        "Bound the run with train.max_steps or train.epochs.",
+    ),
+    "train.early_stopping_patience": (
+        "it scores the hold-out once before and once after training",
+        "Bound the run with train.max_steps or train.epochs.",
+    ),
+    "train.save_every": ("it writes no checkpoints; its runs cannot be resumed", ""),
+    "train.keep_checkpoints": ("it writes no checkpoints; its runs cannot be resumed", ""),
+    "train.forgetting_probe": ("only sft and cpt run the forgetting probe", ""),
+    "data.train_on": (_PREF_DATA, ""),
+    "data.text_field": (_PREF_DATA, ""),
+    "data.label_field": (_PREF_DATA, ""),
+    "data.fields_field": (_PREF_DATA, ""),
+    "data.system_prompt": (_PREF_DATA, "Put a system message in the pairs' prompts."),
+}
+_PPO_SPECIFIC = {
+    k: v for k, v in _SFT_CPT.items() if k not in ("train.beta", "train.loss_type", "train.init_from")
+}
+IGNORED_BY_METHOD: dict[str, dict[str, tuple[str, str]]] = {
+    "sft": _SFT_CPT,
+    "cpt": {**_SFT_CPT, "data.train_on": ("cpt trains on every token", "")},
+    "dpo": {**_TRL, **_PPO_SPECIFIC},
+    "reward": {
+        **_TRL,
+        **_PPO_SPECIFIC,
+        "train.beta": ("the DPO/KL strength of method: dpo and ppo", ""),
+        "train.loss_type": ("the DPO loss of method: dpo", ""),
+        "train.init_from": (
+            "a reward model starts from the base with a new scalar head",
+            "The base is model.name.",
+        ),
+    },
+    "ppo": {
+        **_TRL,
+        "train.loss_type": ("the DPO loss of method: dpo", ""),
+        "data.holdout": ("ppo keeps a few of its prompts aside as the before/after probe", ""),
+        "data.holdout_fraction": ("ppo keeps a few of its prompts aside as the before/after probe", ""),
+    },
+}
+
+
+def overrides_for(method: str, overrides: list[str]) -> list[str]:
+    """The ``key=value`` overrides that ``method`` reads (those naming a field in ``IGNORED_BY_METHOD[method]``
+    are left out): for settings applied to runs of every method, such as ``tunesmith serve --train-override``."""
+    return [o for o in overrides if o.partition("=")[0].strip() not in IGNORED_BY_METHOD[method]]
+
 
 # --------------------------------------------------------------------------- loading
 

@@ -383,7 +383,7 @@ def model_name(job: dict[str, Any]) -> str:
 
 def job_config(job: dict[str, Any], data_dir: Path, overrides: list[str]) -> Any:
     """The ProjectConfig for a job: data checked here (>= 10 valid examples), hyperparameters mapped."""
-    from tunesmith.config import load_config
+    from tunesmith.config import load_config, overrides_for
     from tunesmith.data.formats import load_data
 
     method = json.loads(job["method"])
@@ -435,7 +435,8 @@ def job_config(job: dict[str, Any], data_dir: Path, overrides: list[str]) -> Any
         items.append(f"train.batch_size={hyper['batch_size']}")
     if hyper.get("beta", "auto") != "auto":
         items.append(f"train.beta={hyper['beta']}")
-    cfg = load_config(None, items + list(overrides))
+    # the server's --train-override apply to every job: each job takes those its method reads
+    cfg = load_config(None, items + overrides_for("dpo" if task == "preference" else "sft", list(overrides)))
     if hyper["learning_rate_multiplier"] != "auto":
         lr = cfg.train.resolved_lr() * float(hyper["learning_rate_multiplier"])
         if not 0 < lr <= 1:  # the multiplier is bounded at the request; the product must be a sane lr too
