@@ -27,8 +27,8 @@ explicit ``match`` (no registry, no import by name):
     run(cfg, *, resume=None, force=False, on_progress=None, should_stop=None) -> RunResult
 
 in train/sft.py, cpt.py, dpo.py, reward.py and ppo.py. Every method creates its own run folder and records a
-failure in it; a keyword a method cannot honour is refused by that method (dpo/reward/ppo refuse ``resume``
-and ``force`` before any folder is created).
+failure in it; a keyword a method cannot honour is refused by that method before any folder is created (e.g.
+ppo's ``resume`` and ``force``: TRL keeps no tunesmith checkpoints, and prompts are used only when all valid).
 """
 
 from __future__ import annotations
