@@ -223,7 +223,10 @@ def demo_cmd(
         ("accuracy (label log-likelihood)", lambda c: _fmt(c.metric("label_scoring.accuracy"))),
         ("macro-F1", lambda c: _fmt(c.metric("macro_f1"))),
         ("consistency", lambda c: _fmt(c.metric("consistency"))),
-        ("latency p50 / p95 ms", lambda c: f"{_fmt(c.metric('latency_ms.p50'), 0)} / {_fmt(c.metric('latency_ms.p95'), 0)}"),
+        (
+            "latency p50 / p95 ms",
+            lambda c: f"{_fmt(c.metric('latency_ms.p50'), 0)} / {_fmt(c.metric('latency_ms.p95'), 0)}",
+        ),
         ("$ per 1k requests", lambda c: _fmt(c.metric("cost_per_1k_requests_usd"), 4)),
     ]:
         table.add_row(label, *[get(c) for c in cands.values()])

@@ -50,7 +50,13 @@ def compare(paths: list[Path]) -> Comparison:
             values.append({k: data.get(k) for k in RUN_KEYS})
             continue
         report = eval_report_from_dict(data, source=label)  # any version of report.json, typed
-        keys = [*report.headline, "tokens_per_s", "cost_per_1k_requests_usd", "latency_ms.p50", "latency_ms.p95"]
+        keys = [
+            *report.headline,
+            "tokens_per_s",
+            "cost_per_1k_requests_usd",
+            "latency_ms.p50",
+            "latency_ms.p95",
+        ]
         for name, cand in report.candidates.items():
             columns.append(f"{label}:{name}" if many else name)
             values.append({k: cand.metric(k) for k in keys})

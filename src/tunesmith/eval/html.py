@@ -57,7 +57,10 @@ def render_html(report: EvalReport) -> str:
     if matched:
         parts += ["<h2>How answers matched a label</h2>", _matches(matched)]
     if report.training:
-        parts += ["<h2>Training and validation loss</h2>", f'<div class="card">{_lines(report.training)}</div>']
+        parts += [
+            "<h2>Training and validation loss</h2>",
+            f'<div class="card">{_lines(report.training)}</div>',
+        ]
     if report.lengths:
         hists = "".join(
             _histogram(name, vals, PALETTE[i % len(PALETTE)])
