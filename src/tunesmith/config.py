@@ -382,12 +382,18 @@ _TRL: dict[str, tuple[str, str]] = {
 _PPO_SPECIFIC = {
     k: v for k, v in _SFT_CPT.items() if k not in ("train.beta", "train.loss_type", "train.init_from")
 }
+# dpo and reward train on tunesmith's own loop (train/pref_run.py): the memory plan, hold-out evaluation,
+# early stopping and checkpoints apply; pairs are always packed and there is no forgetting probe
+_PREF_LOOP = {
+    **{k: v for k, v in _TRL.items() if k.startswith("data.") or k == "train.forgetting_probe"},
+    "train.packing": ("pairs are always packed (a pair's two sequences need per-sequence positions)", ""),
+}
 IGNORED_BY_METHOD: dict[str, dict[str, tuple[str, str]]] = {
     "sft": _SFT_CPT,
     "cpt": {**_SFT_CPT, "data.train_on": ("cpt trains on every token", "")},
-    "dpo": {**_TRL, **_PPO_SPECIFIC},
+    "dpo": {**_PREF_LOOP, **_PPO_SPECIFIC},
     "reward": {
-        **_TRL,
+        **_PREF_LOOP,
         **_PPO_SPECIFIC,
         "train.beta": ("the DPO/KL strength of method: dpo and ppo", ""),
         "train.loss_type": ("the DPO loss of method: dpo", ""),

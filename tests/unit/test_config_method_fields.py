@@ -71,9 +71,12 @@ def test_each_field_the_method_ignores_is_refused_with_what_applies(method: str)
 
 def test_the_message_names_the_field_that_sets_the_batch() -> None:
     with pytest.raises(TunesmithError) as exc:
-        load_config(None, ["train.method=dpo", "train.batch_tokens=512"])
-    assert "train.batch_tokens does nothing for method: dpo" in str(exc.value)
-    assert "Its batch is train.batch_size (x train.grad_accum)." in str(exc.value)
+        load_config(None, ["train.method=dpo", "train.packing=false"])
+    assert "train.packing does nothing for method: dpo" in str(exc.value)
+    assert "pairs are always packed" in str(exc.value)
+    # dpo runs on tunesmith's loop (train/pref_run.py): the memory plan's and checkpoints' fields load
+    assert load_config(None, ["train.method=dpo", "train.batch_tokens=512"]).train.batch_tokens == 512
+    assert load_config(None, ["train.method=reward", "train.save_every=5"]).train.save_every == 5
     # and the fields each method does read load: sft's batch settings, dpo's batch_size and beta
     assert load_config(None, ["train.batch_tokens=512", "train.batch_size=4"]).train.batch_tokens == 512
     assert load_config(None, ["train.method=dpo", "train.batch_size=4", "train.beta=0.2"]).train.beta == 0.2
@@ -82,4 +85,4 @@ def test_the_message_names_the_field_that_sets_the_batch() -> None:
 def test_a_run_of_settings_for_every_method_keeps_what_each_reads() -> None:
     settings = ["train.save_every=4", "train.max_steps=3", "train.beta=0.2"]
     assert overrides_for("sft", settings) == ["train.save_every=4", "train.max_steps=3"]
-    assert overrides_for("dpo", settings) == ["train.max_steps=3", "train.beta=0.2"]
+    assert overrides_for("dpo", settings) == ["train.save_every=4", "train.max_steps=3", "train.beta=0.2"]

@@ -101,6 +101,10 @@ class DpoExtras(BaseModel):
     holdout_logp_margin_before: float | None = None
     holdout_logp_margin: float | None = None
     holdout_reward_margin: float | None = Field(None, description="beta * (policy - reference) margin.")
+    stopped_early: bool = Field(False, description="Early stopping ended the run.")
+    weights: str | None = Field(None, description="Which weights were saved: 'final' or 'best (step N)'.")
+    truncated_pairs: int = Field(0, description="Pairs with a side cut to data.max_seq_len (prompt first).")
+    plan: PlanRecord | None = Field(None, description="The run's plan (schedule, memory) and measured peak.")
 
 
 class RewardExtras(BaseModel):
@@ -112,6 +116,10 @@ class RewardExtras(BaseModel):
     holdout_pairwise_accuracy: float | None = None
     holdout_reward_margin_before: float | None = None
     holdout_reward_margin: float | None = None
+    stopped_early: bool = Field(False, description="Early stopping ended the run.")
+    weights: str | None = Field(None, description="Which weights were saved: 'final' or 'best (step N)'.")
+    truncated_pairs: int = Field(0, description="Pairs with a side cut to data.max_seq_len (prompt first).")
+    plan: PlanRecord | None = Field(None, description="The run's plan (schedule, memory) and measured peak.")
 
 
 class ProbeGeneration(BaseModel):

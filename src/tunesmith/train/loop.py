@@ -91,9 +91,14 @@ def fit(
     resume_from: Path | None = None,
     on_progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
+    objective: Any | None = None,
 ) -> FitResult:
     """Train ``model`` in place on ``train`` following ``cfg.train`` and ``plan`` (default: made here with
-    ``plan.make_plan``); checkpoints go to ``run``."""
+    ``plan.make_plan``); checkpoints go to ``run``.
+
+    ``objective``: None for next-token loss (sft/cpt); a preference objective (train/pref_engine.py) has
+    ``loss(model, batch) -> (summed loss, units)``, ``units(batch)`` (the step's divisor: pairs) and
+    ``evaluate(model, examples, cfg)`` (the hold-out loss)."""
     import torch
 
     from tunesmith.train.microbatch import MicroBatcher
@@ -114,6 +119,8 @@ def fit(
     scheduler = build_scheduler(optimizer, t.lr_scheduler, plan.schedule.warmup_steps, total_steps)
     fingerprint = data_fingerprint(train)
     state = LoopState(data_fingerprint=fingerprint)
+    if objective is not None:
+        holdout = _WithObjective(holdout, objective)
     if resume_from is not None:
         state = load_checkpoint(resume_from, model, optimizer, scheduler)
         state.step_in_epoch = state.step_in_epoch or -(-state.micro_in_epoch // (t.grad_accum * world))
@@ -141,7 +148,7 @@ def fit(
                 loss, n_trained, n_tokens = micro.run(
                     steps[state.step_in_epoch],
                     lambda batches: train_step(
-                        engine, batches, optimizer, scheduler, params, t.max_grad_norm, rank, world
+                        engine, batches, optimizer, scheduler, params, t.max_grad_norm, rank, world, objective
                     ),
                     reset=lambda: optimizer.zero_grad(set_to_none=True),
                 )
@@ -196,13 +203,14 @@ def train_step(
     max_norm: float,
     rank: int,
     world: int,
+    objective: Any | None = None,
 ) -> tuple[float, int, int]:
     """One optimizer step over ``micro`` (this process takes every ``world``-th micro-batch).
 
     Returns the token-weighted mean loss of the step, trained tokens and seen tokens (this process)."""
     import torch
 
-    loss_sum, n_total, n_local, n_tokens = accumulate_gradients(engine, micro, rank, world)
+    loss_sum, n_total, n_local, n_tokens = accumulate_gradients(engine, micro, rank, world, objective)
     norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
     check_step(loss_sum / n_total, norm)  # before the update: a non-finite step never reaches the weights
     optimizer.step()
@@ -212,10 +220,11 @@ def train_step(
 
 
 def accumulate_gradients(
-    engine: Any, micro: list[Batch], rank: int = 0, world: int = 1
+    engine: Any, micro: list[Batch], rank: int = 0, world: int = 1, objective: Any | None = None
 ) -> tuple[float, int, int, int]:
     """Backward over this process's share of ``micro`` with token weighting: each micro-batch's summed
-    loss is divided by the trained tokens of the whole step (all micro-batches, all processes).
+    loss is divided by the trained tokens of the whole step (all micro-batches, all processes); with a
+    preference ``objective`` by its units (pairs) instead.
 
     Returns (summed loss over all processes, trained tokens of the step, trained and seen tokens here)."""
     import contextlib
@@ -224,8 +233,11 @@ def accumulate_gradients(
     weight = 1.0
     if not mine:  # uneven tail: run one batch with zero weight so every process joins the gradient sync
         mine, weight = micro[:1], 0.0
+    units = objective.units if objective is not None else (lambda b: b.n_trained)
+    loss_fn = objective.loss if objective is not None else sum_token_loss
+    n_units = sum(units(b) for b in mine) if weight else 0
     n_local = sum(b.n_trained for b in mine) if weight else 0
-    n_total = _all_reduce_int(n_local) if world > 1 else n_local
+    n_total = _all_reduce_int(n_units) if world > 1 else n_units
     if n_total == 0:
         raise TunesmithError(
             "A training step has no trained token.", "Check the loss mask of the data (data.train_on)."
@@ -235,7 +247,7 @@ def accumulate_gradients(
         sync = i == len(mine) - 1 or world == 1
         ctx = engine.no_sync() if not sync and hasattr(engine, "no_sync") else contextlib.nullcontext()
         with ctx:
-            loss, _ = sum_token_loss(engine, batch)
+            loss, _ = loss_fn(engine, batch)
             # DDP averages gradients over processes, hence * world to keep the token mean exact.
             (loss * (weight * world / n_total)).backward()
         loss_sum += float(loss.detach()) * weight
@@ -255,8 +267,13 @@ def data_fingerprint(examples: list[Tokenized]) -> str:
 
 
 def evaluate(model: Any, examples: list[Tokenized], cfg: ProjectConfig) -> float:
-    """Token-weighted mean loss over ``examples`` (no dropout, no gradients)."""
+    """Token-weighted mean loss over ``examples`` (no dropout, no gradients); for hold-out examples that
+    ``fit`` tagged with a preference objective, that objective's loss."""
     import torch
+
+    objective = getattr(examples, "objective", None)
+    if objective is not None:
+        return objective.evaluate(model, examples, cfg)
 
     inner = unwrap(model)
     was_training = inner.training
@@ -479,6 +496,14 @@ def _all_reduce_float(x: float) -> float:
     t = torch.tensor([x], dtype=torch.float64)
     dist.all_reduce(t)
     return float(t.item())
+
+
+class _WithObjective(list):
+    """The hold-out examples with the objective their loss is measured by (read by ``evaluate``)."""
+
+    def __init__(self, items: list[Tokenized], objective: Any) -> None:
+        super().__init__(items)
+        self.objective = objective
 
 
 class _Clock:

@@ -153,7 +153,8 @@ def _packed_batch(items: list[Tokenized]) -> Batch:
         ids.extend(ex.input_ids)
         labels.append(IGNORE_INDEX)  # see module docstring: no loss across the example boundary
         labels.extend(ex.labels[1:])
-        pos.extend(range(len(ex.input_ids)))
+        # a preference pair (train/pref_engine.py) restarts its positions where its rejected sequence starts
+        pos.extend(getattr(ex, "positions", None) or range(len(ex.input_ids)))
     return Batch(
         input_ids=torch.tensor([ids], dtype=torch.long),
         labels=torch.tensor([labels], dtype=torch.long),

@@ -1,17 +1,14 @@
-"""``method: reward``: a reward model (a scalar head on the base) trained on preference pairs with TRL's
-``RewardTrainer`` (Bradley-Terry loss: -log sigmoid(r_chosen - r_rejected)).
+"""``method: reward``: a reward model (a scalar head on the base) trained on preference pairs on tunesmith's
+own loop, with the Bradley-Terry loss -log sigmoid(r_chosen - r_rejected) (TRL ``RewardTrainer``'s).
 
-    pairs  -> load_pairs (hold-out split)          model  -> base + scalar head (+ LoRA by default)
-    before -> hold-out pairwise accuracy           fit    -> RewardTrainer
-    after  -> hold-out pairwise accuracy           save   -> adapter/ (LoRA + head) or model/, summary.json
-
-Design choices (docs/preference.md):
+The flow is ``train/pref_run.py`` (shared with ``method: dpo``); packing and the loss are
+``train/pref_engine.py``. Design choices (docs/preference.md):
 
 - The head is ``AutoModelForSequenceClassification(num_labels=1)`` on the base: it reads the hidden state of
-  the last non-padding token of the whole conversation rendered with the chat template. With LoRA the
-  head trains fully (peft ``SEQ_CLS`` keeps ``score`` in ``modules_to_save``) and is saved in the adapter.
-- Scoring (``tunesmith.models.scoring.RewardScorer``) renders a conversation exactly as training did, so ``tunesmith score``, the
-  PPO reward and evaluation all see the same numbers.
+  the last token of the whole conversation rendered with the chat template. With LoRA the head trains
+  fully (peft ``SEQ_CLS`` keeps ``score`` in ``modules_to_save``) and is saved in the adapter.
+- Scoring (``tunesmith.models.scoring.RewardScorer``) renders a conversation exactly as training did, so
+  ``tunesmith score``, the PPO reward and evaluation all see the same numbers.
 - Pairwise accuracy counts a tie as a miss (an untrained head that scores everything alike is at 0).
 """
 
@@ -22,21 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.config import ProjectConfig
-from tunesmith.errors import TunesmithError
-from tunesmith.models.scoring import RewardScorer, preference_accuracy, quiet_load_report
-from tunesmith.results.run import RewardExtras
-from tunesmith.train.pref_common import (
-    MetricsSink,
-    Pairs,
-    curve_measures,
-    fit,
-    load_pairs,
-    no_progress_bars,
-    preference_run,
-    quiet,
-    trl_args,
-)
-from tunesmith.train.runs import Run, RunResult
+from tunesmith.models.scoring import quiet_load_report
+from tunesmith.train.runs import RunResult
 
 
 def run(
@@ -47,28 +31,12 @@ def run(
     on_progress: Callable[[dict[str, Any]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> RunResult:
-    """Train a reward model on ``cfg``'s preference pairs into a new run folder (contract: train/api.py)."""
-    with preference_run("reward", cfg, resume, force) as run:
-        return _train(run.cfg, run, on_progress, should_stop)
+    """Train a reward model on ``cfg``'s preference pairs (contract: train/api.py; resumable like sft)."""
+    from tunesmith.train import pref_run
 
-
-def _train(cfg: ProjectConfig, run: Run, on_progress: Any, should_stop: Any) -> RunResult:
-    no_progress_bars()
-    if cfg.train.finetune == "qlora":
-        raise TunesmithError(
-            "train.finetune: qlora is not supported for method: reward (the 4-bit base and the scalar head "
-            "do not train together on CPU).",
-            "Use finetune: lora (the default for reward models) or full.",
-        )
-    pairs = load_pairs(cfg)
-    model, tokenizer = build_reward_model(cfg)
-    before = RewardScorer(model, tokenizer, cfg.data.max_seq_len).pair_scores(pairs.holdout)
-    sink = MetricsSink(run.log, on_progress, should_stop)
-    trainer = build_trainer(cfg, model, tokenizer, pairs, run.run_dir / "trl", sink)
-    fit(trainer, run.run_dir / "trl")
-    after = RewardScorer(trainer.model, tokenizer, cfg.data.max_seq_len).pair_scores(pairs.holdout)
-    run.save_weights(trainer.model, tokenizer)
-    return run.finish(summarize(pairs, before, after, sink), "stopped" if sink.stopped else "completed")
+    return pref_run.run(
+        "reward", cfg, resume=resume, force=force, on_progress=on_progress, should_stop=should_stop
+    )
 
 
 def build_reward_model(cfg: ProjectConfig) -> tuple[Any, Any]:
@@ -97,37 +65,3 @@ def build_reward_model(cfg: ProjectConfig) -> tuple[Any, Any]:
     lora = to_lora_config(cfg.lora, cfg.train.finetune)
     lora.task_type = "SEQ_CLS"
     return get_peft_model(model, lora), tokenizer
-
-
-def build_trainer(
-    cfg: ProjectConfig, model: Any, tokenizer: Any, pairs: Pairs, out_dir: Path, sink: MetricsSink
-) -> Any:
-    from datasets import Dataset
-    from trl import RewardConfig, RewardTrainer
-
-    args = trl_args(
-        RewardConfig, cfg, out_dir, max_length=cfg.data.max_seq_len, center_rewards_coefficient=None
-    )
-    trainer = RewardTrainer(
-        model=model, args=args, train_dataset=Dataset.from_list(pairs.train), processing_class=tokenizer
-    )
-    return quiet(trainer, sink)
-
-
-def summarize(
-    pairs: Pairs, before: list[tuple[float, float]], after: list[tuple[float, float]], sink: MetricsSink
-) -> dict[str, Any]:
-    m_before = [c - r for c, r in before]
-    m_after = [c - r for c, r in after]
-    extras = RewardExtras(
-        holdout_pairwise_accuracy_before=preference_accuracy(m_before),
-        holdout_pairwise_accuracy=preference_accuracy(m_after),
-        holdout_reward_margin_before=sum(m_before) / len(m_before),
-        holdout_reward_margin=sum(m_after) / len(m_after),
-    )
-    return {
-        "train_examples": len(pairs.train),
-        "holdout_examples": len(pairs.holdout),
-        **curve_measures(sink),
-        "extras": extras,
-    }

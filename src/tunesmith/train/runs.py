@@ -34,9 +34,9 @@ from tunesmith.train.checkpoints import atomic_dir, write_text_atomic
 from tunesmith.train.registry import RunRegistry
 from tunesmith.yamlsafe import load_yaml_file
 
-# Methods trained by tunesmith's own loop, which writes resumable checkpoints; the TRL-based ones (dpo,
-# reward, ppo) refuse --resume (train/pref_common.refuse_resume).
-RESUMABLE_METHODS = frozenset({"sft", "cpt"})
+# Methods trained by tunesmith's own loop (train/loop.py), which writes resumable checkpoints; the
+# TRL-based ppo refuses --resume (train/pref_common.refuse_resume).
+RESUMABLE_METHODS = frozenset({"sft", "cpt", "dpo", "reward"})
 
 
 def supports_resume(method: str) -> bool:

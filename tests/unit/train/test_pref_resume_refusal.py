@@ -1,4 +1,5 @@
-"""Resuming a preference run is refused before its folder is touched (a finished run stays finished)."""
+"""dpo/reward resume like sft (tests/integration/train/test_pref_resume.py); a folder that is not a run is
+refused before it is touched (a finished run stays finished)."""
 
 import json
 
@@ -11,8 +12,11 @@ from tunesmith.train.api import train
 pytestmark = pytest.mark.unit
 
 
-@pytest.mark.parametrize("method", ["dpo", "reward"])
-def test_resume_of_a_preference_run_leaves_the_run_untouched(tmp_path, method):
+@pytest.mark.parametrize(
+    ("method", "refusal"),
+    [("dpo", "not a tunesmith run folder"), ("reward", "not a tunesmith run folder")],
+)
+def test_resume_of_a_preference_run_leaves_the_run_untouched(tmp_path, method, refusal):
     run_dir = tmp_path / "runs" / "done"
     run_dir.mkdir(parents=True)
     summary = {"status": "completed", "method": method, "final_train_loss": 0.1}
@@ -20,6 +24,6 @@ def test_resume_of_a_preference_run_leaves_the_run_untouched(tmp_path, method):
     cfg = load_config(
         None, ["model.name=tiny", f"train.method={method}", f"train.output_dir={tmp_path / 'runs'}"]
     )
-    with pytest.raises(TunesmithError, match="cannot be resumed"):
+    with pytest.raises(TunesmithError, match=refusal):
         train(cfg, resume=run_dir)
     assert json.loads((run_dir / "summary.json").read_text()) == summary
