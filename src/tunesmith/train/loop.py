@@ -162,6 +162,8 @@ def fit(
             state.first_loss = state.first_loss if state.first_loss is not None else loss
             state.best_loss = loss if state.best_loss is None else min(state.best_loss, loss)
             row = clock.tick(state, n_tokens * world, scheduler.get_last_lr()[0])
+            if objective is not None:  # e.g. DPO's rewards/margins of this step
+                row.update(objective.step_metrics())
             if state.step % t.logging_steps == 0 or state.step == total_steps:
                 run.log({k: v for k, v in row.items() if k not in ("event", "total_steps", "eta_s")})
             emit(row)

@@ -285,6 +285,12 @@ class DpoObjective:
         self, loss_types: list[str], beta: float, reference: dict[tuple[int, ...], tuple[float, float]]
     ):
         self.loss_types, self.beta, self.reference = loss_types, beta, reference
+        self._stats = _Stats()
+
+    def step_metrics(self) -> dict[str, float]:
+        """TRL's names for the step's implicit rewards (beta x log-ratio): rewards/chosen, rewards/rejected,
+        rewards/margins, rewards/accuracies (means over the step's pairs); resets the tally."""
+        return self._stats.pop("rewards/")
 
     @staticmethod
     def units(batch: Any) -> int:
@@ -307,6 +313,9 @@ class DpoObjective:
             self.loss_types, self.beta, sums[0::2], sums[1::2], ref[:, 0], ref[:, 1],
             counts[0::2], counts[1::2], chosen_tokens,
         )  # fmt: skip
+        if torch.is_grad_enabled():  # training steps only (hold-out scoring runs without grad)
+            c, r = sums[0::2].detach() - ref[:, 0], sums[1::2].detach() - ref[:, 1]
+            self._stats.add(self.beta * c, self.beta * r)
         return mean * len(keys), len(keys)
 
     def evaluate(self, model: Any, examples: list[Any], cfg: Any) -> float:
@@ -317,17 +326,64 @@ class DpoObjective:
 class RewardObjective:
     """The reward model's pairwise loss for ``loop.fit`` (units: pairs)."""
 
+    def __init__(self) -> None:
+        self._stats = _Stats()
+
     @staticmethod
     def units(batch: Any) -> int:
         return int(batch.n_examples)
 
+    def step_metrics(self) -> dict[str, float]:
+        """TRL RewardTrainer's names: margin and accuracy (means over the step's pairs); resets the tally."""
+        return self._stats.pop("")
+
     def loss(self, model: Any, batch: Any) -> tuple[Any, int]:
+        import torch
+
         r = sequence_rewards(model, batch)
         n = r.shape[0] // 2
+        if torch.is_grad_enabled():
+            self._stats.add(r[0::2].detach(), r[1::2].detach())
         return reward_loss(r[0::2], r[1::2]) * n, n
 
     def evaluate(self, model: Any, examples: list[Any], cfg: Any) -> float:
         return _mean_loss(self, model, examples, cfg)
+
+
+class _Stats:
+    """Running sums of the chosen/rejected values of one optimizer step's pairs."""
+
+    def __init__(self) -> None:
+        self.n, self.chosen, self.rejected, self.wins = 0, 0.0, 0.0, 0
+
+    def add(self, chosen: Any, rejected: Any) -> None:
+        self.n += int(chosen.numel())
+        self.chosen += float(chosen.sum())
+        self.rejected += float(rejected.sum())
+        self.wins += int((chosen > rejected).sum())
+
+    def pop(self, prefix: str) -> dict[str, float]:
+        if not self.n:
+            return {}
+        c, r, n = self.chosen / self.n, self.rejected / self.n, self.n
+        out = {
+            "margins" if prefix else "margin": c - r,
+            "accuracies" if prefix else "accuracy": self.wins / n,
+        }
+        if prefix:
+            out.update(chosen=c, rejected=r)
+        self.__init__()
+        return {prefix + k: v for k, v in out.items()}
+
+
+def _eval_mode(model: Any) -> None:
+    """``model.eval()``, except bitsandbytes 4-bit layers: in eval mode without grad on a CPU with AVX512-BF16
+    they repack their weight for inference (bitsandbytes 0.50 ``Linear4bit.forward``), and the next training
+    forward then fails on the repacked shape. Their ``training`` flag changes nothing else (no dropout)."""
+    model.eval()
+    for m in model.modules():
+        if type(m).__name__ == "Linear4bit":
+            m.training = True
 
 
 def pair_keys(batch: Any) -> list[tuple[int, ...]]:
@@ -348,7 +404,7 @@ def _mean_loss(objective: Any, model: Any, examples: list[Any], cfg: Any) -> flo
 
     inner = unwrap(model)
     was_training = inner.training
-    inner.eval()
+    _eval_mode(inner)
     total, n = 0.0, 0
     with torch.no_grad():
         for batch in _batches(examples, cfg):
@@ -397,7 +453,7 @@ def _score(
 
     inner = unwrap(model)
     was_training = inner.training
-    inner.eval()
+    _eval_mode(inner)
     out: dict[tuple[int, ...], tuple[float, float]] = {}
     with torch.no_grad():
         for batch in _batches(examples, cfg):
