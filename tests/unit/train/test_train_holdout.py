@@ -110,3 +110,18 @@ def test_holdout_split_is_seeded_and_keeps_one_example_out_when_asked(tmp_path: 
     assert len(hold) == 1 and sorted(train + hold) == [0, 1]
     one = load_records_or_raise(_write(tmp_path / "one.jsonl", rows[:1]), "completion")
     assert holdout_split(one, 0.5, 0, at_least_one=True) == ([0], [])
+
+
+def test_ppo_probe_prompts_use_the_same_splitter() -> None:
+    from tunesmith.train.ppo import split_probe
+
+    prompts = [[{"role": "user", "content": _sentence(i)}] for i in range(20)]
+    base = _sentence(7000)
+    near = [[{"role": "user", "content": t}] for t in (base, base + " thanks", base + " please")]
+    prompts += near
+    for seed in range(4):
+        train, probe = split_probe(prompts, seed)
+        assert 1 <= len(probe) <= 6 and len(train) + len(probe) == len(prompts)
+        assert sum(p in probe for p in near) in (0, 3), seed  # the near-copies stay on one side
+        assert (train, probe) == split_probe(prompts, seed)
+    assert split_probe(prompts[:1], 0) == ([], prompts[:1])  # one prompt: it is the probe (as before)
