@@ -127,11 +127,9 @@ def remote_train(
         out=out,
     )
     console.print(f"[bold]{result.status}[/] job {result.job_id}: model [cyan]{result.fine_tuned_model}[/]")
-    if result.report:
-        metrics = result.report["candidates"]["finetuned"]["metrics"]
-        console.print(
-            "hold-out: " + ", ".join(f"{k}={v:.3f}" for k, v in metrics.items() if isinstance(v, float))
-        )
+    if result.report is not None:
+        numbers = result.report.candidates["finetuned"].numbers()
+        console.print("hold-out: " + ", ".join(f"{k}={v:.3f}" for k, v in numbers.items()), highlight=False)
 
 
 @logs_app.command("export")

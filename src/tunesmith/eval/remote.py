@@ -2,9 +2,10 @@
 API (a remotely fine-tuned model, whose weights cannot be loaded locally).
 
 Design choices:
-- Prompts are ``tunesmith eval``'s own (``candidate_prompts``) and so are the metrics (``task_metrics``);
+- Prompts are ``tunesmith eval``'s own (``candidate_prompts``) and so are the metrics (the task object's,
+  ``score_answers``);
   answers are the remote model's chat completions, greedy (``temperature=0``).
-- The report has ``tunesmith eval``'s shape with the one candidate ``finetuned``.
+- The report is an ``EvalReport`` with the one candidate ``finetuned``.
 """
 
 from __future__ import annotations
@@ -15,15 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.config import ProjectConfig
+from tunesmith.results.eval import Applied, EvalReport
 
 
 def evaluate_remote(
     cfg: ProjectConfig, client: Any, model: str, system: str | None, out: Path | None
-) -> dict[str, Any]:
+) -> EvalReport:
     """``tunesmith eval``'s prompts and metrics on the hold-out, answered by the remote model."""
     from tunesmith.eval import metrics as M
     from tunesmith.eval.run import EvalSpec, candidate_prompts, prepare, score_answers
-    from tunesmith.results.eval import Candidate, EvalReport, Latency, write_eval_report
+    from tunesmith.results.eval import Candidate, Latency, write_eval_report
 
     spec = EvalSpec(
         data=Path(cfg.data.holdout),
@@ -49,7 +51,7 @@ def evaluate_remote(
         task=ctx.task.name,
         n=len(ctx.rows),
         model=model,
-        applied=ctx.task.applied,
+        applied=_without_label_scoring(ctx.task.applied),
         headline=list(ctx.task.headline),
         labels=list(ctx.task.labels),
         candidates={
@@ -68,4 +70,14 @@ def evaluate_remote(
         with (out / "predictions.jsonl").open("w") as fh:
             for row, ans in zip(ctx.rows, answers, strict=True):
                 fh.write(json.dumps({"input": row, "finetuned": ans}) + "\n")
-    return report.to_dict()  # the report.json dict (RemoteResult.report)
+    return report
+
+
+def _without_label_scoring(applied: Applied) -> Applied:
+    """The task's metric families minus label scoring, which needs the model's log-likelihoods."""
+    if "label_scoring" not in applied.families:
+        return applied
+    return Applied(
+        families=[f for f in applied.families if f != "label_scoring"],
+        reason=applied.reason + " (no label scoring here: the remote API returns no log-likelihoods)",
+    )

@@ -27,6 +27,7 @@ from typing import Any
 
 from tunesmith.config import ProjectConfig
 from tunesmith.errors import TunesmithError
+from tunesmith.results.eval import EvalReport
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 
@@ -39,7 +40,7 @@ class RemoteResult:
     events: list[str]
     task: str
     system_prompt: str | None
-    report: dict[str, Any] | None = None  # the hold-out evaluation, filled in by tunesmith.workflows.remote
+    report: EvalReport | None = None  # the hold-out evaluation, filled in by tunesmith.workflows.remote
 
 
 def train_remote(

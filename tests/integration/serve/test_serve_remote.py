@@ -49,8 +49,8 @@ def test_remote_backend_trains_follows_and_evaluates(tmp_path: Path) -> None:
             "The job has successfully completed"
         )  # oldest first
         assert len(result.events) == len(set(result.events)) or any("Step" in e for e in result.events)
-        m = result.report["candidates"]["finetuned"]["metrics"]
-        assert result.report["n"] == 4 and 0.0 <= m["token_f1"] <= 1.0
+        m = result.report.candidates["finetuned"]
+        assert result.report.n == 4 and 0.0 <= m.metric("token_f1") <= 1.0
         assert json.loads((tmp_path / "eval" / "report.json").read_text())["model"] == result.fine_tuned_model
         uploaded = client.files.list().data
         assert len(uploaded) == 1 and client.files.content(uploaded[0].id).read().count(b"\n") == 16
