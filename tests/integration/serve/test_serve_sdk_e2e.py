@@ -158,7 +158,7 @@ def test_no_train_serve_skew(served, tmp_path: Path) -> None:
             data=holdout, adapter=run_dir, baselines=("zero-shot",), settings=EvalConfig(max_new_tokens=12)
         )
     )
-    _, eval_answers = evaluate(ctx, "finetuned", model, tok)
+    eval_answers = evaluate(ctx, "finetuned", model, tok).answers
     convs = candidate_prompts(ctx, "finetuned")
     via_server = [
         client.chat.completions.create(model=job.fine_tuned_model, messages=c, temperature=0, max_tokens=12)
