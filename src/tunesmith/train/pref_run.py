@@ -231,7 +231,7 @@ def summarize(
             **common,
         )
     return {
-        "base_model": cfg.model.name,
+        "base_model": base_model(cfg),
         "steps": s.step,
         "total_steps": result.total_steps,
         "epochs_completed": s.epoch,
@@ -249,3 +249,15 @@ def summarize(
         "resumed_from": str(resume_from) if resume_from is not None else None,
         "extras": extras,
     }
+
+
+def base_model(cfg: ProjectConfig) -> str:
+    """The base the saved weights belong on: an ``init_from`` adapter run's own base, else ``model.name``."""
+    if cfg.train.init_from is None:
+        return cfg.model.name
+    from tunesmith.models.inference import locate_run_weights, run_base_model
+
+    kind, folder = locate_run_weights(Path(cfg.train.init_from))
+    if kind == "model":
+        return str(folder)
+    return run_base_model(Path(cfg.train.init_from)) or cfg.model.name
