@@ -11,8 +11,9 @@ Matching (``match``), first rule that decides wins:
    form is shared by several labels (``c++`` under (c) with labels ``C``, ``C++``, ``C#``) decides nothing and
    the coarser steps are not tried: two labels are never merged.
 3. **in_answer**: exactly one label is named in the answer (case folded) between whitespace or sentence
-   punctuation (``+ # - _`` are not edges: "-1" names ``-1``, not ``1``; "C+" names no label), after dropping
-   names inside a longer named label ("refund request" names ``refund request``, not ``refund``).
+   punctuation (``+ # _`` are not edges, ``-`` only after a name: "-1" names ``-1``, not ``1``; "C+" names no
+   label; "billing-related" names ``billing``), after dropping names inside a longer named label ("refund
+   request" names ``refund request``, not ``refund``; "A-" names ``A-``, not ``A``).
 4. **none**: no label, or several: the answer is invalid.
 
 Closed set (``closed_label_set``): free-text answers are treated as labels when there are at least
@@ -39,11 +40,12 @@ MAX_DISTINCT = 50
 _PUNCT = string.punctuation + "“”‘’«»`"
 _QUOTES = "\"'`“”‘’«»()[]{}<>*"
 _WS = re.compile(r"\s+")
-# A label is named in an answer when it stands between whitespace or sentence punctuation: "+", "#", "-" and
-# "_" are not edges, so "1" is not named in "-1", "C" not in "C+" and "billing" not in "billing_dispute".
+# A label is named in an answer when it stands between whitespace or sentence punctuation: "+", "#" and "_"
+# are not edges, so "C" is not named in "C+" nor "billing" in "billing_dispute"; "-" ends a name ("billing-related")
+# but does not start one, so "1" is not named in "-1" (and "A" inside "A-" is dropped for the longer "A-").
 _EDGES = r"\s.,;:!?\"'()\[\]{}<>*`“”‘’«»"
 _EDGE_BEFORE = rf"(?:^|(?<=[{_EDGES}]))"
-_EDGE_AFTER = rf"(?=$|[{_EDGES}])"
+_EDGE_AFTER = rf"(?=$|[{_EDGES}\-])"
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,9 @@ def test_normalised_match_only_where_unambiguous():
     assert match("The language is C++", langs).how == "in_answer"
     assert match("It is C, or maybe C#", langs).label is None  # two labels named
     assert match("C+", langs).how == "none"  # "+" is not an edge: no label is named
+    assert match("It is a billing-related question", ["billing", "technical"]).label == "billing"
+    assert match("Grade: A-, well done", LABEL_SETS["grades"]).label == "A-"  # not A
+    assert match("it is non-billing", ["billing", "technical"]).how == "none"
     assert match("a refund request", ["refund", "refund request"]).label == "refund request"
     sentiment = LABEL_SETS["sentiment"]
     assert match("1.", sentiment).label == "1"
