@@ -49,7 +49,7 @@ def test_a_packed_row_restarts_positions_per_sequence_and_keys_find_each_pair() 
     pos = batch.position_ids[0]
     assert int((pos == 0).sum()) == 6  # two sequences per pair
     seg = segment_ids(pos).tolist()
-    assert seg == sorted(seg) and seg[0] == 0 and seg[-1] == 5 and len(seg) == 21
+    assert seg == sorted(seg) and seg[0] == 0 and seg[-1] == 5 and len(seg) == 17  # 3+4 + 4+2 + 2+2 tokens
     assert sorted(pair_keys(batch)) == sorted(p.key for p in pairs)
     # every trained label belongs to an answer; the first token of each sequence is never trained
     starts = (pos == 0).nonzero().squeeze(1).tolist()
