@@ -123,12 +123,13 @@ def _print_result(console: Any, result: Any, config: Path) -> None:
             console.print(f"  {name}: {_f(first)} -> {_f(last)}")
     extras = s.extras if isinstance(s.extras, LoopExtras) else None
     if s.best_val_loss is not None:
-        weights = extras.weights if extras else None
+        weights = getattr(s.extras, "weights", None)  # sft/cpt, dpo and reward (tunesmith's loop) record it
         console.print(
             f"  best hold-out loss {_f(s.best_val_loss)} at step {s.best_step}; saved weights: {weights}"
         )
-    if extras is not None and extras.plan is not None:
-        m = extras.plan.memory
+    plan = getattr(s.extras, "plan", None)
+    if plan is not None:
+        m = plan.memory
         console.print(
             f"  memory: micro-batch {m.micro_tokens} tokens, estimated {m.estimate_gb:.2f} GB, measured peak "
             f"{'-' if m.measured_peak_gb is None else f'{m.measured_peak_gb:.2f}'} GB of a {m.budget_gb:.2f} GB budget"
@@ -348,6 +349,12 @@ class _progress:
             why = "measured peak" if kind == "replan" else "out of memory: step retried"
             self.console.print(
                 f"[yellow]memory plan: micro-batch {e['micro_tokens_before']} -> {e['micro_tokens']} tokens ({why})[/]",
+                highlight=False,
+            )
+        elif kind == "truncated":  # dpo/reward: pairs cut prompt first to data.max_seq_len
+            self.console.print(
+                f"[yellow]{e['pairs']} pair(s) longer than data.max_seq_len={e['max_seq_len']} were cut "
+                "(prompt first)[/]",
                 highlight=False,
             )
         elif kind == "checkpoint_skipped":
