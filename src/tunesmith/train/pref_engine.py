@@ -34,7 +34,6 @@ the loss of a micro-batch and the number of units (pairs) that loss is summed ov
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -475,7 +474,3 @@ def margins(scores: dict[tuple[int, ...], tuple[float, float]], examples: list[P
 
 def mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
-
-
-def finite_or_none(x: float | None) -> float | None:
-    return x if x is not None and math.isfinite(x) else None
