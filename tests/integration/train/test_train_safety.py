@@ -216,3 +216,18 @@ def test_nan_at_step_3_keeps_the_step_2_checkpoint(tmp_path: Path) -> None:
     assert info.value.last_good.name == "step-00000002"
     assert _finite_checkpoints(run.run_dir) == ["step-00000001", "step-00000002"]
     assert "step-00000002" in info.value.message and "nothing after it was saved" in info.value.message
+
+
+def test_case_noend_template_trains_with_force(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """The refusal itself (exit 1, nothing written) is tests/unit/train/test_train_template_refusal.py."""
+    noend = CASES / "noend-template"
+    model = tmp_path / "tiny-noend"
+    shutil.copytree(tiny_model_dir, model)
+    shutil.copy(noend / "chat_template.jinja", model / "chat_template.jinja")
+    cfg = load_config(
+        noend / "cfg.yaml",
+        [f"model.name={model}", f"data.train={noend / 'chat12_nosys.jsonl'}", f"train.output_dir={tmp_path}"],
+    )
+    with pytest.raises(TunesmithError, match="eos_not_trained"):
+        train(cfg)
+    assert train(cfg, force=True).status == "completed"
