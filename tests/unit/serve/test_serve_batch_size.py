@@ -1,5 +1,5 @@
 """OpenAI's ``batch_size`` hyperparameter sets what actually sets the batch of the job's method
-(``train.batch_size``: examples per optimizer step for sft, pairs per step for dpo), and the server's
+(``train.batch_size``: the plan's examples per optimizer step, pairs for dpo), and the server's
 ``--train-override`` settings reach only the jobs whose method reads them (docs/server.md)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from tunesmith.serve.testing import in_process_client
 
 pytestmark = pytest.mark.unit
 
-SERVER_OVERRIDES = ["train.save_every=4", "train.batch_tokens=256", "train.max_steps=3"]
+SERVER_OVERRIDES = ["train.save_every=4", "train.forgetting_probe=true", "train.max_steps=3"]
 
 
 def _job(tmp_path, lines: bytes, method: dict):  # noqa: ANN001, ANN202
@@ -31,25 +31,18 @@ def test_batch_size_sets_the_examples_per_optimizer_step_of_an_sft_job(tmp_path)
     )
     cfg = jobs.job_config(job, app.state.settings.data_dir, SERVER_OVERRIDES)
     assert cfg.train.method == "sft" and cfg.train.batch_size == 6
-    assert (
-        examples_per_step(cfg, 12)[0] == 6
-    )  # the plan's optimizer step: 6 examples, whatever the micro-batch
-    assert (cfg.train.save_every, cfg.train.batch_tokens, cfg.train.max_steps) == (
-        4,
-        256,
-        3,
-    )  # all read by sft
+    # the plan's optimizer step: 6 examples, whatever the micro-batch
+    assert examples_per_step(cfg, 12)[0] == 6
+    # sft reads all three server-wide settings
+    assert (cfg.train.save_every, cfg.train.forgetting_probe, cfg.train.max_steps) == (4, True, 3)
 
 
 def test_batch_size_sets_the_pairs_per_step_of_a_dpo_job_and_unread_overrides_stay_out(tmp_path) -> None:
-    from trl import DPOConfig
-
-    from tunesmith.train.pref_common import trl_args
+    from tunesmith.train.plan import examples_per_step
 
     app, job = _job(tmp_path, dpo_lines(12), {"type": "dpo", "dpo": {"hyperparameters": {"batch_size": 3}}})
     cfg = jobs.job_config(job, app.state.settings.data_dir, SERVER_OVERRIDES)
     assert cfg.train.method == "dpo" and cfg.train.batch_size == 3
-    args = trl_args(DPOConfig, cfg, tmp_path / "trl")
-    assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (3, 1)
-    # save_every and batch_tokens do nothing for dpo: the job leaves them out instead of failing; max_steps stays
-    assert (cfg.train.save_every, cfg.train.batch_tokens, cfg.train.max_steps) == (None, "auto", 3)
+    assert examples_per_step(cfg, 12)[0] == 3  # dpo trains on the same plan: 3 pairs per optimizer step
+    # the forgetting probe does nothing for dpo: the job leaves it out instead of failing; the others apply
+    assert (cfg.train.save_every, cfg.train.forgetting_probe, cfg.train.max_steps) == (4, False, 3)
