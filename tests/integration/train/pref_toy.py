@@ -57,3 +57,16 @@ def yes_no_pairs(n: int = 16) -> list[dict]:
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+def long_pairs(n: int, passage_sentences: int = 76) -> list[dict]:
+    """``n`` pairs of ~600 tokens a side (SmolLM2's tokenizer): a passage built from the facts, a question, and
+    the exclaim/period answer pair repeated into a short paragraph (the shape of issue 20's DPO set)."""
+    rows = []
+    for i in range(n):
+        facts = [FACTS[(i + k) % len(FACTS)][1] for k in range(passage_sentences)]
+        q, a = FACTS[i % len(FACTS)]
+        prompt = "Read this passage.\n\n" + " ".join(facts) + f"\n\nQuestion {i}: {q}"
+        answer = " ".join([a] * 4)
+        rows.append({"prompt": prompt, "chosen": answer.replace(".", "!"), "rejected": answer})
+    return rows

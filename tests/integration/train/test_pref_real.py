@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 
 import pytest
-from pref_toy import caps_pairs, exclaim_pairs, write_jsonl
+from pref_toy import caps_pairs, exclaim_pairs, long_pairs, write_jsonl
 
 from tunesmith.config import ProjectConfig, load_config
 from tunesmith.train.api import train
@@ -87,3 +87,48 @@ def test_real_ppo_rloo_runs_a_few_steps(tmp: Path, reward_run) -> None:  # noqa:
     )
     model, _ = load_for_inference(None, result.run_dir)
     assert model is not None
+
+
+# The plan's estimate for SmolLM2-135M LoRA with one ~1,300-token pair per micro-batch is 3.05 GB (1.35 GB
+# fixed + 1.30 MB of activations per token, train/plan.py); the bound leaves 30% for the allocator. TRL's
+# DPOTrainer with its defaults grew to 23 GB on issue 20's 150 pairs.
+PEAK_RSS_BOUND_GB = 4.0
+
+
+def test_real_dpo_long_pairs_peak_memory(tmp_path: Path) -> None:
+    """A few DPO steps on ~600-token pairs, in a subprocess of its own so its peak RSS
+    (``resource.getrusage``) is this run's alone."""
+    import json
+    import subprocess
+    import sys
+    import textwrap
+
+    pairs = write_jsonl(tmp_path / "long.jsonl", long_pairs(10))
+    cfg = load_config(
+        None,
+        ["model.name=smollm2-135m-instruct", f"data.train={pairs}", "data.holdout_fraction=0.2",
+         "data.max_seq_len=1024", "train.method=dpo", "train.batch_size=2", "train.max_steps=3",
+         "train.lr=1e-4", "lora.r=8", f"train.output_dir={tmp_path / 'runs'}", "train.run_name=long"],
+    )  # fmt: skip
+    from tunesmith.config import dump_config
+
+    (tmp_path / "long.yaml").write_text(dump_config(cfg))
+    script = textwrap.dedent(
+        f"""
+        import json, resource
+        from tunesmith.config import load_config
+        from tunesmith.train.api import train
+        r = train(load_config({str(tmp_path / "long.yaml")!r}))
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # Linux: KiB
+        print("RESULT " + json.dumps({{"peak_gb": peak, "summary": r.summary.model_dump(mode="json")}}))
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(next(line[7:] for line in proc.stdout.splitlines() if line.startswith("RESULT ")))
+    s = out["summary"]
+    assert s["status"] == "completed" and s["steps"] == 3
+    assert s["tokens_seen"] >= 3 * 2 * 2 * 500  # the pairs really are long: 3 steps x 2 pairs x 2 sides
+    assert math.isfinite(s["final_train_loss"])
+    assert out["peak_gb"] < PEAK_RSS_BOUND_GB, f"peak RSS {out['peak_gb']:.2f} GB"
+    assert out["peak_gb"] < s["extras"]["plan"]["memory"]["budget_gb"]
