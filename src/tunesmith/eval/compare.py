@@ -14,6 +14,7 @@ from typing import Any
 
 from tunesmith.errors import TunesmithError
 from tunesmith.results.eval import eval_report_from_dict
+from tunesmith.results.run import run_summary_from_dict
 
 RUN_KEYS = (
     "method",
@@ -21,6 +22,7 @@ RUN_KEYS = (
     "status",
     "steps",
     "final_train_loss",
+    "best_train_loss",
     "best_val_loss",
     "tokens_trained",
     "wall_time_s",
@@ -45,9 +47,10 @@ def compare(paths: list[Path]) -> Comparison:
     values: list[dict[str, Any]] = []
     many = len(sources) > 1
     for label, kind, data in sources:
-        if kind == "run":
+        if kind == "run":  # any version of summary.json, read into the one RunSummary shape
+            summary = run_summary_from_dict(data, source=f"{label}/summary.json", run_id=label)
             columns.append(label)
-            values.append({k: data.get(k) for k in RUN_KEYS})
+            values.append({k: getattr(summary, k) for k in RUN_KEYS})
             continue
         report = eval_report_from_dict(data, source=label)  # any version of report.json, typed
         keys = [
