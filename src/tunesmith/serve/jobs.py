@@ -270,8 +270,7 @@ def run_job(
             _fail_unpublished(store, job_id, "training_diverged", bad)
             return
         name = model_name(job)
-        summary = getattr(result, "summary", None) or {}
-        tokens = summary.get("tokens_trained") or (store.get_job(job_id) or {}).get("trained_tokens") or 0
+        tokens = result.summary.tokens_trained or (store.get_job(job_id) or {}).get("trained_tokens") or 0
         store.transition(
             job_id,
             ("running",),
