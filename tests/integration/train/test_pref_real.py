@@ -89,10 +89,12 @@ def test_real_ppo_rloo_runs_a_few_steps(tmp: Path, reward_run) -> None:  # noqa:
     assert model is not None
 
 
-# The plan's estimate for SmolLM2-135M LoRA with one ~1,300-token pair per micro-batch is 3.05 GB (1.35 GB
-# fixed + 1.30 MB of activations per token, train/plan.py); the bound leaves 30% for the allocator. TRL's
-# DPOTrainer with its defaults grew to 23 GB on issue 20's 150 pairs.
-PEAK_RSS_BOUND_GB = 4.0
+# Measured under the shared lock (2026-11-29, 2-core CPU, glibc malloc): peak RSS 4.52 GB (time -v: 4.42 GB)
+# for this run. The plan's estimate for one ~1,130-token pair per micro-batch is ~2.8 GB (1.35 GB fixed + 1.30
+# MB of activations per token, train/plan.py): it under-prices DPO by ~1.7 GB (not yet explained: the
+# reference and hold-out scoring passes, chunk recomputation and allocator retention are the suspects). The
+# bound is the measurement + 10%; TRL's DPOTrainer with its defaults grew to 23 GB on issue 20's 150 pairs.
+PEAK_RSS_BOUND_GB = 5.0
 
 
 def test_real_dpo_long_pairs_peak_memory(tmp_path: Path) -> None:
