@@ -34,30 +34,92 @@ eval:
 GUIDE = """\
 # Your tunesmith project
 
-1. Put all your examples in `data/examples.jsonl` (one JSON object per line, like `data/sample.jsonl`;
-   see `tunesmith data check --help`).
+1. `data/examples.jsonl` holds 48 starter examples (support tickets routed to the queues billing, technical
+   and account), so every step below runs as written. Replace them with your own examples, one JSON object
+   per line in the same format (other formats: `tunesmith data check --help`).
 2. Check them: `tunesmith data check data/examples.jsonl` (errors with line numbers, quality warnings).
 3. Split off a hold-out set: `tunesmith data split data/examples.jsonl --holdout 0.2 --out data/`
    (writes `data/train.jsonl` and `data/holdout.jsonl`; run again, it refuses to replace them unless `--force`).
 4. Estimate cost and time: `tunesmith estimate --model smollm2-135m-instruct --method lora --data data/train.jsonl`.
 5. Train: `tunesmith train tunesmith.yaml`.
-6. Evaluate against the prompted base model: `tunesmith eval --model smollm2-135m-instruct --adapter runs/<id> --data data/holdout.jsonl --out report/`.
+6. Evaluate against the prompted base model: `tunesmith eval --model smollm2-135m-instruct --adapter runs/<id> --data data/holdout.jsonl --out report/`
+   (`runs/<id>` is the run folder that `tunesmith train` printed; `tunesmith runs list` shows them all).
 """
 
-SAMPLE = [
-    {
-        "messages": [
-            {"role": "user", "content": "My invoice shows the wrong amount."},
-            {"role": "assistant", "content": "billing"},
-        ]
-    },
-    {
-        "messages": [
-            {"role": "user", "content": "The app crashes when I log in."},
-            {"role": "assistant", "content": "technical"},
-        ]
-    },
-]
+# The starter data init writes: 48 support tickets routed to three queues, enough for every step of the
+# guide to run as written (data check needs 10 examples; a 20% hold-out keeps ~10). Users replace them.
+STARTER_TICKETS = {
+    "billing": [
+        "My invoice shows the wrong amount.",
+        "I was charged twice for the same month.",
+        "Can I get a refund for the unused seats?",
+        "Please send me a VAT invoice for March.",
+        "The card on file expired, how do I update it?",
+        "Why did my bill go up after the upgrade?",
+        "I cancelled last week but was still charged.",
+        "Do you offer a discount for annual payment?",
+        "The receipt is missing our company address.",
+        "Switch our plan from monthly to yearly billing, please.",
+        "A payment failed and now the account is locked for billing.",
+        "Who do I talk to about a disputed charge of 49 euros?",
+        "Our purchase order number must appear on every invoice.",
+        "Is sales tax included in the listed price?",
+        "We were billed for 12 users but only have 9.",
+        "Can I pay by bank transfer instead of card?",
+    ],
+    "technical": [
+        "The app crashes when I log in.",
+        "File uploads stop at 99 percent.",
+        "The dashboard is blank in Firefox.",
+        "Export to CSV gives an empty file.",
+        "The API returns error 500 on every request since this morning.",
+        "Sync between the phone and the desktop app is not working.",
+        "Search does not find documents I created today.",
+        "The page takes a minute to load on mobile.",
+        "Webhooks are not firing for new orders.",
+        "I get a certificate warning on your download site.",
+        "Notifications arrive twice on Android.",
+        "The import wizard rejects my spreadsheet without a reason.",
+        "Dark mode makes the chart labels unreadable.",
+        "The desktop client freezes when I open large projects.",
+        "Two-factor codes from the app are always rejected as invalid.",
+        "The printer integration prints blank pages.",
+    ],
+    "account": [
+        "How do I change the email address on my account?",
+        "Please delete my account and all my data.",
+        "I forgot my password and the reset mail never comes.",
+        "Add a new admin to our workspace.",
+        "How can I transfer ownership of the team to a colleague?",
+        "I want to rename our organisation.",
+        "Remove a former employee from our team.",
+        "Can I merge my two accounts into one?",
+        "Where do I change my display name?",
+        "Please unlock my account after too many login attempts.",
+        "How do I turn on single sign-on for my team?",
+        "I need to change the phone number used for verification.",
+        "Set my language to German, please.",
+        "Can a guest user see our private projects?",
+        "How do I download a copy of my personal data?",
+        "Invite three new members to the marketing workspace.",
+    ],
+}
+
+
+def starter_examples() -> list[dict]:
+    """The starter tickets as chat examples (user ticket -> assistant queue name), the queues interleaved."""
+    labels = list(STARTER_TICKETS)
+    n = len(STARTER_TICKETS[labels[0]])
+    return [
+        {
+            "messages": [
+                {"role": "user", "content": STARTER_TICKETS[lab][i]},
+                {"role": "assistant", "content": lab},
+            ]
+        }
+        for i in range(n)
+        for lab in labels
+    ]
 
 
 def register(app: typer.Typer) -> None:
@@ -66,7 +128,7 @@ def register(app: typer.Typer) -> None:
 
 
 def init(directory: Path = typer.Argument(..., help="Folder to create the project in.")) -> None:
-    """Write a starter project: tunesmith.yaml, a data folder with a sample, and a short guide.
+    """Write a starter project: tunesmith.yaml, data/examples.jsonl with 48 starter examples, and a short guide.
     Nothing that exists is overwritten: an existing config or guide stops it before it writes anything."""
     from tunesmith.errors import TunesmithError
 
@@ -80,9 +142,9 @@ def init(directory: Path = typer.Argument(..., help="Folder to create the projec
     (directory / "data").mkdir(parents=True, exist_ok=True)
     cfg.write_text(STARTER_CONFIG, encoding="utf-8")
     (directory / "GUIDE.md").write_text(GUIDE, encoding="utf-8")
-    sample = directory / "data" / "sample.jsonl"
-    if not sample.exists():
-        sample.write_text("".join(json.dumps(r) + "\n" for r in SAMPLE), encoding="utf-8")
+    sample = directory / "data" / "examples.jsonl"
+    if not sample.exists():  # the user's own data is never replaced
+        sample.write_text("".join(json.dumps(r) + "\n" for r in starter_examples()), encoding="utf-8")
     console.print(f"Created [bold]{cfg}[/], {directory / 'GUIDE.md'} and {sample}.")
 
 

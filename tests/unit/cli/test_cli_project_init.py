@@ -134,4 +134,4 @@ def test_init_twice_changes_nothing(tmp_path):
     res = runner.invoke(app, ["init", str(project)])
     assert res.exit_code == 1 and "GUIDE.md already exists" in res.output
     assert (project / "GUIDE.md").read_text() == "my notes" and not (project / "tunesmith.yaml").exists()
-    assert first["data/sample.jsonl"] == _snapshot(project)["data/sample.jsonl"]
+    assert first["data/examples.jsonl"] == _snapshot(project)["data/examples.jsonl"]
