@@ -63,6 +63,12 @@ for _name in COMMAND_MODULES:
 def _root(
     ctx: typer.Context,
     version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+    verbose: bool = typer.Option(
+        False,
+        "--verbose",
+        help="Show the libraries' own warnings, log lines and progress bars (by default they go to "
+        "$TUNESMITH_HOME/logs/libraries.log).",
+    ),
 ) -> None:
     if version:
         from tunesmith import __version__
@@ -93,6 +99,10 @@ def main() -> None:
     """Console entry point. Usage errors are click's (exit 2, with the usage line); a TunesmithError is
     rendered by ``_Root.invoke`` (above) as message + hint with its exit code."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from tunesmith.cli.noise import quiet_libraries
+
+    # before any command imports a library; the option itself is declared on the root callback
+    quiet_libraries(verbose="--verbose" in sys.argv[1:])
     app()  # standalone mode: click prints usage errors and exits with their codes
 
 
