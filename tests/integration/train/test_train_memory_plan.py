@@ -80,12 +80,12 @@ def test_injected_out_of_memory_is_retried_with_half_the_micro_batch(tmp_path, t
     real = loop_mod.accumulate_gradients
     fired: list[int] = []
 
-    def flaky(engine, micro, rank=0, world=1):  # noqa: ANN001, ANN202
+    def flaky(engine, micro, *rest):  # noqa: ANN001, ANN002, ANN202
         if not fired and len(micro) == 1:
-            real(engine, micro, rank, world)  # partial gradients that the retry must drop
+            real(engine, micro, *rest)  # partial gradients that the retry must drop
             fired.append(micro[0].n_tokens)
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB (injected)")
-        return real(engine, micro, rank, world)
+        return real(engine, micro, *rest)
 
     clean = train(_cfg(tmp_path, toy_model_dir, "clean", "train.memory_budget_gb=16"))
     monkeypatch.setattr(loop_mod, "accumulate_gradients", flaky)
