@@ -304,8 +304,24 @@ def load_causal_lm(
         ) from exc
     if not load_in_4bit:
         model.to(device)
+    else:
+        keep_4bit_layout(model)
     model.eval()
     return model
+
+
+def keep_4bit_layout(model: Any) -> None:
+    """Keep bitsandbytes 4-bit weights in their standard layout on every CPU.
+
+    Why: bitsandbytes 0.50 repacks a ``Linear4bit`` weight for its AVX512-BF16 kernel on the first forward in
+    eval mode without gradients (``Linear4bit.forward``). The repack fails for layers narrower than a quant block
+    (``shape '[32, 0]' is invalid``) and leaves a layout that the next training forward cannot use, so a
+    QLoRA run that measures its hold-out loss before step 1 broke on CPUs with AVX512-BF16. Turning the
+    per-layer flag off keeps the same kernels that training uses (no effect on machines without the
+    instruction set, nor on GPUs)."""
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
 
 
 # --------------------------------------------------------------------------- inspection

@@ -82,7 +82,11 @@ def test_qlora_matches_naive(tiny_model_dir):
     from transformers import BitsAndBytesConfig
 
     q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32)
-    model = _lora(_model(tiny_model_dir, quantization_config=q, dtype=torch.float32))
+    from tunesmith.models.load import keep_4bit_layout
+
+    base = _model(tiny_model_dir, quantization_config=q, dtype=torch.float32)
+    keep_4bit_layout(base)  # as load_causal_lm does: no AVX512-BF16 repack of layers narrower than a block
+    model = _lora(base)
     batches = build_batches(
         _examples(model.config.vocab_size), batch_tokens=64, packing=True, seed=0, epoch=0
     )
