@@ -117,14 +117,18 @@ def fit(
     fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
     optimizer = torch.optim.AdamW(params, lr=plan.schedule.lr, weight_decay=t.weight_decay, fused=fused)
     scheduler = build_scheduler(optimizer, t.lr_scheduler, plan.schedule.warmup_steps, total_steps)
-    fingerprint = data_fingerprint(train)
+    # train and hold-out together: a changed hold-out row changes what the run measures (and may leak), so a
+    # resume on it is refused like one on changed training rows; ``legacy`` is what runs saved before the
+    # hold-out was included recorded (their resume still checks the training rows)
+    fingerprint = data_fingerprint(list(train) + list(holdout or []))
+    legacy = data_fingerprint(train)
     state = LoopState(data_fingerprint=fingerprint)
     if objective is not None:
         holdout = _WithObjective(holdout, objective)
     if resume_from is not None:
         state = load_checkpoint(resume_from, model, optimizer, scheduler)
         state.step_in_epoch = state.step_in_epoch or -(-state.micro_in_epoch // (t.grad_accum * world))
-        if state.data_fingerprint not in (None, fingerprint):
+        if state.data_fingerprint not in (None, fingerprint, legacy):
             raise TunesmithError(
                 f"Cannot resume from {resume_from}: the training data changed since the run started.",
                 "Restore the original data file, or start a new run.",
@@ -259,7 +263,7 @@ def accumulate_gradients(
 
 
 def data_fingerprint(examples: list[Tokenized]) -> str:
-    """A hash of the token ids and labels of the training set (its order included)."""
+    """A hash of the token ids and labels of ``examples`` (their order included): 16 hex digits."""
     import hashlib
 
     h = hashlib.sha256()
