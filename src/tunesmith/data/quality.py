@@ -86,10 +86,14 @@ class Normalized:
 
 
 def normalize_views(views: Sequence[View], shared: Sequence[sh.SharedItem] | None = None) -> Normalized:
-    """Factor out the shared content (found in ``views``, or ``shared`` from the training file when these
-    are hold-out views) and normalise the rest."""
+    """Factor out the shared content (found in ``views``; for hold-out views, ``shared`` from the training
+    file plus the hold-out's own, so a hold-out written with another system prompt is still compared on
+    its questions) and normalise the rest."""
     parts = [v.parts or (("input", v.input),) for v in views]
-    f = sh.factor(parts, sh.find_shared(parts) if shared is None else shared)
+    items = sh.find_shared(parts)
+    if shared is not None:
+        items = [*shared, *(i for i in items if i not in set(shared))]
+    f = sh.factor(parts, items)
     vary = normalize_many(f.vary)
     differ = [i for i, (a, b) in enumerate(zip(f.vary, f.question, strict=True)) if a is not b and a != b]
     question = list(vary)

@@ -19,8 +19,8 @@ from typing import Any
 from tunesmith.config import ProjectConfig, Task
 from tunesmith.data.formats import Columns, LoadedData, default_system_prompt, load_data, to_chat
 from tunesmith.data.quality import Finding
-from tunesmith.data.template_check import Example, check_template, refuse_template_findings
 from tunesmith.data.split import holdout_split
+from tunesmith.data.template_check import Example, check_template, refuse_template_findings
 from tunesmith.data.tokenize import Tokenized, tokenize_chat, tokenize_text
 from tunesmith.errors import TunesmithError
 
