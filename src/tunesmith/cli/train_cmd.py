@@ -167,32 +167,52 @@ def runs_list(
     runs_dir: Path | None = typer.Option(None, "--dir", help=_RUNS_DIR_HELP),
     as_json: bool = typer.Option(False, "--json", help="JSON output."),
 ) -> None:
-    """Every recorded run, oldest first."""
-    from rich.table import Table
+    """Every recorded run, oldest first; a run whose process died mid-training shows as interrupted."""
+    from rich.table import Column, Table
 
     from tunesmith.cli.render import console
-    from tunesmith.train.registry import RunRegistry
+    from tunesmith.train.registry import RunRegistry, shown_status
+    from tunesmith.train.runs import supports_resume
 
     records = RunRegistry(_runs_dir(runs_dir)).list()
+    statuses = [shown_status(r) for r in records]
     if as_json:
-        typer.echo(
-            json.dumps([{k: v for k, v in r.__dict__.items() if k != "summary"} for r in records], indent=1)
-        )
+        rows = [
+            {**{k: v for k, v in r.__dict__.items() if k != "summary"}, "status": st}
+            for r, st in zip(records, statuses, strict=True)
+        ]
+        typer.echo(json.dumps(rows, indent=1))
         return
-    # final_loss/best_loss come from each run's RunSummary (final_train_loss, best_val_loss)
-    table = Table("run", "method", "finetune", "base", "status", "created", "train loss", "best hold-out")
-    for r in records:
+    # final_loss/best_loss come from each run's RunSummary (final_train_loss, best_val_loss).
+    # 80 columns: the run id and the status are never cut (the id is what `eval`, `runs show` and --resume
+    # need); method + finetune and the base model go on lines under the id; the other columns wrap.
+    width = max((len(r.run_id) for r in records), default=3)
+    table = Table(
+        Column("run", no_wrap=True, min_width=width),
+        Column("status", no_wrap=True),
+        Column("created", overflow="fold"),
+        Column("train loss", overflow="fold"),
+        Column("best hold-out", overflow="fold"),
+    )
+    for r, st in zip(records, statuses, strict=True):
         table.add_row(
-            r.run_id,
-            r.method,
-            r.finetune,
-            r.base_model,
-            r.status,
+            f"{r.run_id}\n[dim]{r.method} {r.finetune}\n{r.base_model}[/]",
+            st,
             time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created_at)),
             _f(r.final_loss),
             _f(r.best_loss),
         )
     console.print(table if records else "no runs recorded yet")
+    for r, st in zip(records, statuses, strict=True):
+        if st == "interrupted":
+            how = (
+                f"continue with: tunesmith train {Path(r.run_dir) / 'config.resolved.yaml'} --resume {r.run_dir}"
+                if supports_resume(r.method)
+                else "its method cannot be resumed; start a new run"
+            )
+            console.print(
+                f"{r.run_id}: interrupted (its process is gone without finishing); {how}", soft_wrap=True
+            )
 
 
 @runs_app.command("show")

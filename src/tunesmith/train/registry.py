@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
+import socket
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -24,6 +26,7 @@ from tunesmith.errors import TunesmithError
 from tunesmith.results.run import RunSummary, run_summary_from_dict
 
 REGISTRY_FILE = "registry.sqlite"
+PID_FILE = "run.pid"  # "<pid> <host>" of the process training the run, written when the run is recorded
 
 MIGRATIONS: list[str] = [
     # 1: the runs table
@@ -57,7 +60,7 @@ class RunRecord:
     method: str
     finetune: str
     base_model: str
-    status: str  # running | completed | stopped | failed
+    status: str  # running | completed | stopped | failed (as recorded; shown_status adds interrupted)
     created_at: float
     finished_at: float | None
     final_loss: float | None  # the summary's final_train_loss
@@ -103,6 +106,10 @@ class RunRegistry:
             conn.close()
 
     def add(self, run_id: str, run_dir: Path, method: str, finetune: str, base_model: str) -> None:
+        """Record a run as ``running`` and note this process in ``<run_dir>/run.pid``, so that a run whose
+        process died without finishing (killed by the OS, power loss) can be shown as ``interrupted``."""
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        (Path(run_dir) / PID_FILE).write_text(f"{os.getpid()} {socket.gethostname()}\n", encoding="utf-8")
         with self._db() as conn:
             conn.execute(
                 "INSERT INTO runs (run_id, run_dir, method, finetune, base_model, status, created_at)"
@@ -148,6 +155,28 @@ class RunRegistry:
     def remove(self, run_id: str) -> None:
         with self._db() as conn:
             conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+
+
+def shown_status(rec: RunRecord) -> str:
+    """The status to show: ``interrupted`` for a run recorded as ``running`` whose process (from
+    ``run.pid``, on this host) no longer exists; otherwise the recorded status. A run without a readable pid
+    file, or trained on another host, is shown as recorded (its process cannot be checked from here)."""
+    if rec.status != "running":
+        return rec.status
+    try:
+        pid_text, host = (Path(rec.run_dir) / PID_FILE).read_text(encoding="utf-8").split()
+        pid = int(pid_text)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return rec.status
+    if host != socket.gethostname() or pid <= 0:
+        return rec.status
+    try:
+        os.kill(pid, 0)  # signal 0: only checks that the process exists
+    except ProcessLookupError:
+        return "interrupted"
+    except (PermissionError, OverflowError):  # exists, owned by someone else; or a garbled number
+        return rec.status
+    return rec.status
 
 
 _COLUMNS = "run_id, run_dir, method, finetune, base_model, status, created_at, finished_at, final_loss, best_loss, summary_json"
