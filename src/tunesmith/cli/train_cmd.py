@@ -243,14 +243,14 @@ def runs_rm(
 ) -> None:
     """Delete a run folder and its registry record."""
     from tunesmith.cli.render import console
-    from tunesmith.train.registry import RunRegistry
+    from tunesmith.train.registry import RunRegistry, shown_status
 
     registry = RunRegistry(_runs_dir(runs_dir))
     r = registry.get(run_id)
-    if r.status == "running":
+    if shown_status(r) == "running":  # an interrupted run (its process gone) may be removed
         raise TunesmithError(
             f"Run {run_id} is recorded as running.",
-            "Stop it first (Ctrl-C or the server's cancel); a crashed run shows as running until resumed.",
+            "Stop it first (Ctrl-C or the server's cancel).",
         )
     folder = Path(r.run_dir)
     if not yes and not typer.confirm(f"Delete {folder}?"):
@@ -261,9 +261,34 @@ def runs_rm(
     console.print(f"removed {run_id}")
 
 
+def run_system_prompt(run_dir: Path) -> str | None:
+    """The system prompt a run was trained with: ``data.system_prompt`` of its ``config.resolved.yaml``,
+    else the one generated from its training data (classification and extraction tables get one; see
+    ``data.formats.default_system_prompt``). None when the run had none, or its config or data cannot be
+    read any more (chat then starts without one)."""
+    from tunesmith.config import load_config
+    from tunesmith.data.formats import Columns, default_system_prompt, load_data
+
+    cfg_file = run_dir / "config.resolved.yaml"
+    if not cfg_file.is_file():
+        return None
+    try:
+        d = load_config(cfg_file).data
+        if d.system_prompt or d.train is None:
+            return d.system_prompt
+        loaded = load_data(d.train, d.task, Columns(d.text_field, d.label_field, d.fields_field))
+        return default_system_prompt(loaded.rows, loaded.task) if loaded.task else None
+    except (TunesmithError, OSError):
+        return None
+
+
 def chat_command(
     target: str = typer.Argument(..., help="A run folder (runs/<id>), a model folder or a model alias."),
-    system: str | None = typer.Option(None, "--system", help="System prompt."),
+    system: str | None = typer.Option(
+        None,
+        "--system",
+        help="System prompt (default for a run folder: the one the run was trained with; --system '' for none).",
+    ),
     max_tokens: int = typer.Option(256, "--max-tokens", help="Answer length limit."),
     temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy."),
 ) -> None:
@@ -280,6 +305,10 @@ def chat_command(
     )
     model, tokenizer = load_for_inference(None, path) if is_run else load_for_inference(target)
     settings = GenerationSettings(max_tokens=max_tokens, temperature=temperature)
+    if is_run and system is None:
+        system = run_system_prompt(path)
+        if system:
+            console.print(f"system prompt (the run's): {escape(system)}", soft_wrap=True)
     history: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
     console.print(f"chatting with [cyan]{target}[/]; /reset clears the history, /exit quits")
     while True:

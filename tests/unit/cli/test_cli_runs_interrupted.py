@@ -66,3 +66,15 @@ def test_a_run_from_another_host_or_without_pid_file_keeps_its_recorded_status(t
     (runs / "old" / PID_FILE).unlink()  # runs recorded before run.pid existed
     listed = json.loads(runner.invoke(app, ["runs", "list", "--dir", str(runs), "--json"]).output)
     assert {r["run_id"]: r["status"] for r in listed} == {"elsewhere": "running", "old": "running"}
+
+
+def test_an_interrupted_run_can_be_removed_a_live_one_cannot(tmp_path):
+    runs = tmp_path / "runs"
+    reg = RunRegistry(runs)
+    reg.add("dead", runs / "dead", "sft", "lora", "tiny")
+    (runs / "dead" / PID_FILE).write_text(f"{_dead_pid()} {socket.gethostname()}\n")
+    reg.add("alive", runs / "alive", "sft", "lora", "tiny")
+    assert runner.invoke(app, ["runs", "rm", "dead", "--yes", "--dir", str(runs)]).exit_code == 0
+    assert not (runs / "dead").exists()
+    res = runner.invoke(app, ["runs", "rm", "alive", "--yes", "--dir", str(runs)])
+    assert res.exit_code == 1 and "recorded as running" in res.output and (runs / "alive").exists()
