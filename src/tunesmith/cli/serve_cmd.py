@@ -81,6 +81,8 @@ def serve(
                 f"--base-model {b}: not an alias or an existing model folder.",
                 "Pass a local folder saved with save_pretrained.",
             )
+    # the id a folder is served under is its path as typed, tidied: `merged/` and `./merged` are `merged`
+    base_model = [str(Path(b)) if Path(b).is_dir() else b for b in base_model]
     _check_port(host, port)
     settings = ServeSettings(
         data_dir=data_dir,
