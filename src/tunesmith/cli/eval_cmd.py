@@ -138,26 +138,27 @@ def render_report(report: EvalReport) -> None:
     from rich.table import Table
 
     cands = report.candidates
+    # Vertical layout (issue 17): one column per candidate, one row per metric, so that at 80 columns a
+    # candidate's name is never cut (base:zero-shot and base:few-shot must stay apart); names never wrap.
     if report.task == "preference":
         n_pairs = report.preference.n_pairs if report.preference else report.n
-        table = Table(title=f"preference: {n_pairs} pairs")
-        table.add_column("candidate")
-        keys = sorted({k for c in cands.values() for k in c.numbers()})
-        for k in keys:
-            table.add_column(k, justify="right")
-        for name, c in cands.items():
-            table.add_row(name, *[_fmt(c.metric(k)) for k in keys])
-        console.print(table)
+        rows = [(k, k, 3) for k in sorted({k for c in cands.values() for k in c.numbers()})]
+        title = f"preference: {n_pairs} pairs"
     else:
         keys = [k for k in report.headline if any(c.metric(k) is not None for c in cands.values())]
-        table = Table(title=f"{report.task}: {report.n} hold-out examples")
-        table.add_column("candidate")
-        for k in [*keys, "p50 ms", "p95 ms", "tok/s", "$/1k req"]:
-            table.add_column(k, justify="right")
-        for name, c in cands.items():
-            table.add_row(name, *[_fmt(c.metric(k)) for k in keys], _fmt(c.metric("latency_ms.p50"), 0), _fmt(c.metric("latency_ms.p95"), 0),
-                          _fmt(c.metric("tokens_per_s"), 1), _fmt(c.metric("cost_per_1k_requests_usd"), 4))  # fmt: skip
-        console.print(table)
+        rows = [(k, k, 3) for k in keys] + [
+            ("latency p50", "latency_ms.p50", "ms"),
+            ("latency p95", "latency_ms.p95", "ms"),
+            ("tokens/s", "tokens_per_s", 1),
+            ("$ per 1k requests", "cost_per_1k_requests_usd", 4),
+        ]
+        title = f"{report.task}: {report.n} hold-out examples"
+    table = Table("metric", title=title)
+    for name in cands:
+        add_name_column(table, name, justify="right")
+    for label, key, fmt in rows:
+        table.add_row(label, *[_fmt_metric(c.metric(key), fmt) for c in cands.values()])
+    console.print(table)
     if report.applied is not None and report.task != "preference":
         console.print(f"metrics: {report.applied.reason}", highlight=False)
     for r in report.gate.rules:
@@ -166,7 +167,19 @@ def render_report(report: EvalReport) -> None:
 
 
 def _fmt(x: Any, digits: int = 3) -> str:
-    return "-" if not isinstance(x, int | float) else f"{x:.{digits}f}"
+    return "-" if not isinstance(x, int | float) else f"{x:,.{digits}f}"
+
+
+def _fmt_metric(x: Any, fmt: int | str) -> str:
+    """A metric cell: ``fmt`` digits, or ``"ms"`` for a latency (whole milliseconds, thousands separated)."""
+    if fmt == "ms":
+        return "-" if not isinstance(x, int | float) else f"{x:,.0f} ms"
+    return _fmt(x, int(fmt))
+
+
+def add_name_column(table: Any, name: str, **kw: Any) -> None:
+    """Add a column headed by a candidate's or run's name: the header is never cut or wrapped."""
+    table.add_column(name, no_wrap=True, min_width=len(name), **kw)
 
 
 def compare_cmd(
@@ -180,15 +193,35 @@ def compare_cmd(
     from tunesmith.eval.compare import compare
 
     comp = compare(list(paths))
-    table = Table()
-    table.add_column("metric")
-    for c in comp.columns:
-        table.add_column(c, justify="right")
-    for key, vals in comp.rows:
-        table.add_row(
-            key, *[_fmt(v) if isinstance(v, float) else ("-" if v is None else str(v)) for v in vals]
-        )
-    console.print(table)
+    cells = [
+        [
+            _fmt_metric(v, "ms" if key.startswith("latency_ms") else 3)
+            if isinstance(v, float)
+            else ("-" if v is None else str(v))
+            for v in vals
+        ]
+        for key, vals in comp.rows
+    ]
+    # As many report columns per table as fit the terminal; the rest follow in further tables, so that a
+    # column's name (which report, which candidate) is never cut.
+    key_width = min(max((len(k) for k, _ in comp.rows), default=6), 32) + 3
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) + 3 for i, c in enumerate(comp.columns)]
+    groups: list[list[int]] = [[]]
+    used = key_width + 1
+    for i, w in enumerate(widths):
+        if groups[-1] and used + w > console.width:
+            groups.append([])
+            used = key_width + 1
+        groups[-1].append(i)
+        used += w
+    for group in groups:
+        table = Table()
+        table.add_column("metric", overflow="fold")
+        for i in group:
+            add_name_column(table, comp.columns[i], justify="right")
+        for (key, _), row in zip(comp.rows, cells, strict=True):
+            table.add_row(key, *[row[i] for i in group])
+        console.print(table)
 
 
 def demo_cmd(
@@ -217,15 +250,15 @@ def demo_cmd(
     table = Table(title="Prompted baseline vs fine-tuned (hold-out)")
     table.add_column("")
     for name in cands:
-        table.add_column(name, justify="right")
+        add_name_column(table, name, justify="right")
     for label, get in [
         ("accuracy (answer)", lambda c: _fmt(c.metric("accuracy"))),
         ("accuracy (label log-likelihood)", lambda c: _fmt(c.metric("label_scoring.accuracy"))),
         ("macro-F1", lambda c: _fmt(c.metric("macro_f1"))),
         ("consistency", lambda c: _fmt(c.metric("consistency"))),
         (
-            "latency p50 / p95 ms",
-            lambda c: f"{_fmt(c.metric('latency_ms.p50'), 0)} / {_fmt(c.metric('latency_ms.p95'), 0)}",
+            "latency p50 / p95",
+            lambda c: f"{_fmt(c.metric('latency_ms.p50'), 0)} / {_fmt(c.metric('latency_ms.p95'), 0)} ms",
         ),
         ("$ per 1k requests", lambda c: _fmt(c.metric("cost_per_1k_requests_usd"), 4)),
     ]:
