@@ -110,6 +110,7 @@ def _eval(
 
     if not Path(data).exists():
         raise UsageError(f"--data {data} does not exist.", "Pass the hold-out file.")
+    _preflight(out, adapter, reward)
     cfg = load_config(config)
     settings = cfg.eval.model_copy(update={"require": [*cfg.eval.require, *require]})
     if max_examples is not None:
@@ -132,6 +133,22 @@ def _eval(
         raise TunesmithError(
             "The release gate failed (see the rules above).", "Improve the model or adjust --require."
         )
+
+
+def _preflight(out: Path, adapter: Path | None, reward: Path | None) -> None:
+    """Checks that take milliseconds, run before minutes of baseline generation: the runs to evaluate hold
+    saved weights, and the report folder is not a file. Raises TunesmithError naming the problem."""
+    from tunesmith.models.inference import locate_run_weights
+
+    for flag, run in (("--adapter", adapter), ("--reward", reward)):
+        if run is not None:
+            if not Path(run).is_dir():
+                raise UsageError(
+                    f"{flag} {run} is not a folder.", "Pass runs/<id> (see `tunesmith runs list`)."
+                )
+            locate_run_weights(Path(run))
+    if Path(out).exists() and not Path(out).is_dir():
+        raise UsageError(f"--out {out} is a file.", "Pass a folder for the report.")
 
 
 def render_report(report: EvalReport) -> None:

@@ -1,0 +1,52 @@
+"""Issue 17: `tunesmith eval --adapter RUN` on a run folder with no saved weights fails at once, before any
+baseline work starts (it used to spend minutes on the prompted baselines first)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from tunesmith.cli.main import app
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def no_eval_work(monkeypatch):  # noqa: ANN201
+    import tunesmith.eval.run as eval_run
+
+    started: list = []
+    monkeypatch.setattr(
+        eval_run, "run", lambda *a, **k: started.append(a) or pytest.fail("eval work started")
+    )
+    return started
+
+
+def _data(tmp_path):  # noqa: ANN202
+    f = tmp_path / "holdout.jsonl"
+    f.write_text(json.dumps({"text": "x", "label": "a"}) + "\n", encoding="utf-8")
+    return f
+
+
+@pytest.mark.parametrize("flag", ["--adapter", "--reward"])
+def test_eval_on_a_run_without_weights_fails_before_any_work(tmp_path, no_eval_work, flag):
+    run = tmp_path / "runs" / "stopped-early"
+    (run / "checkpoints").mkdir(parents=True)  # a run folder, but nothing saved to evaluate
+    args = ["eval", "--data", str(_data(tmp_path)), "--out", str(tmp_path / "report"), flag, str(run)]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code != 0 and "holds no adapter/ or model/ folder" in res.output, res.output
+    assert not no_eval_work and not (tmp_path / "report").exists()
+
+
+def test_eval_refuses_a_missing_run_folder_and_an_out_that_is_a_file(tmp_path, no_eval_work):
+    data = str(_data(tmp_path))
+    res = CliRunner().invoke(
+        app, ["eval", "--data", data, "--out", str(tmp_path / "r"), "--adapter", "runs/nope"]
+    )
+    assert res.exit_code == 2 and "--adapter runs/nope is not a folder" in res.output, res.output
+    (tmp_path / "afile").write_text("keep me")
+    res = CliRunner().invoke(app, ["eval", "--data", data, "--out", str(tmp_path / "afile")])
+    assert res.exit_code == 2 and "is a file" in res.output and (tmp_path / "afile").read_text() == "keep me"
+    assert not no_eval_work
