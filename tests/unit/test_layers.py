@@ -29,6 +29,7 @@ BASE = {
     "yamlsafe": {"errors", "textio"},
     "config": {"errors", "paths", "textio", "yamlsafe"},
     "allocator": {"errors", "paths"},
+    "progress": set(),  # the one progress helper for long steps (issue 17)
     "results": {"errors", "paths", "textio", "config"},
     "__init__": set(),  # tunesmith/__init__.py (the version)
 }

@@ -103,7 +103,12 @@ def main() -> None:
 
     # before any command imports a library; the option itself is declared on the root callback
     quiet_libraries(verbose="--verbose" in sys.argv[1:])
-    app()  # standalone mode: click prints usage errors and exits with their codes
+    from tunesmith.cli.progress_view import ProgressLines
+    from tunesmith.cli.render import console
+    from tunesmith.progress import use_sink
+
+    with use_sink(ProgressLines(console)):  # long steps (conversion, generation) report count and ETA
+        app()  # standalone mode: click prints usage errors and exits with their codes
 
 
 if __name__ == "__main__":

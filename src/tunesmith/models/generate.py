@@ -134,14 +134,18 @@ def generate_from_ids(
         raise TunesmithError(
             "An empty prompt was given to generate.", "Every prompt needs at least one token."
         )
+    from tunesmith.progress import step
+
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     out: list[Generation | None] = [None] * len(prompts)
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        for i, gen in zip(
-            idx, _generate_batch(model, tokenizer, [prompts[i] for i in idx], settings), strict=True
-        ):
-            out[i] = gen
+    with step("generating answers", len(prompts)) as progress:
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            for i, gen in zip(
+                idx, _generate_batch(model, tokenizer, [prompts[i] for i in idx], settings), strict=True
+            ):
+                out[i] = gen
+            progress.advance(len(idx))
     return [g for g in out if g is not None]
 
 

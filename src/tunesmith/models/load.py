@@ -184,7 +184,10 @@ def ensure_smollm2() -> Path:
             return target
         tmp = target.parent / f".{SMOLLM2}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
-        _convert_gguf(smollm2_gguf(), tmp)
+        from tunesmith.progress import step
+
+        with step("converting SmolLM2-135M to an fp32 safetensors copy (once; later loads are fast)"):
+            _convert_gguf(smollm2_gguf(), tmp)
         (tmp / ".complete").write_text(time.strftime("%Y-%m-%dT%H:%M:%S"))
         shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
