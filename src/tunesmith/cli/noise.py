@@ -22,6 +22,7 @@ LIBRARY_LOGGERS = (
     "sentence_transformers",
 )
 PROGRESS_ENV = {
+    "TQDM_DISABLE": "1",  # tqdm >= 4.66 reads TQDM_* defaults: bars made with plain tqdm (GGUF conversion)
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
     "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
     "TRANSFORMERS_VERBOSITY": "error",

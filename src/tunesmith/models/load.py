@@ -186,7 +186,7 @@ def ensure_smollm2() -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         from tunesmith.progress import step
 
-        with step("converting SmolLM2-135M to an fp32 safetensors copy (once; later loads are fast)"):
+        with step("converting SmolLM2-135M for its first use (once)"):
             _convert_gguf(smollm2_gguf(), tmp)
         (tmp / ".complete").write_text(time.strftime("%Y-%m-%dT%H:%M:%S"))
         shutil.rmtree(target, ignore_errors=True)

@@ -21,7 +21,7 @@ NOISE = ("kernels-community", "FutureWarning", "DeprecationWarning", "it/s]", "%
 
 def _train(project, home, *pre: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "TUNESMITH_HOME": str(home), "OMP_NUM_THREADS": "1"}
-    for key in ("HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_VERBOSITY", "PYTHONWARNINGS"):
+    for key in ("HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_VERBOSITY", "PYTHONWARNINGS", "TQDM_DISABLE"):
         env.pop(key, None)
     cmd = [sys.executable, "-m", "tunesmith", *pre, "train", "tunesmith.yaml", "model.name=tiny"]
     cmd += ["train.max_steps=2"]
