@@ -47,6 +47,9 @@ def test_line_view_throttles_and_shows_eta_and_the_end():
         for _ in range(10):  # 100 answers per second of fake time
             clock.t += 1
             s.advance(100)
+    with use_sink(view), step("a quick step", 9, clock=clock) as s:
+        clock.t += 0.5
+        s.advance(9)  # done in under every_s: no line at all
     with use_sink(view), step("converting the model", clock=clock):
         clock.t += 27
     lines = out.getvalue().splitlines()

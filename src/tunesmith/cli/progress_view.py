@@ -1,6 +1,6 @@
 """How the CLI shows :mod:`tunesmith.progress` steps: plain lines (they coexist with rich status spinners
 and training bars, and read well in logs). A counted step prints its count, elapsed time and ETA at most
-every ``every_s`` seconds of the step and when it completes; a step of unknown length prints when it starts
+every ``every_s`` seconds of the step, and when it completes if it took that long (a quick step prints nothing); a step of unknown length prints when it starts
 and how long it took. Installed for every command by ``cli.main.main``."""
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ class ProgressLines:
             if e.total is None:  # a counted step's last line is its full count
                 self.console.print(f"{e.name}: done in {_dur(e.elapsed_s)}", highlight=False)
             return
-        if e.total and (e.done >= e.total or e.elapsed_s - self._last.get(e.name, 0.0) >= self.every_s):
+        since = e.elapsed_s - self._last.get(e.name, 0.0)
+        if e.total and (since >= self.every_s or (e.done >= e.total and e.elapsed_s >= self.every_s)):
             self._last[e.name] = e.elapsed_s
             eta = e.eta_s
             left = f", about {_dur(eta)} left" if eta is not None and e.done < e.total else ""
