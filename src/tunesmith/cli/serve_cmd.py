@@ -153,18 +153,38 @@ def logs_stats(
     data_dir: Path = typer.Option(Path("tunesmith-data"), help="The server's data folder."),
 ) -> None:
     """Per-model request volume and latency from the logged requests."""
-    from rich.table import Table
+    from rich.markup import escape
+    from rich.table import Column, Table
 
     from tunesmith.serve.monitor import log_stats
 
-    table = Table("model", "requests", "completion tokens", "p50 ms", "p95 ms")
-    for s in log_stats(_store(data_dir)):
+    stats = log_stats(_store(data_dir))
+    # the model id is never cut (it is what a client sends); the number columns wrap
+    width = max((len(s["model"]) for s in stats), default=5)
+    if width + 56 > console.width:  # too narrow for a table: one block per model
+        for s in stats:
+            console.print(f"[bold]{escape(s['model'])}[/]", highlight=False, soft_wrap=True)
+            console.print(
+                f"  {s['requests']:,} requests, {s['completion_tokens']:,} completion tokens, "
+                f"latency p50 {s['p50_ms']:,.0f} ms, p95 {s['p95_ms']:,.0f} ms",
+                highlight=False,
+            )
+        return
+    num = {"justify": "right", "overflow": "fold"}
+    table = Table(
+        Column("model", no_wrap=True, min_width=width),
+        Column("requests", **num),
+        Column("completion tokens", **num),
+        Column("latency p50", **num),
+        Column("latency p95", **num),
+    )
+    for s in stats:
         table.add_row(
             s["model"],
-            str(s["requests"]),
-            str(s["completion_tokens"]),
-            f"{s['p50_ms']:.0f}",
-            f"{s['p95_ms']:.0f}",
+            f"{s['requests']:,}",
+            f"{s['completion_tokens']:,}",
+            f"{s['p50_ms']:,.0f} ms",
+            f"{s['p95_ms']:,.0f} ms",
         )
     console.print(table)
 

@@ -69,3 +69,28 @@ def test_compare_keeps_report_names_whole_at_80_columns(narrow, tmp_path):
     expected = [f"{r}:{c}" for r in ("zero", "few") for c in DEMO_NAMES]
     assert names == expected, res.output  # 2 reports x 3 candidates, whole, over as many tables as fit
     assert "68,151 ms" in res.output
+
+
+def test_logs_stats_keeps_model_ids_whole_at_80_columns(narrow, tmp_path, monkeypatch):
+    import tunesmith.serve.monitor as monitor
+
+    model = "ft:smollm2-135m-instruct:20261129-155913-sft-lora-2"
+    (tmp_path / "tunesmith.db").write_bytes(b"")
+    monkeypatch.setattr("tunesmith.serve.store.Store", lambda db: object())
+    row = {
+        "model": model,
+        "requests": 12345,
+        "completion_tokens": 987654,
+        "p50_ms": 68150.66,
+        "p95_ms": 71234.5,
+    }
+    monkeypatch.setattr(monitor, "log_stats", lambda store: [row])
+    res = CliRunner().invoke(app, ["logs", "stats", "--data-dir", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert model in res.output and "…" not in res.output, res.output
+    assert max(len(line) for line in res.output.splitlines()) <= 80, res.output
+    assert "12,345 requests" in res.output and "p50 68,151 ms" in res.output, res.output
+    row["model"] = "ft:smollm2:run-1"  # short ids: the table
+    res = CliRunner().invoke(app, ["logs", "stats", "--data-dir", str(tmp_path)])
+    assert res.exit_code == 0 and "ft:smollm2:run-1" in res.output and "…" not in res.output, res.output
+    assert "68,151 ms" in res.output and max(len(line) for line in _table_lines(res.output)) <= 80, res.output
