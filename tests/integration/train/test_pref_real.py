@@ -29,7 +29,7 @@ def _cfg(tmp: Path, method: str, *overrides: str) -> ProjectConfig:
         [
             "model.name=smollm2-135m-instruct",
             f"data.train={train_file}",
-            f"data.holdout={hold_file}",
+            *([f"data.holdout={hold_file}"] if method != "ppo" else []),  # ppo keeps its own probe prompts
             "data.max_seq_len=96",
             f"train.method={method}",
             "train.batch_size=4",

@@ -50,7 +50,7 @@ def test_smollm2_lora_adapter_reloads_with_plain_peft(tmp_path: Path, smollm2_di
     )
     result = train(cfg)
     s = result.summary
-    assert s.status == "completed" and s.steps == 2 and s.extras.lr == 2e-4  # the LoRA default
+    assert s.status == "completed" and s.steps == 2 and s.extras.lr == 5e-4  # the rule: adapters < 1B params
     assert math.isfinite(s.final_train_loss) and math.isfinite(s.final_val_loss)
     assert s.tokens_trained > 0
 
