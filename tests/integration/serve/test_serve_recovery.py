@@ -91,7 +91,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _serve(data_dir: Path, port: int) -> subprocess.Popen:
+def _serve(data_dir: Path, port: int, overrides: list[str] = OVERRIDES) -> subprocess.Popen:
     cmd = [
         sys.executable,
         "-m",
@@ -104,7 +104,7 @@ def _serve(data_dir: Path, port: int) -> subprocess.Popen:
         "--concurrency",
         "1",
     ]
-    for o in OVERRIDES:
+    for o in overrides:
         cmd += ["--train-override", o]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -118,9 +118,17 @@ def _serve(data_dir: Path, port: int) -> subprocess.Popen:
     return proc
 
 
+# Long enough that the kill lands while the job trains (6 tiny steps can finish between two polls of a
+# loaded machine, and the test would then kill an idle server).
+RESTART_STEPS = 40
+RESTART_OVERRIDES = [
+    f"train.max_steps={RESTART_STEPS}" if o.startswith("train.max_steps=") else o for o in OVERRIDES
+]
+
+
 def test_kill_server_mid_training_restart_finishes_the_job(tmp_path: Path) -> None:
     data_dir, port = tmp_path / "data", _free_port()
-    server = _serve(data_dir, port)
+    server = _serve(data_dir, port, RESTART_OVERRIDES)
     try:
         client = openai.OpenAI(
             base_url=f"http://127.0.0.1:{port}/v1",
@@ -131,15 +139,24 @@ def test_kill_server_mid_training_restart_finishes_the_job(tmp_path: Path) -> No
         f = client.files.create(file=("add.jsonl", add_lines(16)), purpose="fine-tune")
         job = client.fine_tuning.jobs.create(model="tiny", training_file=f.id, seed=3, hyperparameters=HYPER)
         store = Store(data_dir / "tunesmith.db")
-        wait_for(lambda: _checkpoint_at_least(store, job.id, 2), 180, "a first checkpoint")
-        worker = store.get_job(job.id)["worker_pid"]
+        worker = (
+            wait_for(  # the pid read with the state it belongs to: a running job past its first checkpoint
+                lambda: (
+                    (j := store.get_job(job.id))["status"] == "running"
+                    and _checkpoint_at_least(store, job.id, 2)
+                    and j["worker_pid"]
+                ),
+                180,
+                "a first checkpoint of the running job",
+            )
+        )
         server.send_signal(signal.SIGKILL)
         server.wait(timeout=10)
         wait_for(
             lambda: not _alive(worker), 10, "the worker to die with its server"
         )  # no orphan keeps training
         assert store.get_job(job.id)["status"] == "running"  # what a crash leaves behind
-        server = _serve(data_dir, port)
+        server = _serve(data_dir, port, RESTART_OVERRIDES)
         done = wait_for(
             lambda: (j := client.fine_tuning.jobs.retrieve(job.id)).status in ("succeeded", "failed") and j,
             240,
@@ -149,7 +166,7 @@ def test_kill_server_mid_training_restart_finishes_the_job(tmp_path: Path) -> No
         msgs = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=100)]
         assert any(m.startswith("Job restarted (attempt 2) from step") for m in msgs)
         step, loss = final_train_loss(store, job.id)
-        assert step == 6 and loss > 0
+        assert step == RESTART_STEPS and loss > 0
         r = client.chat.completions.create(
             model=done.fine_tuned_model,
             messages=[{"role": "user", "content": "add 1 2"}],
