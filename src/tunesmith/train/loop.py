@@ -79,6 +79,28 @@ class FitResult:
     weights_from: str  # "final" or "best (step N)"
     plan: dict[str, Any] | None = None  # the run's plan as followed (plan.describe), measured peak included
 
+    def summary_fields(self, n_train: int, n_holdout: int, resume_from: Path | None) -> dict[str, Any]:
+        """The ``RunSummary`` fields every method on this loop reports (steps, losses, tokens, examples); the
+        method adds its ``extras``."""
+        s = self.state
+        return {
+            "steps": s.step,
+            "total_steps": self.total_steps,
+            "epochs_completed": s.epoch,
+            "first_train_loss": s.first_loss,
+            "final_train_loss": s.last_loss,
+            "best_train_loss": s.best_loss,
+            "first_val_loss": s.first_val,
+            "final_val_loss": s.last_val,
+            "best_val_loss": s.best_val,
+            "best_step": s.best_step,
+            "tokens_trained": s.tokens_trained,
+            "tokens_seen": s.tokens_seen,
+            "train_examples": n_train,
+            "holdout_examples": n_holdout,
+            "resumed_from": str(resume_from) if resume_from is not None else None,
+        }
+
 
 def fit(
     model: Any,
@@ -109,7 +131,11 @@ def fit(
     plan = plan or make_plan(cfg, train, world)
     total_steps = plan.schedule.total_steps
     micro = MicroBatcher(
-        plan.memory, packing=t.packing, world=world, step_tokens=math.ceil(plan.step_tokens / world), emit=emit
+        plan.memory,
+        packing=t.packing,
+        world=world,
+        step_tokens=math.ceil(plan.step_tokens / world),
+        emit=emit,
     )
     params = [p for p in unwrap(model).parameters() if p.requires_grad]
     # fused AdamW: one kernel over all parameters; on this CPU a full fine-tune step of SmolLM2's 135M
@@ -191,7 +217,9 @@ def fit(
     return replace(result, plan=describe(plan.schedule, micro.finish()))
 
 
-def epoch_steps(train: list[Tokenized], cfg: ProjectConfig, plan: TrainPlan, epoch: int, world: int) -> list[Step]:
+def epoch_steps(
+    train: list[Tokenized], cfg: ProjectConfig, plan: TrainPlan, epoch: int, world: int
+) -> list[Step]:
     """The optimizer steps of ``epoch`` (a pure function of the data, the plan's step size and the seed)."""
     t = cfg.train
     return build_steps(

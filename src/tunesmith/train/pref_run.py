@@ -232,21 +232,7 @@ def summarize(
         )
     return {
         "base_model": base_model(cfg),
-        "steps": s.step,
-        "total_steps": result.total_steps,
-        "epochs_completed": s.epoch,
-        "first_train_loss": s.first_loss,
-        "final_train_loss": s.last_loss,
-        "best_train_loss": s.best_loss,
-        "first_val_loss": s.first_val,
-        "final_val_loss": s.last_val,
-        "best_val_loss": s.best_val,
-        "best_step": s.best_step,
-        "tokens_trained": s.tokens_trained,
-        "tokens_seen": s.tokens_seen,
-        "train_examples": len(train),
-        "holdout_examples": len(holdout),
-        "resumed_from": str(resume_from) if resume_from is not None else None,
+        **result.summary_fields(len(train), len(holdout), resume_from),
         "extras": extras,
     }
 
