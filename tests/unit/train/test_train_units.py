@@ -205,31 +205,6 @@ def _cfg(tmp_path: Path, *overrides: str):
     return load_config(None, ["model.name=tiny", f"train.output_dir={tmp_path / 'runs'}", *overrides])
 
 
-def test_memory_guard_refuses_with_the_estimate(tmp_path: Path, tiny_model_dir: Path) -> None:
-    from tunesmith.train.guards import check_memory
-
-    cfg = _cfg(tmp_path, "train.finetune=full")
-    est = check_memory(cfg, tiny_model_dir, available=64 * 2**30)
-    with pytest.raises(TunesmithError, match=r"needs about [\d,]+ MiB .* only 100 MiB is available") as info:
-        check_memory(cfg, tiny_model_dir, available=100 * 2**20)
-    assert "lora" in info.value.hint and est.total > 100 * 2**20
-
-
-def test_memory_estimate_orders_finetune_modes(tmp_path: Path) -> None:
-    from tunesmith.train.guards import estimate_training_memory
-
-    conf = {"hidden_size": 576, "num_hidden_layers": 30, "intermediate_size": 1536}
-    n = 135_000_000
-    full, lora, qlora = (
-        estimate_training_memory(conf, n, _cfg(tmp_path, f"train.finetune={m}"))
-        for m in ("full", "lora", "qlora")
-    )
-    assert full.weights + full.optimizer == 16 * n
-    assert qlora.weights < lora.weights == full.weights and lora.optimizer < full.optimizer / 10
-    ckpt_cfg = _cfg(tmp_path, "train.gradient_checkpointing=true")
-    assert estimate_training_memory(conf, n, ckpt_cfg).activations < lora.activations
-
-
 def test_existing_run_folder_and_unwritable_output_are_refused(tmp_path: Path) -> None:
     from tunesmith.train.runs import check_new_run_dir
 
