@@ -4,7 +4,8 @@ A side is a number or ``<candidate>.<metric path>``; the metric path is looked u
 ``metrics`` (``label_scoring.accuracy``, ``per_label.billing.f1``) or, when it starts with ``latency_ms``,
 in its latency summary. Rules are parsed before any model runs (a typo fails in a second, not after the
 evaluation); a rule naming a candidate or metric the report does not have fails the gate with a message
-that lists what exists.
+that lists what exists. Each rule's outcome is also put in plain words (``GateRule.words``, names from
+``eval/glossary.py``) for the verdict, the report and the terminal.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tunesmith.errors import TunesmithError
+from tunesmith.eval.glossary import candidate_words, metric_info
 from tunesmith.results.eval import Candidate, Gate, GateRule
 
 _RULE = re.compile(r"^\s*(?P<left>[^<>=!]+?)\s*(?P<op>>=|<=|==|!=|>|<)\s*(?P<right>[^<>=!]+?)\s*$")
@@ -64,7 +66,9 @@ def evaluate_gate(rules: list[str], candidates: Mapping[str, Candidate]) -> Gate
         try:
             left, right = _value(rule.left, candidates), _value(rule.right, candidates)
         except KeyError as exc:
-            results.append(GateRule(rule=rule.text, passed=False, message=str(exc.args[0])))
+            msg = str(exc.args[0])
+            words = f"the rule {rule.text} cannot be checked: {msg}"
+            results.append(GateRule(rule=rule.text, passed=False, message=msg, words=words))
             continue
         ok = bool(_OPS[rule.op](left, right))
         verdict = "holds" if ok else "FAILED"
@@ -75,9 +79,52 @@ def evaluate_gate(rules: list[str], candidates: Mapping[str, Candidate]) -> Gate
                 left=left,
                 right=right,
                 message=f"{rule.left} = {left:.4g} {rule.op} {rule.right} = {right:.4g}: {verdict}",
+                words=rule_words(rule, left, right, ok, candidates),
             )
         )
     return Gate(passed=all(r.passed for r in results), rules=results)
+
+
+_OP_WORDS = {  # (holds, fails)
+    ">": ("is above", "is not above"),
+    ">=": ("is at least", "is below"),
+    "<": ("is below", "is not below"),
+    "<=": ("is at most", "is above"),
+    "==": ("equals", "does not equal"),
+    "!=": ("differs from", "equals"),
+}
+
+
+def rule_words(rule: Rule, left: float, right: float, ok: bool, candidates: Mapping[str, Candidate]) -> str:
+    """The rule and its outcome in plain words, e.g. ``the fine-tuned model's accuracy (0.988) is above
+    the few-shot prompt's (0.738)`` or ``the fine-tuned model's accuracy (0.700) is below 0.75``."""
+    lname, lpath = _split(rule.left, candidates)
+    rname, rpath = _split(rule.right, candidates)
+    lw = _side_words(rule.left, lname, lpath, left)
+    if rname is not None and lname is not None and rpath == lpath:  # same metric: "the few-shot prompt's (x)"
+        rw = f"{candidate_words(rname)}'s ({_num(right, rpath)})"
+    else:
+        rw = _side_words(rule.right, rname, rpath, right)
+        if rname is None and (lpath or "").startswith("latency_ms"):
+            rw += " ms"
+    return f"{lw} {_OP_WORDS[rule.op][0 if ok else 1]} {rw}"
+
+
+def _split(side: str, candidates: Mapping[str, Candidate]) -> tuple[str | None, str | None]:
+    names = sorted((n for n in candidates if side.startswith(n + ".")), key=len, reverse=True)
+    return (names[0], side[len(names[0]) + 1 :]) if names else (None, None)
+
+
+def _side_words(text: str, name: str | None, path: str | None, value: float) -> str:
+    if name is None or path is None:
+        return text.strip()
+    return f"{candidate_words(name)}'s {metric_info(path).name} ({_num(value, path)})"
+
+
+def _num(value: float, path: str | None) -> str:
+    if path and path.startswith("latency_ms"):
+        return f"{value:,.0f} ms"
+    return f"{value:.3f}" if abs(value) < 100 else f"{value:,.1f}"
 
 
 def _value(side: str, candidates: Mapping[str, Candidate]) -> float:

@@ -25,6 +25,7 @@ def evaluate_remote(
     """``tunesmith eval``'s prompts and metrics on the hold-out, answered by the remote model."""
     from tunesmith.eval import metrics as M
     from tunesmith.eval.run import EvalSpec, candidate_prompts, prepare, score_answers
+    from tunesmith.eval.verdict import with_verdict
     from tunesmith.results.eval import Candidate, Latency, write_eval_report
 
     spec = EvalSpec(
@@ -64,6 +65,7 @@ def evaluate_remote(
         },
         lengths={"finetuned": tokens},
     )
+    report = with_verdict(report)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         write_eval_report(out / "report.json", report)

@@ -29,6 +29,7 @@ from tunesmith.eval import metrics as M
 from tunesmith.eval.gate import evaluate_gate, parse_rules
 from tunesmith.eval.prompts import few_shot_messages, reword, select_shots
 from tunesmith.eval.tasks import EvalTask, PreferenceTask, task_for
+from tunesmith.eval.verdict import with_verdict
 from tunesmith.results.eval import Candidate, EvalReport, Example, Latency, write_eval_report
 
 BASELINES = ("zero-shot", "few-shot", "rag")
@@ -164,6 +165,7 @@ def finish(ctx: EvalContext, results: dict[str, CandidateRun], started: float | 
             "wall_time_s": round(time.perf_counter() - started, 2) if started is not None else None,
         }
     )
+    report = with_verdict(report)  # after the gate: the verdict says what it decided
     if spec.out is not None:
         write_report(spec.out, report, ctx, results)
     return EvalResult(report, spec.out)

@@ -94,6 +94,7 @@ class GateRule(BaseModel):
     left: float | None = None
     right: float | None = None
     message: str = ""
+    words: str = Field("", description="The rule and its outcome in plain words (empty in older reports).")
 
 
 class Gate(BaseModel):
@@ -160,6 +161,11 @@ class EvalReport(BaseModel):
     lengths: dict[str, list[int]] = Field(default_factory=dict, description="Answer lengths (tokens).")
     training: dict[str, list[list[float]]] = Field(default_factory=dict, description="Loss curves.")
     wall_time_s: float | None = None
+    verdict: str | None = Field(
+        None,
+        description="The report's conclusion in plain words: which candidate to use, by how much, on how "
+        "many examples, and what the gate decided (eval/verdict.py; None in older reports).",
+    )
     preference: PreferenceInfo | None = None
     demo: dict[str, Any] | None = None
     extra: dict[str, Any] = Field(default_factory=dict, description="Keys of older reports no field holds.")

@@ -28,6 +28,7 @@ class PreferenceTask:
         """
         from tunesmith.eval.gate import evaluate_gate
         from tunesmith.eval.preference import evaluate
+        from tunesmith.eval.verdict import with_verdict
 
         if spec.adapter is None:
             raise TunesmithError(
@@ -65,6 +66,7 @@ class PreferenceTask:
                 generations=raw.get("generations") or [],
             ),
         )
+        report = with_verdict(report)
         if spec.out is not None:
             write_eval_report(Path(spec.out), report)
         return report
