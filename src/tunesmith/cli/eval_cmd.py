@@ -21,7 +21,6 @@ def register(app: typer.Typer) -> None:
     app.command("demo")(demo_cmd)
 
 
-
 def eval_cmd(
     data: Path = typer.Option(..., "--data", help="Hold-out file (JSONL/CSV) with reference answers."),
     out: Path = typer.Option(..., "--out", help="Folder for report.json, report.html and predictions.jsonl."),
@@ -152,6 +151,7 @@ def _preflight(out: Path, adapter: Path | None, reward: Path | None) -> None:
 
 
 def render_report(report: EvalReport) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     cands = report.candidates
@@ -180,7 +180,11 @@ def render_report(report: EvalReport) -> None:
         console.print(f"metrics: {report.applied.reason}", highlight=False)
     for r in report.gate.rules:
         mark = "[green]PASS[/]" if r.passed else "[red]FAIL[/]"
-        console.print(f"{mark} {r.rule}: {r.message}", highlight=False)
+        console.print(f"{mark} {escape(r.rule)}", highlight=False)
+    from tunesmith.eval.verdict import verdict_for
+
+    # the sentence report.json and report.html open with (computed for reports written before it existed)
+    console.print(f"[bold]Verdict:[/] {escape(report.verdict or verdict_for(report))}", highlight=False)
 
 
 def _fmt(x: Any, digits: int = 3) -> str:

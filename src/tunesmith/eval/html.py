@@ -1,8 +1,11 @@
 """report.html: one self-contained, offline page (inline CSS and SVG, no scripts, no network).
 
-Reads top to bottom for a manager: the verdict (gate), the headline table, metric bars per candidate,
-confusion matrices, the training/validation loss curves, answer-length histograms, how every number was
-scored, and the examples where the candidates disagree. Every plot is generated here as SVG.
+Reads top to bottom for a manager: the verdict in plain words (which candidate to use, by how much, on how
+many examples, what the gate decided and why: ``eval/verdict.py``), the gate's rules in words, the headline
+table with a glossary line per metric shown, metric bars per candidate (higher-is-better and lower-is-better
+metrics in separate charts), confusion matrices, the training curves (train loss per logged step, hold-out
+loss at each evaluation, where the run stopped), answer-length histograms, how every number was scored, and
+the examples where the candidates disagree. Every plot is generated here as SVG.
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from tunesmith.results.eval import Candidate, EvalReport, Example, Gate
+from tunesmith.eval.glossary import metric_info
+from tunesmith.eval.verdict import verdict_for
+from tunesmith.results.eval import Candidate, EvalReport, Example, Gate, TrainingEnd
 
 PALETTE = ["#8a8f98", "#c28b2c", "#6a5acd", "#1f7a4d", "#b03a48", "#2a6fb0"]
 CSS = """
@@ -19,9 +24,9 @@ main{max-width:1080px;margin:0 auto;padding:24px 28px 60px}
 h1{font-size:26px;margin:6px 0 2px}h2{font-size:19px;margin:34px 0 10px;border-bottom:1px solid #dde1e7;padding-bottom:4px}
 .sub{color:#5b6472;margin:0 0 18px}.card{background:#fff;border:1px solid #e2e5ea;border-radius:8px;padding:14px 16px;margin:10px 0}
 table{border-collapse:collapse;width:100%;background:#fff}th,td{padding:6px 9px;border-bottom:1px solid #eceef2;text-align:right;vertical-align:top}
-th:first-child,td:first-child{text-align:left}th{background:#f0f2f5;font-weight:600}td.best{font-weight:700;color:#1f7a4d}
+th:first-child,td:first-child{text-align:left;white-space:nowrap}th{background:#f0f2f5;font-weight:600}td.best{font-weight:700;color:#1f7a4d}
 .pass{color:#1f7a4d;font-weight:700}.fail{color:#b03a48;font-weight:700}.ex td{text-align:left;font-size:13.5px}
-.ok{color:#1f7a4d}.bad{color:#b03a48}.grid{display:flex;flex-wrap:wrap;gap:14px}.note{color:#5b6472;font-size:13px}
+.verdict{font-size:17px;border-left:5px solid #2a6fb0}.ok{color:#1f7a4d}.bad{color:#b03a48}.grid{display:flex;flex-wrap:wrap;gap:14px}.note{color:#5b6472;font-size:13px}
 code{background:#eef0f3;padding:1px 4px;border-radius:3px;font-size:13px}
 """
 
@@ -34,6 +39,7 @@ def render_html(report: EvalReport) -> str:
         f'<p class="sub">{report.n} hold-out examples &middot; data <code>{escape(str(report.data or ""))}</code>'
         + (f" &middot; run <code>{escape(report.adapter)}</code>" if report.adapter else "")
         + "</p>",
+        f'<div class="card verdict">{escape(report.verdict or verdict_for(report))}</div>',
         _gate(report.gate),
     ]
     if report.applied is not None:
@@ -43,8 +49,9 @@ def render_html(report: EvalReport) -> str:
     parts += [
         "<h2>Headline</h2>",
         _table(report.headline, cands),
+        _glossary(report.headline, cands),
         "<h2>Metrics per candidate</h2>",
-        f'<div class="card">{_bars(report.headline, cands)}</div>',
+        *_bar_charts(report.headline, cands),
     ]
     mats = "".join(_confusion(name, c.metrics) for name, c in cands.items() if "confusion" in c.metrics)
     if mats:
@@ -59,7 +66,9 @@ def render_html(report: EvalReport) -> str:
     if report.training:
         parts += [
             "<h2>Training and validation loss</h2>",
-            f'<div class="card">{_lines(report.training)}</div>',
+            f'<div class="card">{_lines(report.training, report.training_end)}</div>',
+            '<p class="note">Training loss: mean loss of each logged optimizer step; hold-out loss: measured on '
+            "the hold-out at step 0, at each evaluation and when the run ended (a stop included).</p>",
         ]
     if report.lengths:
         hists = "".join(
@@ -78,7 +87,8 @@ def _gate(gate: Gate) -> str:
         return '<div class="card">No release gate rules were given.</div>'
     verdict = '<span class="pass">PASSED</span>' if gate.passed else '<span class="fail">FAILED</span>'
     items = "".join(
-        f'<li class="{"ok" if r.passed else "bad"}">{"&#10003;" if r.passed else "&#10007;"} <code>{escape(r.rule)}</code>: {escape(r.message)}</li>'
+        f'<li class="{"ok" if r.passed else "bad"}">{"&#10003;" if r.passed else "&#10007;"} '
+        f'{escape(r.words or r.message)} <span class="note">(rule <code>{escape(r.rule)}</code>)</span></li>'
         for r in gate.rules
     )
     return f'<div class="card"><b>Release gate: {verdict}</b><ul>{items}</ul></div>'
@@ -98,45 +108,77 @@ def _matches(matched: dict[str, dict[str, int]]) -> str:
     return f"<table><tr><th>candidate</th>{head}</tr>{rows}</table>{note}"
 
 
+EXTRA = [("latency_ms.p50", 0), ("latency_ms.p95", 0), ("tokens_per_s", 1), ("cost_per_1k_requests_usd", 4)]
+
+
+def _shown(headline: list[str], cands: dict[str, Candidate]) -> list[tuple[str, int]]:
+    """The table's metric paths (the task's headline, then speed and cost) that some candidate has."""
+    cols = [(c, 3) for c in headline if any(v.metric(c) is not None for v in cands.values())]
+    return cols + [(c, d) for c, d in EXTRA if any(v.metric(c) is not None for v in cands.values())]
+
+
 def _table(headline: list[str], cands: dict[str, Candidate]) -> str:
-    cols = [c for c in headline if any(v.metric(c) is not None for v in cands.values())]
-    extra = [("latency p50 ms", lambda v: v.metric("latency_ms.p50"), 0), ("latency p95 ms", lambda v: v.metric("latency_ms.p95"), 0),
-             ("tokens/s", lambda v: v.metric("tokens_per_s"), 1), ("$ per 1k requests", lambda v: v.metric("cost_per_1k_requests_usd"), 4)]  # fmt: skip
-    head = "".join(f"<th>{escape(c)}</th>" for c in [*cols, *(e[0] for e in extra)])
+    """One row per candidate; the best value of each column in bold green (the lowest where lower is better;
+    the header's arrow says which)."""
+    cols = _shown(headline, cands)
+    head = "".join(
+        f"<th>{escape(metric_info(c).name)} {'&darr;' if metric_info(c).lower_is_better else '&uarr;'}</th>"
+        for c, _ in cols
+    )
     rows = []
     for name, v in cands.items():
         cells = []
-        for c in cols:
+        for c, digits in cols:
             x = v.metric(c)
-            best = (
-                x is not None
-                and x == max((o.metric(c) if o.metric(c) is not None else -1e9) for o in cands.values())
-                and c != "invalid_rate"
-            )
-            cells.append(f'<td class="{"best" if best and len(cands) > 1 else ""}">{_fmt(x)}</td>')
-        for _, get, digits in extra:
-            cells.append(f"<td>{_fmt(get(v), digits)}</td>")
+            values = [y for o in cands.values() if (y := o.metric(c)) is not None]
+            target = min(values) if metric_info(c).lower_is_better else max(values)
+            best = x is not None and x == target and len(values) > 1
+            cells.append(f'<td class="{"best" if best else ""}">{_fmt(x, digits)}</td>')
         rows.append(f"<tr><td><b>{escape(name)}</b></td>{''.join(cells)}</tr>")
     return f"<table><tr><th>candidate</th>{head}</tr>{''.join(rows)}</table>"
+
+
+def _glossary(headline: list[str], cands: dict[str, Candidate]) -> str:
+    """A line per metric in the table: its name, the path it is stored under, which way is better, what it
+    measures."""
+    items = []
+    for c, _ in _shown(headline, cands):
+        info = metric_info(c)
+        meaning = f": {escape(info.meaning)}" if info.meaning else ""
+        items.append(
+            f"<li><b>{escape(info.name)}</b> <code>{escape(c)}</code> ({info.better} is better){meaning}</li>"
+        )
+    return f'<div class="card note"><b>What the numbers mean</b><ul>{"".join(items)}</ul></div>'
 
 
 def _fmt(x: float | None, digits: int = 3) -> str:
     return "&ndash;" if x is None else f"{x:.{digits}f}"
 
 
-def _bars(headline: list[str], cands: dict[str, Candidate]) -> str:
-    """Grouped bars: one group per metric in [0, 1], one bar per candidate."""
-    names = list(cands)
+def _bar_charts(headline: list[str], cands: dict[str, Candidate]) -> list[str]:
+    """Higher-is-better metrics in one chart, lower-is-better ones (invalid answers, ...) in another, so a
+    tall bar always means the same thing within a chart."""
     mets = [
         m
         for m in headline
         if m not in ("reward_score", "reward_margin", "logp_margin", "generated_reward")
         and any(c.metric(m) is not None for c in cands.values())
     ]
+    higher = [m for m in mets if not metric_info(m).lower_is_better]
+    lower = [m for m in mets if metric_info(m).lower_is_better]
+    out = [f'<div class="card"><b>Higher is better</b>{_bars(higher, cands)}</div>']
+    if lower:
+        out.append(f'<div class="card"><b>Lower is better</b>{_bars(lower, cands)}</div>')
+    return out
+
+
+def _bars(mets: list[str], cands: dict[str, Candidate]) -> str:
+    """Grouped bars: one group per metric in [0, 1], one bar per candidate."""
+    names = list(cands)
     if not mets:
         return "<p>No metrics.</p>"
     W, H, left, bottom = 980, 260, 40, 40
-    gw = (W - left) / len(mets)
+    gw = (W - left) / max(len(mets), 2)  # a lone metric keeps a half-width group
     bw = min(34.0, (gw - 20) / max(1, len(names)))
     out = [f'<svg viewBox="0 0 {W} {H + 30}" width="100%" role="img" aria-label="metrics per candidate">']
     for t in range(0, 11, 2):
@@ -159,7 +201,7 @@ def _bars(headline: list[str], cands: dict[str, Candidate]) -> str:
                 f'<text x="{x + (bw - 3) / 2:.1f}" y="{H - bottom - h - 3:.1f}" font-size="10" text-anchor="middle">{val:.2f}</text>'
             )
         out.append(
-            f'<text x="{left + gi * gw + gw / 2:.1f}" y="{H - bottom + 16}" font-size="12" text-anchor="middle">{escape(m)}</text>'
+            f'<text x="{left + gi * gw + gw / 2:.1f}" y="{H - bottom + 16}" font-size="12" text-anchor="middle">{escape(metric_info(m).name)}</text>'
         )
     out.append(_legend(names, H + 8, left))
     return "".join(out) + "</svg>"
@@ -212,10 +254,15 @@ def _confusion(name: str, m: dict[str, Any]) -> str:
     return "".join(out) + "</svg></div>"
 
 
-def _lines(curves: dict[str, list[list[float]]]) -> str:
+def _lines(curves: dict[str, list[list[float]]], end: TrainingEnd | None = None) -> str:
+    """Training loss per logged step (line), hold-out loss at each evaluation (line and dots), the best
+    hold-out point, and a dashed line where a run that did not complete its plan stopped."""
     W, H, left, bottom = 980, 260, 50, 30
+    curves = {k: v for k, v in curves.items() if k in ("loss", "val_loss") and v}
     pts = [p for series in curves.values() for p in series]
-    x_max = max(p[0] for p in pts) or 1
+    if not pts:
+        return "<p>No loss was logged.</p>"
+    x_max = max([p[0] for p in pts] + [float(end.total_steps or 0) if end else 0.0]) or 1
     y_min, y_max = min(p[1] for p in pts), max(p[1] for p in pts)
     span = (y_max - y_min) or 1.0
 
@@ -229,24 +276,56 @@ def _lines(curves: dict[str, list[list[float]]]) -> str:
         out.append(
             f'<line x1="{left}" x2="{W - 20}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e5e7eb"/><text x="{left - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end">{v:.2f}</text>'
         )
-    out.append(
-        f'<text x="{W / 2}" y="{H}" font-size="12" text-anchor="middle">optimizer step (max {x_max:g})</text>'
-    )
+    for t in (0, x_max / 2, x_max):
+        x, _ = xy([t, y_min])
+        out.append(
+            f'<text x="{x:.1f}" y="{H - bottom + 14}" font-size="11" text-anchor="middle">{t:g}</text>'
+        )
+    out.append(f'<text x="{W / 2}" y="{H}" font-size="12" text-anchor="middle">optimizer step</text>')
     colors = {"loss": "#2a6fb0", "val_loss": "#c28b2c"}
     for key, series in curves.items():
         path = " ".join(f"{x:.1f},{y:.1f}" for x, y in map(xy, series))
-        out.append(
-            f'<polyline fill="none" stroke="{colors.get(key, "#555")}" stroke-width="2" points="{path}"/>'
-        )
-        for x, y in map(xy, series if key == "val_loss" or len(series) < 40 else []):
-            out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{colors.get(key, "#555")}"/>')
+        out.append(f'<polyline fill="none" stroke="{colors[key]}" stroke-width="2" points="{path}"/>')
+        for p in series if key == "val_loss" or len(series) < 40 else []:
+            x, y = xy(p)
+            what = "hold-out" if key == "val_loss" else "training"
+            out.append(
+                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{colors[key]}"><title>step {p[0]:g}: {what} loss {p[1]:.4f}</title></circle>'
+            )
+    if end is not None:
+        out.append(_end_marks(end, curves.get("val_loss", []), xy, H - bottom))
     x = left
     for key in curves:
         out.append(
-            f'<rect x="{x}" y="{H + 10}" width="12" height="12" fill="{colors.get(key, "#555")}"/><text x="{x + 16}" y="{H + 21}" font-size="12">{escape("training loss" if key == "loss" else "validation loss (hold-out)")}</text>'
+            f'<rect x="{x}" y="{H + 10}" width="12" height="12" fill="{colors[key]}"/><text x="{x + 16}" y="{H + 21}" font-size="12">{"training loss" if key == "loss" else "validation loss (hold-out)"}</text>'
         )
         x += 220
     return "".join(out) + "</svg>"
+
+
+_ENDS = {
+    "stopped": "stopped (Ctrl-C or a stop request)",
+    "early_stopped": "early stop (hold-out loss stopped improving)",
+}
+
+
+def _end_marks(end: TrainingEnd, val: list[list[float]], xy: Any, floor: float) -> str:
+    out = []
+    best = next((p for p in val if end.best_step is not None and p[0] == end.best_step), None)
+    if best is not None:
+        x, y = xy(best)
+        saved = " (the weights saved)" if (end.weights or "").startswith("best") else ""
+        out.append(
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="7" fill="none" stroke="#1f7a4d" stroke-width="2"><title>best hold-out loss {best[1]:.4f} at step {best[0]:g}{escape(saved)}</title></circle>'
+        )
+    if end.total_steps and end.steps < end.total_steps:
+        x, _ = xy([end.steps, 0])
+        text = f"{_ENDS.get(end.status, end.status)} at step {end.steps} of {end.total_steps}"
+        out.append(
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="10" y2="{floor:.1f}" stroke="#b03a48" stroke-dasharray="5,4"/>'
+            f'<text x="{x + 6:.1f}" y="22" font-size="12" fill="#b03a48">{escape(text)}</text>'
+        )
+    return "".join(out)
 
 
 def _histogram(name: str, values: list[int], color: str, bins: int = 12) -> str:

@@ -30,7 +30,14 @@ from tunesmith.eval.gate import evaluate_gate, parse_rules
 from tunesmith.eval.prompts import few_shot_messages, reword, select_shots
 from tunesmith.eval.tasks import EvalTask, PreferenceTask, task_for
 from tunesmith.eval.verdict import with_verdict
-from tunesmith.results.eval import Candidate, EvalReport, Example, Latency, write_eval_report
+from tunesmith.results.eval import (
+    Candidate,
+    EvalReport,
+    Example,
+    Latency,
+    TrainingEnd,
+    write_eval_report,
+)
 
 BASELINES = ("zero-shot", "few-shot", "rag")
 Progress = Callable[[dict[str, Any]], None]
@@ -400,6 +407,7 @@ def build_report(ctx: EvalContext, results: dict[str, CandidateRun]) -> EvalRepo
         examples=disagreements(ctx, results),
         lengths={k: v.lengths for k, v in results.items()},
         training=training_curves(Path(ctx.run_cfg["run_dir"])) if ctx.run_cfg.get("run_dir") else {},
+        training_end=training_end(Path(ctx.run_cfg["run_dir"])) if ctx.run_cfg.get("run_dir") else None,
     )
 
 
@@ -427,20 +435,37 @@ def disagreements(ctx: EvalContext, results: dict[str, CandidateRun], limit: int
 
 
 def training_curves(run_dir: Path) -> dict[str, list[list[float]]]:
-    """``{"loss": [[step, value]...], "val_loss": [...]}`` from a run's metrics.jsonl."""
+    """``{"loss": [[step, value]...], "val_loss": [...]}`` from a run's metrics.jsonl, by step (a step logged
+    twice, as a resumed run does for the steps after its checkpoint, keeps its last value)."""
     f = run_dir / "metrics.jsonl"
-    curves: dict[str, list[list[float]]] = {}
+    by_key: dict[str, dict[float, float]] = {}
     if not f.exists():
-        return curves
+        return {}
     for line in f.read_text(encoding="utf-8").splitlines():
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if not isinstance(row, dict):
+            continue
         for key in ("loss", "val_loss"):
             if isinstance(row.get(key), int | float) and isinstance(row.get("step"), int | float):
-                curves.setdefault(key, []).append([float(row["step"]), float(row[key])])
-    return curves
+                by_key.setdefault(key, {})[float(row["step"])] = float(row[key])
+    return {k: [[s, v] for s, v in sorted(pts.items())] for k, pts in by_key.items()}
+
+
+def training_end(run_dir: Path) -> TrainingEnd | None:
+    """How the run in ``run_dir`` ended (status, steps done of planned, best step, weights saved), from its
+    summary.json; None when it has none that can be read."""
+    from tunesmith.results.run import read_run_summary
+
+    try:
+        s = read_run_summary(run_dir)
+    except TunesmithError:
+        return None
+    weights = getattr(s.extras, "weights", None)
+    return TrainingEnd(status=s.status, steps=s.steps or 0, total_steps=s.total_steps, best_step=s.best_step,
+                       weights=weights if isinstance(weights, str) else None)  # fmt: skip
 
 
 def write_report(out: Path, report: EvalReport, ctx: EvalContext, results: dict[str, CandidateRun]) -> None:

@@ -7,7 +7,8 @@ its path (``candidate.metric("label_scoring.accuracy")``) instead of walking nes
 
 Shape (JSON keys are the field names): ``task``, ``n``, ``candidates`` (name -> ``Candidate``: ``metrics``,
 ``latency_ms``, ``timing_s``, ``scored_by``, ``matches``), ``gate``, ``applied`` (which metric families apply
-and why), ``labels``, ``system_prompt``, ``scoring``, ``examples``, ``lengths``, ``training``, and the
+and why), ``labels``, ``system_prompt``, ``scoring``, ``examples``, ``lengths``, ``training`` (loss curves)
+and ``training_end`` (how the run ended), ``verdict`` (the conclusion in plain words), and the
 optional ``preference`` (pairs, method, beta, generations) and ``demo`` sections.
 
 Old report.json files still load: reports written before this type (no ``report_version``; preference
@@ -127,6 +128,17 @@ class Example(BaseModel):
     matched: dict[str, str] = Field(default_factory=dict, description="Label tasks: how each answer matched.")
 
 
+class TrainingEnd(BaseModel):
+    """How the evaluated run's training ended (from its summary.json), marked on the report's loss curves."""
+
+    model_config = _FROZEN
+    status: str = Field(description="completed, stopped (Ctrl-C or a stop request), early_stopped, ...")
+    steps: int = Field(description="Optimizer steps done.")
+    total_steps: int | None = Field(None, description="Optimizer steps planned.")
+    best_step: int | None = Field(None, description="Step of the lowest hold-out loss.")
+    weights: str | None = Field(None, description="Which weights were saved: final or best (step N).")
+
+
 class PreferenceInfo(BaseModel):
     """Preference evaluation: the pairs and the run."""
 
@@ -159,7 +171,12 @@ class EvalReport(BaseModel):
     data: str | None = None
     examples: list[Example] = Field(default_factory=list)
     lengths: dict[str, list[int]] = Field(default_factory=dict, description="Answer lengths (tokens).")
-    training: dict[str, list[list[float]]] = Field(default_factory=dict, description="Loss curves.")
+    training: dict[str, list[list[float]]] = Field(
+        default_factory=dict,
+        description="Loss curves: loss ([step, train loss] per logged step), val_loss ([step, hold-out loss] "
+        "per evaluation).",
+    )
+    training_end: TrainingEnd | None = Field(None, description="How the evaluated run's training ended.")
     wall_time_s: float | None = None
     verdict: str | None = Field(
         None,

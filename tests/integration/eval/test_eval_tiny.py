@@ -68,6 +68,11 @@ def test_eval_report_shape_metrics_and_gate(evaluated):
     assert code == 1, output  # the second rule cannot hold
     assert "FAIL finetuned.label_scoring.accuracy>1.5" in output
     report = json.loads((out / "report.json").read_text())
+    # issue 17: the verdict in words, the same sentence on the terminal and in report.json
+    verdict = report["verdict"]
+    assert verdict.startswith("The fine-tuned model gets ") and "of 10 hold-out examples" in verdict
+    assert "Release gate FAILED: the fine-tuned model's accuracy by label likelihood" in report["verdict"]
+    assert f"Verdict: {report['verdict']}" in " ".join(output.split())
     assert report["task"] == "classification" and report["n"] == 10
     assert list(report["candidates"]) == ["base:zero-shot", "base:few-shot", "finetuned"]
     for cand in report["candidates"].values():
