@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from tunesmith.data.render import render_chat
 from tunesmith.errors import TunesmithError
 
 IGNORE_INDEX = -100
@@ -35,20 +36,12 @@ class Tokenized:
 def render(
     tokenizer: Any, messages: list[dict[str, Any]], add_generation_prompt: bool = False, tools: Any = None
 ) -> str:
-    kwargs: dict[str, Any] = {"tokenize": False, "add_generation_prompt": add_generation_prompt}
-    if tools:
-        kwargs["tools"] = tools
-    try:
-        return tokenizer.apply_chat_template(_for_template(messages), **kwargs)
-    except Exception as exc:  # noqa: BLE001 - template errors are user-facing
-        raise TunesmithError(
-            f"The chat template failed on this conversation: {exc}",
-            "Check the roles and order of the messages.",
-        ) from exc
+    """The conversation as text: ``data.render.render_chat`` (the one prompt renderer every layer uses).
 
-
-def _for_template(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in m.items() if k != "weight"} for m in messages]
+    Raises:
+        TunesmithError: when the chat template refuses the conversation.
+    """
+    return render_chat(tokenizer, messages, tools=tools or None, add_generation_prompt=add_generation_prompt)
 
 
 def assistant_spans(

@@ -20,6 +20,39 @@ CHATML_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+# ChatML with Hermes-style tool calling (the shape Qwen 2.5 and Hermes models use): the tool list in the
+# system turn inside <tools></tools>, each call as <tool_call>{"name", "arguments"}</tool_call>, tool results
+# as <tool_response> in a user turn. Written for tests; every output goes through {{- }} so the source's own
+# whitespace never reaches the prompt.
+HERMES_TOOLS_TEMPLATE = (
+    "{%- if tools %}"
+    "{{- '<|im_start|>system\n' }}"
+    "{%- if messages[0].role == 'system' %}{{- messages[0].content + '\n\n' }}{%- endif %}"
+    "{{- 'You may call one or more functions. Their signatures are inside <tools></tools>:\n<tools>' }}"
+    "{%- for tool in tools %}{{- '\n' + (tool | tojson) }}{%- endfor %}"
+    '{{- \'\n</tools>\nFor each call write <tool_call>{"name": <name>, "arguments": <object>}</tool_call>.\''
+    " + '<|im_end|>\n' }}"
+    "{%- elif messages[0].role == 'system' %}"
+    "{{- '<|im_start|>system\n' + messages[0].content + '<|im_end|>\n' }}"
+    "{%- endif %}"
+    "{%- for m in messages %}"
+    "{%- if m.role == 'system' and loop.first %}"
+    "{%- elif m.role == 'assistant' %}"
+    "{{- '<|im_start|>assistant\n' + (m.content or '') }}"
+    "{%- for c in (m.tool_calls or []) %}"
+    "{%- if m.content or not loop.first %}{{- '\n' }}{%- endif %}"
+    "{{- '<tool_call>\n' + ({'name': c.function.name, 'arguments': c.function.arguments} | tojson)"
+    " + '\n</tool_call>' }}"
+    "{%- endfor %}"
+    "{{- '<|im_end|>\n' }}"
+    "{%- elif m.role == 'tool' %}"
+    "{{- '<|im_start|>user\n<tool_response>\n' + m.content + '\n</tool_response><|im_end|>\n' }}"
+    "{%- else %}"
+    "{{- '<|im_start|>' + m.role + '\n' + m.content + '<|im_end|>\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}{%- endif %}"
+)
 
 _CORPUS = [
     "The quick brown fox jumps over the lazy dog.",
@@ -96,15 +129,30 @@ def build_tiny_model(out_dir: Path, seed: int = 0) -> Path:
     return out_dir
 
 
-def ensure_tiny_model() -> Path:
-    """The cached tiny model under TUNESMITH_HOME (built atomically on first use)."""
-    key = hashlib.sha1(f"{TINY_VERSION}".encode()).hexdigest()[:8]
-    target = tunesmith_home() / "models" / f"tiny-{key}"
+def ensure_tiny_tools_model() -> Path:
+    """The tiny model with ``HERMES_TOOLS_TEMPLATE`` (a tool-calling chat template), cached like
+    ``ensure_tiny_model``: same weights and vocabulary, only the template differs."""
+    return ensure_tiny_model(chat_template=HERMES_TOOLS_TEMPLATE)
+
+
+def ensure_tiny_model(chat_template: str | None = None) -> Path:
+    """The cached tiny model under TUNESMITH_HOME (built atomically on first use); ``chat_template``
+    replaces the ChatML template (a separate cached folder per template)."""
+    key = hashlib.sha1(f"{TINY_VERSION}{chat_template or ''}".encode()).hexdigest()[:8]
+    target = (
+        tunesmith_home() / "models" / (f"tiny-{key}" if chat_template is None else f"tiny-template-{key}")
+    )
     if (target / ".complete").exists():
         return target
     tmp = target.parent / f".tiny.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     build_tiny_model(tmp)
+    if chat_template is not None:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(tmp)
+        tok.chat_template = chat_template
+        tok.save_pretrained(tmp)
     (tmp / ".complete").write_text("ok")
     try:
         os.replace(tmp, target)

@@ -31,6 +31,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from tunesmith.data.toolcalls import CallSplitter
+from tunesmith.serve import tools as tools_mod
 from tunesmith.serve import wire
 from tunesmith.serve.errors import APIError, bad_request, not_found
 from tunesmith.serve.prompts import fit_prompt, prompt_tokenizer, until_disconnect
@@ -55,9 +57,13 @@ def add_routes(app: FastAPI) -> None:
         ref = await asyncio.to_thread(resolve_model, app, body.model)
         messages = [_message(m, i) for i, m in enumerate(body.messages)]
         schema = _response_schema(body)
+        tool_req = tools_mod.tool_request(body)
         _settings(body, 1)  # the cheap checks (stop strings) before tokenizing
         # every check on the conversation happens here, before a stream starts (serve.prompts)
         msgs = _with_json_rule(messages, schema)
+        tool_req = await asyncio.to_thread(
+            lambda: tools_mod.check_template(prompt_tokenizer(ref), tool_req, messages)
+        )
         prompt, max_tokens = await asyncio.to_thread(
             fit_prompt,
             ref,
@@ -65,13 +71,14 @@ def add_routes(app: FastAPI) -> None:
             body.max_completion_tokens or body.max_tokens,
             app.state.settings.max_context_tokens,
             DEFAULT_MAX_TOKENS,
+            tool_req.tools if tool_req else None,
         )
         settings = _settings(body, max_tokens)
-        job = _Job(prompt, threading.Event(), app.state.settings.request_budget_s)
+        job = _Job(prompt, threading.Event(), app.state.settings.request_budget_s, tool_req)
         t0 = time.perf_counter()
         cid, created = new_id("chatcmpl-"), int(time.time())
         include_usage = bool(body.stream and body.stream_options and body.stream_options.include_usage)
-        if body.stream and schema is None:  # tokens are sent as they are decoded
+        if body.stream and schema is None and not (tool_req and tool_req.must_call):  # sent as decoded
             return StreamingResponse(
                 _live_sse(app, body, ref, messages, settings, cid, created, include_usage, t0, job),
                 media_type="text/event-stream",
@@ -79,11 +86,13 @@ def add_routes(app: FastAPI) -> None:
         gen = await until_disconnect(request, _generate(app, ref, msgs, settings, schema, job), job.cancel)
         _record(app, body, messages, gen, t0)
         usage = _usage(gen)
-        if body.stream:  # json response_format: the answer is validated (and maybe retried) before it is sent
+        if body.stream:  # json response_format, required tool calls: validated (maybe retried) before sending
             tok = prompt_tokenizer(ref)
             return StreamingResponse(
-                _sse(cid, created, body.model, gen, usage, include_usage, tok), media_type="text/event-stream"
+                _sse(cid, created, body.model, gen, usage, include_usage, tok, tool_req),
+                media_type="text/event-stream",
             )
+        message, finish_reason = _answer(gen, tool_req)
         return JSONResponse(
             {
                 "id": cid,
@@ -93,8 +102,8 @@ def add_routes(app: FastAPI) -> None:
                 "choices": [
                     {
                         "index": 0,
-                        "message": {"role": "assistant", "content": gen.text, "refusal": None},
-                        "finish_reason": gen.finish_reason,
+                        "message": message,
+                        "finish_reason": finish_reason,
                         "logprobs": None,
                     }
                 ],
@@ -170,19 +179,24 @@ def add_routes(app: FastAPI) -> None:
         done_fut.add_done_callback(lambda f: f.cancelled() or f.exception())  # read even if nobody waits
         chunk = _chunker(cid, created, body.model, include_usage)
         yield chunk({"role": "assistant", "content": ""})
+        # with tools, content is released only up to where a tool call may start (data.toolcalls)
+        splitter = CallSplitter(job.tools.family) if job.tools and job.tools.parses else None
         sent = ""
         while not done_fut.done():
             getter = asyncio.ensure_future(pieces.get())
             finished, _ = await asyncio.wait({getter, done_fut}, return_when=asyncio.FIRST_COMPLETED)
             if getter in finished:
-                sent += getter.result()
-                yield chunk({"content": getter.result()})
+                piece = splitter.feed(getter.result()) if splitter else getter.result()
+                if piece:
+                    sent += piece
+                    yield chunk({"content": piece})
             else:
                 getter.cancel()
         while not pieces.empty():
-            piece = pieces.get_nowait()
-            sent += piece
-            yield chunk({"content": piece})
+            piece = splitter.feed(pieces.get_nowait()) if splitter else pieces.get_nowait()
+            if piece:
+                sent += piece
+                yield chunk({"content": piece})
         try:
             gen = done_fut.result()
         except Exception as exc:  # noqa: BLE001 - after the stream started, errors travel as an SSE error event
@@ -190,10 +204,15 @@ def add_routes(app: FastAPI) -> None:
             yield f"data: {json.dumps({'error': {'message': msg, 'type': 'server_error', 'param': None, 'code': 'generation_failed'}})}\n\n"
             yield "data: [DONE]\n\n"
             return
-        if gen.text.startswith(sent) and len(gen.text) > len(sent):
-            yield chunk({"content": gen.text[len(sent) :]})
+        message, finish_reason = _answer(gen, job.tools)
+        rest = message["content"] or ""
+        if rest.startswith(sent) and len(rest) > len(sent):
+            yield chunk({"content": rest[len(sent) :]})
+        tok = prompt_tokenizer(ref)
+        for delta in tools_mod.call_deltas(message.get("tool_calls") or [], lambda t: _pieces(t, tok)):
+            yield chunk(delta)
         _record(app, body, messages, gen, t0)
-        yield chunk({}, gen.finish_reason)
+        yield chunk({}, finish_reason)
         if include_usage:
             yield chunk({}, choices=False, use=_usage(gen))
         yield "data: [DONE]\n\n"
@@ -297,7 +316,7 @@ def _message(m: wire.ChatMessage, i: int) -> dict[str, Any]:
             raise bad_request(f"messages[{i}] has no content.", param=f"messages.{i}.content")
         content = ""
     role = "system" if m.role == "developer" else m.role
-    return {"role": role, "content": content}
+    return {"role": role, "content": content, **tools_mod.history_message(m, i)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -308,6 +327,7 @@ class _Job:
     prompt: list[int]
     cancel: threading.Event
     budget_s: float
+    tools: tools_mod.ToolRequest | None = None
 
 
 def _settings(body: wire.ChatRequest, max_tokens: int) -> Any:
@@ -376,7 +396,8 @@ async def _generate(
     app: FastAPI, ref: Any, msgs: list[dict[str, Any]], settings: Any, schema: dict | None, job: _Job
 ) -> Any:
     engine = app.state.engine
-    if schema is None:
+    must_call = job.tools is not None and job.tools.must_call
+    if schema is None and not must_call:
         return await _run(engine, ref, msgs, settings, job)
     gen = None
     for attempt in range(JSON_RETRIES + 1):
@@ -388,8 +409,12 @@ async def _generate(
             )
         )
         gen = await _run(engine, ref, msgs, s, job)
-        if _valid_json(gen.text, schema):
+        if job.tools is not None and job.tools.accepts(gen.text):
             return gen
+        if schema is not None and _valid_json(gen.text, schema):
+            return gen
+    if job.tools is not None:
+        raise tools_mod.failed(gen.text if gen else "", job.tools, JSON_RETRIES + 1)
     raise APIError(
         500,
         f"The model did not produce valid JSON for the requested response_format in {JSON_RETRIES + 1} "
@@ -449,15 +474,40 @@ def _chunker(cid: str, created: int, model: str, include_usage: bool) -> Any:
     return chunk
 
 
+def _answer(gen: Any, req: tools_mod.ToolRequest | None) -> tuple[dict[str, Any], str]:
+    """The assistant message and ``finish_reason`` of ``gen``: with tools (not ``tool_choice: none``) the
+    calls the answer makes, as ``tool_calls`` with ``finish_reason`` "tool_calls" and the text before them
+    as ``content`` (null when there is none)."""
+    message: dict[str, Any] = {"role": "assistant", "content": gen.text, "refusal": None}
+    if req is None or not req.parses:
+        return message, gen.finish_reason
+    parsed, calls = req.calls(gen.text)
+    if not calls:
+        return message, gen.finish_reason
+    message["content"] = parsed.content or None
+    message["tool_calls"] = tools_mod.wire_calls(calls)
+    return message, "tool_calls"
+
+
 async def _sse(
-    cid: str, created: int, model: str, gen: Any, usage: dict, include_usage: bool, tok: Any
+    cid: str,
+    created: int,
+    model: str,
+    gen: Any,
+    usage: dict,
+    include_usage: bool,
+    tok: Any,
+    req: tools_mod.ToolRequest | None = None,
 ) -> Any:
     """A finished answer as SSE chunks (used when the answer had to be validated before sending)."""
     chunk = _chunker(cid, created, model, include_usage)
+    message, finish_reason = _answer(gen, req)
     yield chunk({"role": "assistant", "content": ""})
-    for piece in _pieces(gen.text, tok):
+    for piece in _pieces(message["content"] or "", tok):
         yield chunk({"content": piece})
-    yield chunk({}, gen.finish_reason)
+    for delta in tools_mod.call_deltas(message.get("tool_calls") or [], lambda t: _pieces(t, tok)):
+        yield chunk(delta)
+    yield chunk({}, finish_reason)
     if include_usage:
         yield chunk({}, choices=False, use=usage)
     yield "data: [DONE]\n\n"

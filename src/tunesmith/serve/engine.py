@@ -104,6 +104,8 @@ class Engine:
         self._thread.start()
         self.batches: list[int] = []  # sizes of the batches run (observability + tests)
         self.loads = 0
+        # test hook: prompt ids -> the answer text the model "generates" (serve.testing.scripted); None in use
+        self.script: Any = None
 
     def submit(
         self,
@@ -209,6 +211,10 @@ class Engine:
             for r in batch:
                 if r.prompt is None:
                     r.prompt = _prompt(tok, r.messages)
+            if self.script is not None:
+                from tunesmith.serve.testing import scripted
+
+                model = scripted(model, tok, self.script)
             # shortest first, as the shared path orders them, so batch row i is batch[i] (stable sort)
             batch.sort(key=lambda r: len(r.prompt or ()))
             if any(r.on_text for r in batch):

@@ -28,9 +28,15 @@ FALLBACK_CONTEXT = 2048
 
 
 def fit_prompt(
-    ref: Any, messages: list[dict[str, Any]], requested: int | None, cap: int | None, default: int
+    ref: Any,
+    messages: list[dict[str, Any]],
+    requested: int | None,
+    cap: int | None,
+    default: int,
+    tools: list[dict[str, Any]] | None = None,
 ) -> tuple[list[int], int]:
-    """The prompt's token ids and the ``max_tokens`` to decode.
+    """The prompt's token ids and the ``max_tokens`` to decode. ``tools``: the request's tool definitions,
+    rendered by the chat template (``data.render.render_chat``, as training renders a row's ``tools``).
 
     Raises:
         APIError: 400 ``context_length_exceeded`` when the prompt (plus ``requested``) does not fit the
@@ -41,12 +47,12 @@ def fit_prompt(
 
     tok = prompt_tokenizer(ref)
     window = context_window(ref, cap)
-    chars = sum(len(m.get("content") or "") for m in messages)
+    chars = sum(len(m.get("content") or "") for m in messages) + (len(json.dumps(tools)) if tools else 0)
     floor = -(-chars // _longest_token(tok))  # at least this many tokens, whatever the tokenizer does
     if floor + (requested or 1) > window:
         raise _too_long(window, floor, requested, at_least=True)
     try:
-        prompt = prompt_ids(tok, messages)
+        prompt = prompt_ids(tok, messages, tools=tools)
     except TunesmithError as exc:
         raise bad_request(
             f"{exc.message}" + (f" {exc.hint}" if exc.hint else ""), param="messages", code="invalid_prompt"

@@ -98,6 +98,27 @@ class ResponseFormat(_Body):
     json_schema: dict[str, Any] | None = None
 
 
+class ToolFunction(_Body):
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="1-64 letters, digits, '_' or '-'.")
+    description: str | None = Field(None, max_length=8192)
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(_Body):
+    type: Literal["function"]
+    function: ToolFunction
+
+
+class NamedFunction(_Body):
+    name: str = Field(min_length=1, max_length=64)
+
+
+class NamedToolChoice(_Body):
+    type: Literal["function"]
+    function: NamedFunction
+
+
 class ChatRequest(_Body):
     model: str = Field(min_length=1, max_length=512)
     messages: list[ChatMessage] = Field(min_length=1, max_length=10_000)
@@ -112,6 +133,9 @@ class ChatRequest(_Body):
     stream_options: StreamOptions | None = None
     response_format: ResponseFormat | None = None
     user: ShortText | None = None
+    tools: list[Tool] | None = Field(None, max_length=128)
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
 
 
 class EmbeddingRequest(_Body):
