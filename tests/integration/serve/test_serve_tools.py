@@ -49,9 +49,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
     model = str(ensure_tiny_tools_model())
     app = create_app(
-        ServeSettings(
-            data_dir=tmp_path_factory.mktemp("srv"), start_workers=False, extra_base_models=[model]
-        )
+        ServeSettings(data_dir=tmp_path_factory.mktemp("srv"), start_workers=False, extra_base_models=[model])
     )
     client = in_process_client(app)
     yield app, client, model
@@ -227,7 +225,11 @@ def test_bad_tool_requests_are_400(served) -> None:
         ({"model": "tiny", "tools": TOOLS}, "tools_not_supported", "tools"),  # ChatML: no tool support
         ({"model": model, "tool_choice": "required"}, None, "tool_choice"),
         (
-            {"model": model, "tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "nope"}}},
+            {
+                "model": model,
+                "tools": TOOLS,
+                "tool_choice": {"type": "function", "function": {"name": "nope"}},
+            },
             None,
             "tool_choice",
         ),
@@ -245,7 +247,11 @@ def test_bad_tool_requests_are_400(served) -> None:
             assert body["param"] == param
     history = [
         *ASK,
-        {"role": "assistant", "content": None, "tool_calls": [{"id": "c", "type": "function", "function": {}}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": "c", "type": "function", "function": {}}],
+        },
         {"role": "tool", "tool_call_id": "c", "content": "{}"},
     ]
     with pytest.raises(openai.BadRequestError) as err:
