@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,12 @@ def register(app: typer.Typer) -> None:
 
 def eval_cmd(
     data: Path = typer.Option(..., "--data", help="Hold-out file (JSONL/CSV) with reference answers."),
-    out: Path = typer.Option(..., "--out", help="Folder for report.json, report.html and predictions.jsonl."),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        help="Folder for report.json, report.html and predictions.jsonl. A folder that holds a report "
+        "already is refused (the earlier report is kept) unless --force.",
+    ),
     model: str | None = typer.Option(
         None,
         "--model",
@@ -68,6 +74,9 @@ def eval_cmd(
     max_new_tokens: int | None = typer.Option(
         None, "--max-new-tokens", min=1, help="Generation budget per answer (default: eval.max_new_tokens)."
     ),
+    force: bool = typer.Option(
+        False, "--force", help="Replace the report an earlier evaluation wrote to --out."
+    ),
 ) -> None:
     """Evaluate a fine-tuned run against prompted baselines on the same hold-out, and write the report."""
     _eval(
@@ -85,6 +94,7 @@ def eval_cmd(
         system_prompt,
         max_examples,
         max_new_tokens,
+        force=force,
     )
 
 
@@ -103,13 +113,14 @@ def _eval(
     system_prompt,
     max_examples,
     max_new_tokens,
+    force=False,
 ) -> None:
     from tunesmith.config import load_config
     from tunesmith.eval.run import EvalSpec, run
 
     if not Path(data).exists():
         raise UsageError(f"--data {data} does not exist.", "Pass the hold-out file.")
-    _preflight(out, adapter, reward)
+    _preflight(out, adapter, reward, force)
     cfg = load_config(config)
     settings = cfg.eval.model_copy(update={"require": [*cfg.eval.require, *require]})
     if max_examples is not None:
@@ -117,6 +128,9 @@ def _eval(
     if max_new_tokens is not None:
         settings = settings.model_copy(update={"max_new_tokens": max_new_tokens})
     names = tuple(b.strip() for b in baselines.split(",") if b.strip())
+    _preflight_work(
+        Path(data), task, model or (cfg.model.name if config else None), adapter, names, settings, cfg
+    )
     spec = EvalSpec(
         data=Path(data), out=Path(out), model=model or (cfg.model.name if config else None), adapter=adapter,
         train=train or (cfg.data.train if config else None), task=task, baselines=names, settings=settings,  # type: ignore[arg-type]
@@ -134,9 +148,10 @@ def _eval(
         )
 
 
-def _preflight(out: Path, adapter: Path | None, reward: Path | None) -> None:
+def _preflight(out: Path, adapter: Path | None, reward: Path | None, force: bool = False) -> None:
     """Checks that take milliseconds, run before minutes of baseline generation: the runs to evaluate hold
-    saved weights, and the report folder is not a file. Raises TunesmithError naming the problem."""
+    saved weights, the report folder is a folder that can be written and holds no earlier report (unless
+    ``force``). Raises TunesmithError naming the problem."""
     from tunesmith.models.inference import locate_run_weights
 
     for flag, run in (("--adapter", adapter), ("--reward", reward)):
@@ -148,6 +163,62 @@ def _preflight(out: Path, adapter: Path | None, reward: Path | None) -> None:
             locate_run_weights(Path(run))
     if Path(out).exists() and not Path(out).is_dir():
         raise UsageError(f"--out {out} is a file.", "Pass a folder for the report.")
+    if (Path(out) / "report.json").exists() and not force:
+        raise UsageError(
+            f"--out {out} already holds an evaluation report (report.json); it is left untouched.",
+            "Pass another --out folder, or --force to replace that report.",
+        )
+    probe = Path(out).absolute()
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(
+            f"--out {out} cannot be written (no write permission on {probe}).",
+            "Pass a folder you can write to, e.g. --out ./report",
+        )
+
+
+def _preflight_work(
+    data: Path,
+    task: Any,
+    model: str | None,
+    adapter: Path | None,
+    baselines: tuple[str, ...],
+    settings: Any,
+    cfg: Any,
+) -> None:
+    """Before any model loads: the hold-out parses (errors name the file, line and field), and the models the
+    evaluation holds at once fit the memory available (``models.memory.inference_bytes``).
+
+    Raises:
+        TunesmithError: for unusable data, or an estimate above the memory available, with what would fit.
+    """
+    from tunesmith.data.formats import load_records_or_raise
+    from tunesmith.models.inference import run_base_model
+    from tunesmith.models.memory import GB, inference_bytes
+    from tunesmith.models.params import load_architecture
+    from tunesmith.train.guards import available_memory
+    from tunesmith.train.plan import CPU_RUNTIME
+
+    load_records_or_raise(data, task)
+    name = model or (run_base_model(adapter) if adapter else None) or "smollm2-135m-instruct"
+    copies = (1 if baselines else 0) + (1 if adapter is not None else 0)
+    avail = available_memory()
+    if not copies or avail is None:
+        return
+    try:
+        arch = load_architecture(name)
+    except TunesmithError:
+        return  # the model's own loading says what is wrong with it, in its words
+    tokens = cfg.data.max_seq_len + (settings.max_new_tokens or 0)
+    need = inference_bytes(arch, copies=copies, batch=settings.batch_size, tokens=tokens) + CPU_RUNTIME
+    if need > avail:
+        raise TunesmithError(
+            f"Evaluating needs about {need / GB:.1f} GB but {avail / GB:.1f} GB of memory is available: "
+            f"{copies} cop{'ies' if copies > 1 else 'y'} of {name} ({arch.total / 1e6:,.0f}M parameters, fp32), "
+            f"and a batch of {settings.batch_size} x {tokens:,} tokens (data.max_seq_len + max_new_tokens).",
+            "Lower eval.batch_size in the --config, evaluate fewer candidates (--baselines ''), or free memory.",
+        )
 
 
 def render_report(report: EvalReport) -> None:

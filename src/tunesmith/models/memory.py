@@ -100,3 +100,16 @@ def activation_bytes(arch: Architecture, setup: Setup, a: int, checkpointing: bo
     if setup.method == "qlora":  # one dequantized weight matrix alive at a time
         dequant = max(lin.fan_in * lin.fan_out for lin in arch.linears) * 2
     return t * (layers * a + logits) + dequant
+
+
+def inference_bytes(
+    arch: Architecture, *, copies: int, batch: int, tokens: int, weight_bytes: int = 4
+) -> float:
+    """Bytes to answer with ``copies`` models held at once (``tunesmith eval`` keeps the base for the
+    baselines and a second copy under the adapter): their weights (``weight_bytes`` per parameter: fp32 on
+    CPU), the KV cache of one batch of ``batch`` x ``tokens`` (2 x layers x kv_heads x head_dim values per
+    token) and the fp32 logits of a full forward over that batch (label scoring reads every position)."""
+    weights = copies * arch.total * weight_bytes
+    kv = batch * tokens * 2 * arch.layers * arch.kv_heads * arch.head_dim * weight_bytes
+    logits = batch * tokens * arch.vocab * 4
+    return float(weights + kv + logits)

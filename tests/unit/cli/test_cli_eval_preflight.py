@@ -50,3 +50,56 @@ def test_eval_refuses_a_missing_run_folder_and_an_out_that_is_a_file(tmp_path, n
     res = CliRunner().invoke(app, ["eval", "--data", data, "--out", str(tmp_path / "afile")])
     assert res.exit_code == 2 and "is a file" in res.output and (tmp_path / "afile").read_text() == "keep me"
     assert not no_eval_work
+
+
+@pytest.fixture
+def reached_eval_work(monkeypatch):  # noqa: ANN201
+    """The evaluation itself stops at once with a marker: the preflight let it through."""
+    import tunesmith.eval.run as eval_run
+    from tunesmith.errors import TunesmithError
+
+    def stop(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        raise TunesmithError("EVAL WORK REACHED")
+
+    monkeypatch.setattr(eval_run, "run", stop)
+
+
+def test_eval_refuses_to_replace_an_earlier_report_unless_force(tmp_path, reached_eval_work):
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "report.json").write_text('{"earlier": true}')
+    args = ["eval", "--data", str(_data(tmp_path)), "--model", "tiny", "--out", str(out)]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2 and "already holds an evaluation report" in res.output, res.output
+    assert "--force" in res.output and "EVAL WORK REACHED" not in res.output
+    assert (out / "report.json").read_text() == '{"earlier": true}'
+    res = CliRunner().invoke(app, [*args, "--force"])
+    assert "EVAL WORK REACHED" in res.output, res.output
+
+
+def test_eval_refuses_an_out_under_a_file_and_bad_data_before_any_work(tmp_path, no_eval_work):
+    (tmp_path / "afile").write_text("keep me")
+    res = CliRunner().invoke(
+        app, ["eval", "--data", str(_data(tmp_path)), "--out", str(tmp_path / "afile" / "report")]
+    )
+    assert res.exit_code == 2 and "cannot be written" in res.output, res.output
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "x", "label": "a"}\n{"text": "y", "label": \n', encoding="utf-8")
+    res = CliRunner().invoke(
+        app, ["eval", "--data", str(bad), "--model", "tiny", "--out", str(tmp_path / "r")]
+    )
+    assert res.exit_code == 1 and "line 2" in res.output and "Traceback" not in res.output, res.output
+    assert not no_eval_work and not (tmp_path / "r").exists()
+
+
+def test_eval_refuses_when_the_models_do_not_fit_the_memory_available(tmp_path, no_eval_work, monkeypatch):
+    import tunesmith.train.guards as guards
+
+    monkeypatch.setattr(guards, "available_memory", lambda: 300_000_000)  # what this machine reports
+    args = ["eval", "--data", str(_data(tmp_path)), "--model", "tiny", "--out", str(tmp_path / "r")]
+    res = CliRunner().invoke(app, args)
+    assert (
+        res.exit_code == 1 and "Evaluating needs about 0.6 GB but 0.3 GB of memory is available" in res.output
+    )
+    assert "1 copy of tiny" in res.output and "eval.batch_size" in res.output, res.output
+    assert not no_eval_work
