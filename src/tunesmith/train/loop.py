@@ -13,7 +13,8 @@ Choices, and why:
   torch/Python/NumPy RNG states at an optimizer-step boundary; the resumed loss trajectory equals the
   uninterrupted one (the test allows 1e-4 relative).
 - **Stopping** (``should_stop``: Ctrl-C in the CLI, cancel/pause in the server) is checked after every
-  optimizer step; the loop then saves a checkpoint and returns, so nothing done is lost.
+  optimizer step; the loop then saves a checkpoint, measures the hold-out loss of the weights it stops
+  with (the summary's final hold-out loss is never stale) and returns, so nothing done is lost.
 - **Best weights**: every hold-out evaluation that improves the best loss writes a checkpoint marked best
   (never pruned); at the end, if the best beats the final weights, they are restored before saving
   artifacts (like HF's ``load_best_model_at_end``), and the summary says which weights were saved.
@@ -458,7 +459,10 @@ def _save(run, model, optimizer, scheduler, state, emit, is_best: bool = False) 
 
 
 def _finish(model, holdout, cfg, run, state, optimizer, scheduler, emit, status, total_steps) -> FitResult:  # noqa: ANN001
-    if holdout and status != "stopped":
+    # every ending measures the hold-out on the weights it ends with, a clean stop (Ctrl-C, a stop request)
+    # included: the summary's final hold-out loss is never one from an earlier evaluation (issue 17). A stop
+    # saved its checkpoint before this, so a second Ctrl-C during the measurement loses nothing.
+    if holdout:
         final_val = _checked_val(evaluate(model, holdout, cfg), run, cfg, state.step)
         state.last_val = final_val
         run.log({"step": state.step, "val_loss": final_val})
@@ -468,7 +472,7 @@ def _finish(model, holdout, cfg, run, state, optimizer, scheduler, emit, status,
             state.best_val, state.best_step = final_val, state.step
     else:
         final_is_best = False
-    if status != "stopped":  # a stop already saved this step
+    if status != "stopped" or final_is_best:  # a stop saved this step already, unless it is now the best
         _save(run, model, optimizer, scheduler, state, emit, is_best=final_is_best)
     weights_from = "final"
     best = ckpt.best_checkpoint(run.checkpoints_dir)

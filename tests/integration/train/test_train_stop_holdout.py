@@ -1,0 +1,48 @@
+"""Issue 17: a clean stop (Ctrl-C, a stop request) measures the hold-out loss of the weights it stops with
+before the summary is written; the summary never shows the loss of an earlier evaluation. (The Ctrl-C path
+of the real CLI: test_train_cli.py::test_ctrl_c_saves_a_checkpoint_and_exits_cleanly.)"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from train_toy import toy_config
+
+from tunesmith.models.load import load_tokenizer
+from tunesmith.train.api import train
+from tunesmith.train.checkpoints import best_checkpoint
+from tunesmith.train.data import prepare_data
+from tunesmith.train.loop import evaluate
+
+pytestmark = pytest.mark.integration
+
+
+def test_stop_request_remeasures_the_holdout_before_the_summary(tmp_path: Path, toy_model_dir: Path) -> None:
+    # eval_every beyond the run: the only hold-out measurement before the stop is step 0's
+    cfg = toy_config(tmp_path, toy_model_dir, "lora", "train.eval_every=100", "train.run_name=stop")
+    steps: list[int] = []
+    result = train(
+        cfg,
+        on_progress=lambda e: steps.append(e["step"]) if e["event"] == "step" else None,
+        should_stop=lambda: bool(steps) and steps[-1] == 4,
+    )
+    s = result.summary
+    assert s.status == "stopped" and s.steps == 4
+    val_rows = [
+        json.loads(line)
+        for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()
+        if "val_loss" in json.loads(line)
+    ]
+    assert [r["step"] for r in val_rows] == [0, 4]  # step 0, then the stop
+    assert s.final_val_loss == pytest.approx(val_rows[-1]["val_loss"])
+    assert s.final_val_loss < s.first_val_loss  # four steps of a learnable task moved it: not the stale one
+    # and it is the loss of the weights the run stopped with, measured independently
+    holdout = prepare_data(cfg, load_tokenizer(cfg.model.name)).holdout
+    assert evaluate(result.model, holdout, cfg) == pytest.approx(s.final_val_loss, rel=1e-5)
+    # it is the best so far, so the stop's checkpoint is marked best with the fresh loss in its state
+    assert s.best_step == 4 and s.best_val_loss == pytest.approx(s.final_val_loss)
+    best = best_checkpoint(result.run_dir / "checkpoints")
+    assert best is not None and best.name == "step-00000004"
+    assert json.loads((best / "state.json").read_text())["last_val"] == pytest.approx(s.final_val_loss)
