@@ -1,7 +1,9 @@
 """One progress helper for the steps that can take more than a few seconds (issue 17): the one-time model
-conversion, answer generation (prompted baselines, evaluation). Library code marks a step with
-:func:`step` and advances it; whoever runs the work (the CLI) installs a sink with :func:`use_sink` and
-decides how to show it. With no sink installed a step costs a clock read per advance and prints nothing.
+conversion, answer generation and label scoring (prompted baselines, evaluation, the demo), document
+indexing (``rag/index.py``), merging and saving an export (``train/export.py``). Library code marks a step
+with :func:`step` and advances it; whoever runs the work (the CLI, on stderr) installs a sink with
+:func:`use_sink` and decides how to show it. With no sink installed a step costs a clock read per advance
+and prints nothing.
 
 The ETA is the linear estimate elapsed / done x (total - done): adequate for steps made of equal-sized
 units (batches of answers), shown only once a unit is done."""

@@ -4,6 +4,7 @@ CLI's line view prints them throttled; answer generation reports through it. A f
 from __future__ import annotations
 
 import io
+import sys
 
 import pytest
 from rich.console import Console
@@ -76,3 +77,61 @@ def test_generation_reports_each_batch(monkeypatch):
     assert [(e.state, e.done, e.total) for e in seen] == [
         ("start", 0, 20), ("advance", 8, 20), ("advance", 16, 20), ("advance", 20, 20), ("done", 20, 20),
     ]  # fmt: skip
+
+
+def test_label_scoring_reports_each_batch():
+    from tunesmith.models.generate import score_labels
+    from tunesmith.models.load import load_causal_lm, load_tokenizer
+
+    model, tok = load_causal_lm("tiny"), load_tokenizer("tiny")
+    convs = [[{"role": "user", "content": f"Route ticket {i}"}] for i in range(5)]
+    seen: list[ProgressEvent] = []
+    with use_sink(seen.append):
+        scores = score_labels(model, tok, convs, ["billing", "technical"], batch_size=2)
+    assert len(scores.predictions) == 5
+    assert [(e.name, e.state, e.done, e.total) for e in seen] == [
+        ("scoring labels", "start", 0, 5), ("scoring labels", "advance", 2, 5), ("scoring labels", "advance", 4, 5),
+        ("scoring labels", "advance", 5, 5), ("scoring labels", "done", 5, 5),
+    ]  # fmt: skip
+
+
+def test_export_reports_its_merge_and_save(tmp_path):
+    """A real export (tiny base + a fresh LoRA adapter, merged and saved) says what it is doing."""
+    from peft import LoraConfig, get_peft_model
+
+    from tunesmith.models.load import load_causal_lm, load_tokenizer
+    from tunesmith.train.export import export_merged
+
+    run = tmp_path / "runs" / "r1"
+    adapter = get_peft_model(load_causal_lm("tiny"), LoraConfig(r=4, target_modules=["q_proj"]))
+    adapter.save_pretrained(str(run / "adapter"))
+    load_tokenizer("tiny").save_pretrained(str(run / "adapter"))
+    seen: list[ProgressEvent] = []
+    with use_sink(seen.append):
+        out = export_merged(run, tmp_path / "merged", base_model="tiny")
+    assert (out / "config.json").exists()
+    assert [(e.name, e.state) for e in seen] == [
+        ("merging the adapter of r1 into tiny", "start"), ("merging the adapter of r1 into tiny", "done"),
+        (f"saving the merged model to {out}", "start"), (f"saving the merged model to {out}", "done"),
+    ]  # fmt: skip
+
+
+def test_the_cli_shows_progress_on_stderr(monkeypatch, capsys):
+    """cli.main.main installs the sink for every command: progress lines on stderr, stdout for results."""
+    import tunesmith.cli.main as cli_main
+
+    ticks = [0.0]  # the step starts at 0 s; every later reading is 10 s
+
+    def clock() -> float:
+        return ticks.pop() if ticks else 10.0
+
+    def command() -> None:
+        with step("indexing documents", 4, clock=clock) as s:
+            s.advance(4)
+        print("RESULT")
+
+    monkeypatch.setattr(cli_main, "app", command)
+    monkeypatch.setattr(sys, "argv", ["tunesmith", "rag", "index"])
+    cli_main.main()
+    out, err = capsys.readouterr()
+    assert out == "RESULT\n" and "indexing documents: 4/4 (100%), 10 s elapsed" in err

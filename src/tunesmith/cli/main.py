@@ -104,10 +104,12 @@ def main() -> None:
     # before any command imports a library; the option itself is declared on the root callback
     quiet_libraries(verbose="--verbose" in sys.argv[1:])
     from tunesmith.cli.progress_view import ProgressLines
-    from tunesmith.cli.render import console
+    from tunesmith.cli.render import err_console
     from tunesmith.progress import use_sink
 
-    with use_sink(ProgressLines(console)):  # long steps (conversion, generation) report count and ETA
+    # long steps (conversion, generation, indexing, export) report count and ETA; on stderr, so that a
+    # command's output (--json included) stays clean
+    with use_sink(ProgressLines(err_console)):
         app()  # standalone mode: click prints usage errors and exits with their codes
 
 

@@ -107,8 +107,6 @@ def index_cmd(
     override: list[str] = typer.Option([], "--override", help=OVERRIDE_HELP),
 ) -> None:
     """Index documents; re-running updates only what changed (unchanged files are not even read)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from tunesmith.rag.index import index_documents
     from tunesmith.rag.pgstore import redact
 
@@ -127,16 +125,9 @@ def index_cmd(
             f"--chunk-tokens {chunk_tokens} / --chunk-overlap {chunk_overlap}: need chunk_tokens >= 16 and 0 <= overlap < chunk_tokens.",
             "Example: --chunk-tokens 256 --chunk-overlap 32",
         )
-    with Progress(TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  TextColumn("{task.description}"), console=err_console, transient=True,
-                  disable=as_json or not err_console.is_terminal) as bar:  # fmt: skip
-        task = bar.add_task("", total=None)
-
-        def progress(done: int, total: int, source: str) -> None:
-            bar.update(task, completed=done, total=total, description=source[-40:])
-
-        report = index_documents(docs, index, embedder=embedder, chunk_tokens=chunk_tokens,
-                                 chunk_overlap=chunk_overlap, rebuild=rebuild, progress=progress)  # fmt: skip
+    # progress (files done, ETA) comes from the library's step through the one progress helper, on stderr
+    report = index_documents(docs, index, embedder=embedder, chunk_tokens=chunk_tokens,
+                             chunk_overlap=chunk_overlap, rebuild=rebuild)  # fmt: skip
     if as_json:
         from dataclasses import asdict
 

@@ -229,13 +229,17 @@ def score_labels(
         p_ids, c_ids = _label_continuations(tokenizer, list(msgs), labels)
         prompts.append(p_ids)
         conts.append(c_ids)
+    from tunesmith.progress import step
+
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     matrix: list[list[float]] = [[] for _ in prompts]
-    for start in range(0, len(order), max(1, batch_size)):
-        idx = order[start : start + batch_size]
-        rows = _score_batch(model, tokenizer, [prompts[i] for i in idx], [conts[i] for i in idx])
-        for i, row in zip(idx, rows, strict=True):
-            matrix[i] = row
+    with step("scoring labels", len(prompts)) as progress:
+        for start in range(0, len(order), max(1, batch_size)):
+            idx = order[start : start + batch_size]
+            rows = _score_batch(model, tokenizer, [prompts[i] for i in idx], [conts[i] for i in idx])
+            for i, row in zip(idx, rows, strict=True):
+                matrix[i] = row
+            progress.advance(len(idx))
     if any(not math.isfinite(x) for row in matrix for x in row):
         raise TunesmithError(
             "Label scoring produced a non-finite log-likelihood.", "Check the model weights (NaN/inf)."

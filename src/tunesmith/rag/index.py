@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from tunesmith.errors import TunesmithError
+from tunesmith.progress import step
 from tunesmith.rag.bm25 import save_bm25
 from tunesmith.rag.chunk import Chunk, chunk_sections
 from tunesmith.rag.embed import DEFAULT_EMBEDDER, Embedder, get_embedder
@@ -85,11 +86,14 @@ def index_documents(
         settings = json.dumps({"chunk_tokens": chunk_tokens, "chunk_overlap": chunk_overlap})
         run = _Run(store, emb, settings, chunk_tokens, chunk_overlap)
         files = list(iter_document_files(paths))
-        for i, (f, source) in enumerate(files, start=1):
-            run.visit(f, source)
-            if progress:
-                progress(i, len(files), source)
-        run.flush()
+        # the one progress helper (tunesmith.progress): files read, chunked and embedded, with an ETA
+        with step("indexing documents", len(files)) as shown:
+            for i, (f, source) in enumerate(files, start=1):
+                run.visit(f, source)
+                shown.advance()
+                if progress:
+                    progress(i, len(files), source)
+            run.flush()
         run.delete_missing(paths)
         n_docs, n_chunks = store.count()
         if not server and (run.changed or not (index_dir / "bm25").exists()):

@@ -25,22 +25,26 @@ def export_merged(run: Path, out: Path, base_model: str | None = None) -> Path:
         raise TunesmithError(
             f"{out} already exists and is not empty; it is left untouched.", "Pick a new output folder."
         )
+    from tunesmith.progress import step
+
     kind, folder = locate_run_weights(run)
     if kind == "model":
-        model, tokenizer = load_causal_lm(str(folder), dtype="float32"), load_tokenizer(str(folder))
+        with step(f"loading the fine-tuned model of {run.name}"):
+            model, tokenizer = load_causal_lm(str(folder), dtype="float32"), load_tokenizer(str(folder))
     else:
         base = base_model or run_base_model(run)
         if base is None:
             raise TunesmithError(f"Cannot tell which base model {run} was trained on.", "Pass --model NAME.")
         from peft import PeftModel
 
-        peft_model = PeftModel.from_pretrained(load_causal_lm(base, dtype="float32"), str(folder))
-        model = peft_model.merge_and_unload()
+        with step(f"merging the adapter of {run.name} into {Path(base).name}"):
+            peft_model = PeftModel.from_pretrained(load_causal_lm(base, dtype="float32"), str(folder))
+            model = peft_model.merge_and_unload()
         tok_src = folder if (folder / "tokenizer_config.json").exists() else base
         tokenizer = load_tokenizer(str(tok_src))
     if out.exists():
         out.rmdir()  # empty: replaced atomically below
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out) as tmp, step(f"saving the merged model to {out}"):
         model.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
     return out
