@@ -156,6 +156,15 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path, toy_model_d
     assert summary["status"] == "stopped" and 2 <= summary["steps"] < 500
     index = json.loads((run_dir / "checkpoints" / "index.json").read_text())
     assert index["checkpoints"][-1]["step"] == summary["steps"]
+    # issue 17: the hold-out was measured at the stop, and that is the loss the summary shows
+    vals = [
+        json.loads(line)
+        for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+        if "val_loss" in line
+    ]
+    assert vals[-1]["step"] == summary["steps"] and summary["final_val_loss"] == pytest.approx(
+        vals[-1]["val_loss"]
+    )
 
 
 @pytest.mark.parametrize("switch", ["", "system"])
