@@ -41,12 +41,13 @@ PLAN: dict[str, set[str]] = {
     "data": _BASE,
     "models": _BASE | {"data"},
     "rag": _BASE | {"data", "models"},
-    "train": _BASE | {"data", "models", "rag"},
-    "eval": _BASE | {"data", "models", "rag"},
-    "advisor": _BASE | {"data", "models", "rag", "train", "eval"},
-    "workflows": _BASE | {"data", "models", "rag", "train", "eval"},
-    "serve": _BASE | {"data", "models", "rag", "train", "eval", "advisor", "workflows"},
-    "cli": _BASE | {"data", "models", "rag", "train", "eval", "advisor", "workflows", "serve"},
+    "graders": _BASE | {"data", "models"},  # issue 14: rewards for train, judged evaluation for eval
+    "train": _BASE | {"data", "models", "rag", "graders"},
+    "eval": _BASE | {"data", "models", "rag", "graders"},
+    "advisor": _BASE | {"data", "models", "rag", "graders", "train", "eval"},
+    "workflows": _BASE | {"data", "models", "rag", "graders", "train", "eval"},
+    "serve": _BASE | {"data", "models", "rag", "graders", "train", "eval", "advisor", "workflows"},
+    "cli": _BASE | {"data", "models", "rag", "graders", "train", "eval", "advisor", "workflows", "serve"},
     "__main__": {"cli"},
 }
 
