@@ -117,10 +117,11 @@ def create_app(settings: ServeSettings) -> FastAPI:
     _file_routes(app, store, settings)
     _job_routes(app, store, settings)
     _model_routes(app, store, settings)
-    from tunesmith.serve import chat, dashboard
+    from tunesmith.serve import chat, dashboard, workbench
 
     chat.add_routes(app)
     dashboard.add_routes(app)
+    workbench.add_routes(app)  # /workbench pages, aliases, evaluations, review (serve/workbench.py)
     _publish_body_schemas(app)
     return app
 

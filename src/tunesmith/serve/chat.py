@@ -271,10 +271,12 @@ def add_routes(app: FastAPI) -> None:
 def resolve_model(app: FastAPI, name: str) -> Any:
     """A model id -> ``ModelRef``: a base, a fine-tuned ``ft:`` model or one of its checkpoints."""
     from tunesmith.models.inference import locate_run_weights
+    from tunesmith.serve.aliases import resolve_alias
     from tunesmith.serve.app import BASE_MODELS
     from tunesmith.serve.engine import ModelRef
     from tunesmith.train.checkpoints import materialize_checkpoint
 
+    name = resolve_alias(app, name)  # `prod` -> the model the alias points at (serve/aliases.py)
     store: Store = app.state.store
     settings = app.state.settings
     missing = not_found(

@@ -29,7 +29,8 @@ from typing import Any
 from tunesmith.errors import UsageError
 from tunesmith.serve.errors import APIError, error_response
 
-OPEN_PATHS = frozenset({"/"})  # the dashboard shell only; its data calls go through /v1 with the key
+# the dashboard and workbench shells only (static, no data); their data calls go through /v1 with the key
+OPEN_PATHS = frozenset({"/", "/workbench", "/workbench/app.js"})
 MULTIPART_SLACK = 64 * 1024  # multipart framing around the uploaded file's bytes
 
 

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from tunesmith.cli.main import app as cli
 from tunesmith.errors import UsageError
-from tunesmith.serve.guard import Guard, authorized, gather_keys, key_digests
+from tunesmith.serve.guard import OPEN_PATHS, Guard, authorized, gather_keys, key_digests
 from tunesmith.serve.testing import SyncASGITransport, in_process_client
 
 pytestmark = pytest.mark.unit
@@ -110,7 +110,7 @@ def test_every_route_but_the_dashboard_shell_needs_a_key(tmp_path: Path) -> None
             path = _concrete(route.path)
             seen.add(route.path)
             anonymous = c.request(method, path)
-            if route.path == "/" and method in ("GET", "HEAD"):
+            if route.path in OPEN_PATHS and method in ("GET", "HEAD"):  # the dashboard/workbench shells
                 assert anonymous.status_code == 200, method
                 assert "/v1" in anonymous.text or method == "HEAD"  # the shell: no data of its own
                 continue
