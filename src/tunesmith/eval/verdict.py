@@ -127,7 +127,9 @@ def _advice(path: str, first: str, second: str, vals: dict[str, float], n: int, 
     if info.share and n:
         k = abs(round(a * n) - round(b * n))
         noise = 2 * math.sqrt(max(a * (1 - a), 0) / n + max(b * (1 - b), 0) / n)
-        if k == 0 or abs(diff) <= noise:
+        if k == 0:
+            return f"Neither is better: both get the same count on {n} {unit}."
+        if abs(diff) <= noise:
             return (
                 f"Neither is clearly better on {n} {unit}: a difference of {k} is within what chance gives "
                 "(two standard errors); a larger hold-out would tell them apart."

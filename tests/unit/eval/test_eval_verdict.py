@@ -46,6 +46,8 @@ def test_verdict_says_when_the_prompt_wins_or_it_is_too_close_to_call():
     close = verdict_for(_report(80, {"base:few-shot": 59, "finetuned": 60}))
     assert "Neither is clearly better on 80 hold-out examples: a difference of 1" in close, close
     assert "Use" not in close
+    tie = verdict_for(_report(80, {"base:few-shot": 59, "finetuned": 59}))
+    assert "Neither is better: both get the same count on 80 hold-out examples." in tie, tie
     prompts_only = verdict_for(_report(40, {"base:zero-shot": 2, "base:few-shot": 30}))
     assert prompts_only.startswith("The few-shot prompt gets 30 of 40 hold-out examples right; the zero-shot")
 
