@@ -53,6 +53,8 @@ def render_html(report: EvalReport) -> str:
         "<h2>Metrics per candidate</h2>",
         *_bar_charts(report.headline, cands),
     ]
+    if report.graders:
+        parts += ["<h2>Graders and judges</h2>", _graders(report)]
     mats = "".join(_confusion(name, c.metrics) for name, c in cands.items() if "confusion" in c.metrics)
     if mats:
         parts += [
@@ -132,7 +134,7 @@ def _table(headline: list[str], cands: dict[str, Candidate]) -> str:
             x = v.metric(c)
             values = [y for o in cands.values() if (y := o.metric(c)) is not None]
             target = min(values) if metric_info(c).lower_is_better else max(values)
-            best = x is not None and x == target and len(values) > 1
+            best = x is not None and x == target and len(set(values)) > 1  # a tie marks nobody
             cells.append(f'<td class="{"best" if best else ""}">{_fmt(x, digits)}</td>')
         rows.append(f"<tr><td><b>{escape(name)}</b></td>{''.join(cells)}</tr>")
     return f"<table><tr><th>candidate</th>{head}</tr>{''.join(rows)}</table>"
@@ -374,3 +376,32 @@ def _examples(examples: list[Example], names: list[str]) -> str:
             f"<tr><td>{escape(ex.input[:300])}</td><td>{escape(str(ex.reference)[:200])}</td>{cells}</tr>"
         )
     return f'<table class="ex"><tr><th>input</th><th>expected</th>{head}</tr>{"".join(rows)}</table><p class="note">Green: right; red: wrong.</p>'
+
+
+def _graders(report: EvalReport) -> str:
+    """eval --grader: mean / pass rate per grader and candidate, pairwise verdicts (both orders), and each
+    judge's calibration next to its numbers (eval/judged.py)."""
+    from tunesmith.eval.judged import calibration_words
+
+    cands = report.candidates
+    head = "".join(f"<th>{escape(n)}</th>" for n in cands)
+    rows, notes = [], []
+    for g, info in report.graders.items():
+        cells = "".join(
+            f"<td>{_fmt(c.metric(f'grader.{g}'))} / {_fmt(c.metric(f'grader_pass_rate.{g}'))}</td>" for c in cands.values()
+        )
+        if any(c.metric(f"grader.{g}") is not None for c in cands.values()):
+            rows.append(f"<tr><td>{escape(g)} <span class='note'>({escape(str(info.get('type')))})</span></td>{cells}</tr>")
+        pair = cands["finetuned"].metrics.get("pairwise", {}).get(g, {}) if "finetuned" in cands else {}
+        for other, v in pair.items():
+            fp = "-" if v.get("first_position_rate") is None else f"{v['first_position_rate']:.2f}"
+            notes.append(
+                f"<li><b>{escape(g)}</b>: finetuned vs <code>{escape(other)}</code>: win {v['win']:.2f}, tie "
+                f"{v['tie']:.2f}, loss {v['loss']:.2f} on {v['n']} pairs, each judged in both orders (position bias: "
+                f"the answer shown first was chosen {fp} of the time; the two orders agreed on {v['order_consistency']:.2f})</li>"
+            )
+        weak = f' <span class="bad">{escape(info["note"])}</span>' if info.get("weak") else ""
+        model = f" {escape(str(info['model']))}:" if info.get("model") else ""
+        notes.append(f"<li><b>{escape(g)}</b>:{model} {escape(calibration_words(info))}{weak}</li>")
+    table = f"<table><tr><th>grader (mean / pass rate)</th>{head}</tr>{''.join(rows)}</table>" if rows else ""
+    return f'{table}<div class="card"><ul>{"".join(notes)}</ul></div>'

@@ -70,6 +70,9 @@ def test_lower_is_better_metrics_are_drawn_apart():
     table = _section(render_html(_report()), "Headline")
     # the best latency is the lowest one: the fine-tuned model's 2534 ms, not the few-shot prompt's 7836 ms
     assert '<td class="best">2534</td>' in table and '<td class="best">7836</td>' not in table
+    even = {n: Candidate(metrics={"accuracy": 0.5}) for n in ("base:few-shot", "finetuned")}
+    tie = EvalReport(task="classification", n=2, headline=["accuracy"], candidates=even)
+    assert 'class="best"' not in _section(render_html(tie), "Headline")  # a tie marks nobody
 
 
 def test_curves_of_a_stopped_run_show_the_measurements_and_the_stop(tmp_path):
