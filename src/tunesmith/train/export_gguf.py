@@ -25,6 +25,7 @@ from tunesmith.errors import TunesmithError
 from tunesmith.models import llamacpp
 from tunesmith.models.inference import locate_run_weights, run_base_model
 from tunesmith.paths import tunesmith_home
+from tunesmith.progress import step
 from tunesmith.train.checkpoints import atomic_dir
 from tunesmith.train.export import export_merged
 from tunesmith.train.ollama import build_modelfile, write_modelfile
@@ -76,10 +77,13 @@ def export_gguf(
         work = Path(scratch)
         merged = export_merged(run, work / "merged", base_model)
         if quant == "f16":
-            raw = llamacpp.convert_hf_to_gguf(merged, work / "raw.gguf", "f16", log)
+            with step("converting to GGUF (f16, llama.cpp)"):
+                raw = llamacpp.convert_hf_to_gguf(merged, work / "raw.gguf", "f16", log)
         else:
-            f32 = llamacpp.convert_hf_to_gguf(merged, work / "f32.gguf", "f32", log)
-            raw = llamacpp.quantize_gguf(f32, work / "raw.gguf", quant)
+            with step("converting to GGUF (f32, llama.cpp)"):
+                f32 = llamacpp.convert_hf_to_gguf(merged, work / "f32.gguf", "f32", log)
+            with step(f"quantizing to {quant} (llama.cpp)"):
+                raw = llamacpp.quantize_gguf(f32, work / "raw.gguf", quant)
             f32.unlink()
         shutil.rmtree(merged)
         eot = end_of_turn_token(tokenizer, mf.stop if mf else ())
