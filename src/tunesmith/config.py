@@ -18,7 +18,7 @@ from tunesmith.errors import TunesmithError
 from tunesmith.yamlsafe import YAMLSyntaxError, load_yaml, load_yaml_file
 
 Task = Literal["chat", "completion", "classification", "extraction", "preference", "text"]
-Method = Literal["sft", "cpt", "dpo", "reward", "ppo"]
+Method = Literal["sft", "cpt", "dpo", "reward", "ppo", "rloo", "grpo"]
 Finetune = Literal["full", "lora", "qlora", "dora"]
 
 
@@ -106,7 +106,11 @@ class LoraConfig(Section):
 
 
 class TrainConfig(Section):
-    method: Method = Field("sft", description="sft, cpt (continued pre-training), dpo, reward or ppo.")
+    method: Method = Field(
+        "sft",
+        description="sft, cpt (continued pre-training), dpo, reward, ppo (PPO with a value head, written in "
+        "tunesmith), rloo (TRL's RLOO) or grpo (TRL's GRPO). docs/rl.md.",
+    )
     finetune: Finetune = Field("lora", description="full, lora, qlora (4-bit NF4 base + LoRA) or dora.")
     lr: float | None = Field(
         None,
@@ -186,27 +190,62 @@ class TrainConfig(Section):
         "sigmoid", description="DPO loss type (TRL `loss_type`: sigmoid, ipo, hinge, ...)."
     )
     init_from: Path | None = Field(None, description="Start from this SFT run's adapter or model.")
-    reward_model: Path | None = Field(None, description="Reward run used by method: ppo.")
+    reward_model: Path | None = Field(
+        None, description="Reward run (method: reward) that scores answers for ppo, rloo and grpo."
+    )
+    grader: Path | None = Field(
+        None,
+        description="Grader JSON file (OpenAI grader shape, docs/graders.md) that scores answers for ppo, rloo "
+        "and grpo, instead of train.reward_model.",
+    )
     prompts: Path | None = Field(
-        None, description="Prompts file for method: ppo (JSONL with prompt or messages)."
+        None, description="Prompts file for ppo, rloo and grpo (JSONL with prompt or messages)."
     )
     num_generations: int = Field(
         4,
         ge=2,
         le=256,
-        description="method: ppo (RLOO): answers sampled per prompt; each is baselined by the others (TRL `num_generations`).",
+        description="rloo, grpo: answers sampled per prompt; each is baselined by the others (TRL `num_generations`).",
     )
     max_completion_length: Tokens = Field(
-        64, description="method: ppo: longest sampled answer in tokens (TRL `max_completion_length`)."
+        64, description="ppo, rloo, grpo: longest sampled answer in tokens (TRL `max_completion_length`)."
     )
     temperature: float = Field(
-        1.0, gt=0, le=100, description="method: ppo: sampling temperature of the policy (TRL `temperature`)."
+        1.0, gt=0, le=100, description="ppo, rloo, grpo: sampling temperature of the policy (TRL `temperature`)."
+    )
+    # method: ppo only (train/ppo.py; names as in TRL's former PPOConfig)
+    num_ppo_epochs: int = Field(
+        2, ge=1, le=64, description="ppo: optimisation passes over each batch of sampled answers."
+    )
+    num_mini_batches: int = Field(
+        1, ge=1, le=1024, description="ppo: mini-batches each pass splits the batch of answers into."
+    )
+    cliprange: float = Field(0.2, gt=0, le=10, description="ppo: clip range of the policy ratio (epsilon).")
+    cliprange_value: float = Field(
+        0.2, gt=0, le=1e4, description="ppo: clip range of the value update around the old values."
+    )
+    vf_coef: float = Field(0.1, ge=0, le=1e3, description="ppo: weight of the value loss.")
+    gamma: float = Field(1.0, ge=0, le=1, description="ppo: discount factor of GAE.")
+    lam: float = Field(0.95, ge=0, le=1, description="ppo: lambda of GAE (bias-variance trade-off).")
+    kl_target: float | None = Field(
+        None,
+        gt=0,
+        le=1e4,
+        description="ppo: target KL (nats per answer) of the adaptive KL controller (Ziegler et al. 2019); "
+        "None keeps the KL coefficient fixed at train.beta.",
+    )
+    kl_horizon: Steps = Field(
+        10_000, description="ppo: horizon of the adaptive KL controller, in sampled answers."
     )
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
-        if self.method == "ppo" and self.reward_model is None:
-            raise ValueError("train.reward_model is required for method: ppo (the folder of a reward run).")
+        if self.method in ("ppo", "rloo", "grpo") and (self.reward_model is None) == (self.grader is None):
+            raise ValueError(
+                f"method: {self.method} needs exactly one reward: train.reward_model (the folder of a reward "
+                f"run) or train.grader (a grader JSON file)"
+                + (", not both." if self.reward_model is not None else ".")
+            )
         _check_auto_number("epochs", self.epochs, low=0.0, low_open=True)
         _check_auto_number("batch_tokens", self.batch_tokens, low=16)
         _check_auto_number("batch_size", self.batch_size, low=1)
@@ -339,21 +378,28 @@ class ProjectConfig(Section):
 # what to set instead. Any value but the field's default is refused for that method (ProjectConfig above);
 # docs/training.md "Fields each method reads" lists the same. When a method starts reading a field, drop it
 # here: tests/unit/test_config_method_fields.py checks every entry against a default config.
+_RL_ONLY = "only ppo, rloo and grpo read it"
 _PPO_ONLY = "only method: ppo reads it"
 _NO_PLAN = "it uses TRL's trainer, which has no memory plan"
 _PREF_DATA = "its pairs or prompts carry their own messages"
+# fields only method: ppo (train/ppo.py) reads
+_PPO_FIELDS = ("num_ppo_epochs", "num_mini_batches", "cliprange", "cliprange_value", "vf_coef", "gamma", "lam",
+               "kl_target", "kl_horizon")  # fmt: skip
+_PPO_ONLY_FIELDS: dict[str, tuple[str, str]] = {f"train.{f}": (_PPO_ONLY, "") for f in _PPO_FIELDS}
 _SFT_CPT: dict[str, tuple[str, str]] = {
-    "train.beta": ("the DPO/KL strength of method: dpo and ppo", ""),
+    "train.beta": ("the DPO/KL strength of method: dpo, ppo, rloo and grpo", ""),
     "train.loss_type": ("the DPO loss of method: dpo", ""),
     "train.init_from": (
-        "the SFT run that method: dpo and ppo start from",
+        "the SFT run that method: dpo, ppo, rloo and grpo start from",
         "To start from a trained model, set model.name to its folder.",
     ),
-    "train.reward_model": (_PPO_ONLY, ""),
-    "train.prompts": (_PPO_ONLY, "The training data is data.train."),
-    "train.num_generations": (_PPO_ONLY, ""),
-    "train.max_completion_length": (_PPO_ONLY, "The sequence length is data.max_seq_len."),
-    "train.temperature": (_PPO_ONLY, ""),
+    "train.reward_model": (_RL_ONLY, ""),
+    "train.grader": (_RL_ONLY, "To judge a model with a grader, use `tunesmith eval --grader`."),
+    "train.prompts": (_RL_ONLY, "The training data is data.train."),
+    "train.num_generations": ("only rloo and grpo read it", ""),
+    "train.max_completion_length": (_RL_ONLY, "The sequence length is data.max_seq_len."),
+    "train.temperature": (_RL_ONLY, ""),
+    **_PPO_ONLY_FIELDS,
 }
 _TRL: dict[str, tuple[str, str]] = {
     "train.batch_tokens": (_NO_PLAN, "Its batch is train.batch_size (x train.grad_accum)."),
@@ -379,7 +425,7 @@ _TRL: dict[str, tuple[str, str]] = {
     "data.fields_field": (_PREF_DATA, ""),
     "data.system_prompt": (_PREF_DATA, "Put a system message in the pairs' prompts."),
 }
-_PPO_SPECIFIC = {
+_RL_SPECIFIC = {
     k: v for k, v in _SFT_CPT.items() if k not in ("train.beta", "train.loss_type", "train.init_from")
 }
 # dpo and reward train on tunesmith's own loop (train/pref_run.py): the memory plan, hold-out evaluation,
@@ -388,26 +434,54 @@ _PREF_LOOP = {
     **{k: v for k, v in _TRL.items() if k.startswith("data.") or k == "train.forgetting_probe"},
     "train.packing": ("pairs are always packed (a pair's two sequences need per-sequence positions)", ""),
 }
+_PROBE = "it keeps a few of its prompts aside as the before/after probe"
+# rloo and grpo: TRL's trainers, sampling num_generations answers per prompt
+_TRL_RL: dict[str, tuple[str, str]] = {
+    **_TRL,
+    **_PPO_ONLY_FIELDS,
+    "train.loss_type": ("the DPO loss of method: dpo", ""),
+    "data.holdout": (_PROBE, ""),
+    "data.holdout_fraction": (_PROBE, ""),
+}
+# ppo: tunesmith's own PPO loop (train/ppo.py); one sampled answer per prompt, baselined by the value head.
+# num_generations is RLOO's: configs written when method: ppo ran RLOO get an error naming both methods.
+_RENAMED_PPO = (
+    "train.num_generations is RLOO's (samples per prompt); method: ppo is now PPO with a value head and "
+    "one answer per prompt, and the RLOO trainer that method: ppo used to run is method: rloo",
+    "Set train.method: rloo to keep RLOO, or remove train.num_generations to run PPO.",
+)
+_PPO_OWN_LOOP: dict[str, tuple[str, str]] = {
+    **{k: v for k, v in _TRL.items() if k not in ("train.batch_tokens", "train.memory_budget_gb", "train.packing")},
+    "train.batch_tokens": ("its batch is train.batch_size prompts", ""),
+    "train.memory_budget_gb": ("it has no memory plan; memory follows train.batch_size", ""),
+    "train.packing": ("its sampled answers are padded", ""),
+    "train.grad_accum": ("each step is train.batch_size prompts split into train.num_mini_batches", ""),
+    "train.gradient_checkpointing": ("it does not recompute activations", ""),
+    "train.save_every": ("it writes no checkpoints; its runs cannot be resumed", ""),
+    "train.keep_checkpoints": ("it writes no checkpoints; its runs cannot be resumed", ""),
+    "train.eval_every": (_PROBE.replace("it keeps", "it scores the probe before and after; it keeps"), ""),
+    "train.num_generations": _RENAMED_PPO,
+    "train.loss_type": ("the DPO loss of method: dpo", ""),
+    "data.holdout": (_PROBE, ""),
+    "data.holdout_fraction": (_PROBE, ""),
+}
 IGNORED_BY_METHOD: dict[str, dict[str, tuple[str, str]]] = {
     "sft": _SFT_CPT,
     "cpt": {**_SFT_CPT, "data.train_on": ("cpt trains on every token", "")},
-    "dpo": {**_PREF_LOOP, **_PPO_SPECIFIC},
+    "dpo": {**_PREF_LOOP, **_RL_SPECIFIC},
     "reward": {
         **_PREF_LOOP,
-        **_PPO_SPECIFIC,
-        "train.beta": ("the DPO/KL strength of method: dpo and ppo", ""),
+        **_RL_SPECIFIC,
+        "train.beta": ("the DPO/KL strength of method: dpo, ppo, rloo and grpo", ""),
         "train.loss_type": ("the DPO loss of method: dpo", ""),
         "train.init_from": (
             "a reward model starts from the base with a new scalar head",
             "The base is model.name.",
         ),
     },
-    "ppo": {
-        **_TRL,
-        "train.loss_type": ("the DPO loss of method: dpo", ""),
-        "data.holdout": ("ppo keeps a few of its prompts aside as the before/after probe", ""),
-        "data.holdout_fraction": ("ppo keeps a few of its prompts aside as the before/after probe", ""),
-    },
+    "ppo": _PPO_OWN_LOOP,
+    "rloo": _TRL_RL,
+    "grpo": _TRL_RL,
 }
 
 
@@ -506,7 +580,7 @@ def _resolve_paths(cfg: ProjectConfig, base: Path) -> ProjectConfig:
     cfg.rag.docs = [fix(p) for p in cfg.rag.docs]  # type: ignore[misc]
     if cfg.rag.index is not None and "://" not in cfg.rag.index:  # a URL stays as written
         cfg.rag.index = str(fix(Path(cfg.rag.index)))
-    for name in ("init_from", "reward_model", "prompts"):
+    for name in ("init_from", "reward_model", "grader", "prompts"):
         setattr(cfg.train, name, fix(getattr(cfg.train, name)))
     if not cfg.train.output_dir.is_absolute():
         cfg.train.output_dir = (base / cfg.train.output_dir).resolve()

@@ -11,6 +11,7 @@ from tunesmith.config import IGNORED_BY_METHOD, Method, ProjectConfig, load_conf
 from tunesmith.errors import TunesmithError
 
 pytestmark = pytest.mark.unit
+RL_METHODS = ("ppo", "rloo", "grpo")  # need a reward (train.reward_model or train.grader)
 
 # a valid value other than the default, per field of the table
 SAMPLE = {
@@ -30,6 +31,18 @@ SAMPLE = {
     "train.num_generations": "2",
     "train.max_completion_length": "32",
     "train.temperature": "0.7",
+    "train.grader": "grader.json",
+    "train.num_ppo_epochs": "3",
+    "train.num_mini_batches": "2",
+    "train.cliprange": "0.1",
+    "train.cliprange_value": "0.5",
+    "train.vf_coef": "0.5",
+    "train.gamma": "0.99",
+    "train.lam": "0.9",
+    "train.kl_target": "6",
+    "train.kl_horizon": "500",
+    "train.grad_accum": "2",
+    "train.gradient_checkpointing": "true",
     "data.train_on": "all",
     "data.text_field": "body",
     "data.label_field": "queue",
@@ -41,7 +54,7 @@ SAMPLE = {
 
 
 def _base(method: str) -> list[str]:
-    return [f"train.method={method}"] + (["train.reward_model=runs/rm"] if method == "ppo" else [])
+    return [f"train.method={method}"] + (["train.reward_model=runs/rm"] if method in RL_METHODS else [])
 
 
 def test_the_table_covers_every_method_and_names_real_fields() -> None:
@@ -63,7 +76,7 @@ def test_each_field_the_method_ignores_is_refused_with_what_applies(method: str)
         assert instead in msg
         # written at its default it changes nothing, and loads (as every config.resolved.yaml does)
         section, field = name.split(".")
-        raw = {"train": {"method": method, **({"reward_model": "runs/rm"} if method == "ppo" else {})}}
+        raw = {"train": {"method": method, **({"reward_model": "runs/rm"} if method in RL_METHODS else {})}}
         value = getattr(getattr(ProjectConfig.model_validate(raw), section), field)
         raw.setdefault(section, {})[field] = value
         assert getattr(getattr(ProjectConfig.model_validate(raw), section), field) == value
@@ -86,3 +99,22 @@ def test_a_run_of_settings_for_every_method_keeps_what_each_reads() -> None:
     settings = ["train.save_every=4", "train.max_steps=3", "train.beta=0.2"]
     assert overrides_for("sft", settings) == ["train.save_every=4", "train.max_steps=3"]
     assert overrides_for("dpo", settings) == ["train.save_every=4", "train.max_steps=3", "train.beta=0.2"]
+
+
+def test_a_ppo_config_with_rloos_samples_per_prompt_names_both_methods() -> None:
+    """method: ppo ran TRL's RLOO before it was PPO: such a config sets num_generations, which only rloo and
+    grpo read; the error names the rename (docs/rl.md "method: ppo used to run RLOO")."""
+    with pytest.raises(TunesmithError) as exc:
+        load_config(None, ["train.method=ppo", "train.reward_model=runs/rm", "train.num_generations=2"])
+    msg = str(exc.value)
+    assert "method: rloo" in msg and "method: ppo" in msg and "train.num_generations" in msg
+    assert load_config(None, ["train.method=rloo", "train.reward_model=runs/rm", "train.num_generations=2"])
+
+
+@pytest.mark.parametrize("method", RL_METHODS)
+def test_rl_methods_need_exactly_one_reward(method: str) -> None:
+    with pytest.raises(TunesmithError, match="exactly one reward"):
+        load_config(None, [f"train.method={method}"])
+    with pytest.raises(TunesmithError, match="not both"):
+        load_config(None, [f"train.method={method}", "train.reward_model=rm", "train.grader=g.json"])
+    assert load_config(None, [f"train.method={method}", "train.grader=g.json"]).train.grader is not None

@@ -1,4 +1,5 @@
-"""``RunSummary``: what a training run reports, one shape for every method (sft, cpt, dpo, reward, ppo).
+"""``RunSummary``: what a training run reports, one shape for every method (sft, cpt, dpo, reward, ppo, rloo,
+grpo).
 
 Written once per run to ``<run>/summary.json`` by ``write_run_summary`` (``train.runs.Run.finish``) and read
 back by ``read_run_summary`` everywhere else (``runs list/show``, ``compare``, the job worker, the demo
@@ -27,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from tunesmith.errors import TunesmithError
 
 SUMMARY_VERSION = 1
-Method = Literal["sft", "cpt", "dpo", "reward", "ppo"]
+Method = Literal["sft", "cpt", "dpo", "reward", "ppo", "rloo", "grpo"]
 # completed | early_stopped | stopped (Ctrl-C, cancel, pause) | failed | interrupted; "running" in a registry
 Status = str
 
@@ -131,15 +132,17 @@ class ProbeGeneration(BaseModel):
     reward_after: float
 
 
-class PpoExtras(BaseModel):
-    """ppo (RLOO): reward curve, KL, and greedy answers to probe prompts scored before and after."""
+class RlExtras(BaseModel):
+    """ppo, rloo and grpo: the reward and KL curves, and greedy answers to probe prompts rewarded before and
+    after. ``algorithm`` says what trained: runs of ``method: ppo`` written before it was PPO say ``rloo``."""
 
     model_config = _FROZEN
-    method: Literal["ppo"] = "ppo"
-    algorithm: str = "rloo"
+    method: Literal["ppo", "rloo", "grpo"] = "ppo"
+    algorithm: str = Field("rloo", description="ppo, rloo or grpo.")
     init_from: str | None = None
     reward_model: str | None = None
-    beta: float | None = None
+    grader: str | None = Field(None, description="The grader file the reward came from (train.grader).")
+    beta: float | None = Field(None, description="KL coefficient (ppo: the initial one).")
     num_generations: int | None = None
     train_reward_first: float | None = None
     train_reward_last: float | None = None
@@ -148,8 +151,14 @@ class PpoExtras(BaseModel):
     probe_reward_after: float | None = None
     probe_generations: list[ProbeGeneration] = Field(default_factory=list)
 
+    kl_coef_last: float | None = Field(None, description="ppo: the KL coefficient at the end (adaptive).")
+    value_loss_first: float | None = Field(None, description="ppo: value loss, mean of the first steps.")
+    value_loss_last: float | None = Field(None, description="ppo: value loss, mean of the last steps.")
 
-RunExtras = Annotated[LoopExtras | DpoExtras | RewardExtras | PpoExtras, Field(discriminator="method")]
+PpoExtras = RlExtras  # the name before rloo and grpo shared it
+
+
+RunExtras = Annotated[LoopExtras | DpoExtras | RewardExtras | RlExtras, Field(discriminator="method")]
 
 
 class RunSummary(BaseModel):
@@ -300,7 +309,7 @@ _RENAMED = {
     "train_prompts": "train_examples",  # ppo
 }
 _EXTRAS: dict[str, type[BaseModel]] = {
-    "sft": LoopExtras, "cpt": LoopExtras, "dpo": DpoExtras, "reward": RewardExtras, "ppo": PpoExtras,
+    "sft": LoopExtras, "cpt": LoopExtras, "dpo": DpoExtras, "reward": RewardExtras, "ppo": RlExtras,
 }  # fmt: skip
 
 

@@ -26,9 +26,10 @@ explicit ``match`` (no registry, no import by name):
 
     run(cfg, *, resume=None, force=False, on_progress=None, should_stop=None) -> RunResult
 
-in train/sft.py, cpt.py, dpo.py, reward.py and ppo.py. Every method creates its own run folder and records a
-failure in it; a keyword a method cannot honour is refused by that method before any folder is created (e.g.
-ppo's ``resume`` and ``force``: TRL keeps no tunesmith checkpoints, and prompts are used only when all valid).
+in train/sft.py, cpt.py, dpo.py, reward.py, ppo.py, rloo.py and grpo.py. Every method creates its own run folder
+and records a failure in it; a keyword a method cannot honour is refused by that method before any folder is
+created (e.g. ppo/rloo/grpo's ``resume`` and ``force``: they keep no resumable checkpoints, and prompts are
+used only when all valid).
 """
 
 from __future__ import annotations
@@ -68,8 +69,13 @@ def train(
             from tunesmith.train.reward import run
         case "ppo":
             from tunesmith.train.ppo import run
+        case "rloo":
+            from tunesmith.train.rloo import run
+        case "grpo":
+            from tunesmith.train.grpo import run
         case other:
             raise TunesmithError(
-                f"train.method: {other} is not a training method.", "Use sft, cpt, dpo, reward or ppo."
+                f"train.method: {other} is not a training method.",
+                "Use sft, cpt, dpo, reward, ppo, rloo or grpo.",
             )
     return run(cfg, resume=resume, force=force, on_progress=on_progress, should_stop=should_stop)

@@ -1,49 +1,58 @@
-"""``method: ppo``: RLHF as in InstructGPT (policy, reward model, KL penalty to a reference), trained with
-TRL's **RLOO** trainer, the maintained successor of its removed PPOTrainer.
+"""``method: ppo``: RLHF with Proximal Policy Optimization, written in tunesmith (no maintained library offers
+PPO for this stack: TRL 1.16 removed its PPOTrainer). The algorithm of Ziegler et al. 2019 and InstructGPT:
 
-    prompts -> load_prompts (train.prompts, else the prompts of data.train)
-    reward  -> load_reward_scorer(train.reward_model)  (a finished method: reward run)
-    policy  -> build_policy (base, or train.init_from = an SFT run)
-    before  -> greedy answers to hold-out prompts, scored by the reward model
-    fit     -> RLOOTrainer: num_generations samples per prompt, reward = reward model score,
-               advantage = reward minus the mean reward of the other samples (leave-one-out baseline),
-               KL penalty beta * KL(policy || reference)
-    after   -> the same hold-out prompts again; save adapter/ or model/, summary.json
+    prompts -> load_prompt_rows (train.prompts, else the prompts of data.train); a few kept aside as the probe
+    reward  -> load_reward(cfg): a reward run (train.reward_model) or a grader file (train.grader)
+    policy  -> build_policy (base, or train.init_from = an SFT run), LoRA by default, with a value head (a
+               linear layer on the policy's last hidden state) sharing the policy's backbone; fp32 on CPU
+    before  -> greedy answers to the probe prompts, rewarded
+    each step (train.batch_size prompts):
+      rollout  -> one sampled answer per prompt (train.temperature, train.max_completion_length), its reward,
+                  the policy's and the frozen reference's token log-probs (reference = the same weights with
+                  the adapter disabled, or the SFT adapter of train.init_from, or a frozen copy for full),
+                  the value head's values
+      rewards  -> per token -kl_coef * (log pi - log ref), plus the score on the answer's last token
+      GAE      -> advantages (whitened) and returns (train.gamma, train.lam)
+      optimise -> train.num_ppo_epochs passes over train.num_mini_batches mini-batches: the clipped policy
+                  objective (train.cliprange) + train.vf_coef * the clipped value loss (train.cliprange_value)
+      KL       -> the coefficient starts at train.beta; adaptive toward train.kl_target when set, else fixed
+    after   -> the probe prompts again; adapter/ (or model/) and value_head.safetensors, summary.json;
+               metrics.jsonl has reward, kl, kl_coef, value_loss, policy_loss per step
 
-Why RLOO and not GRPO or our own PPO (docs/preference.md): RLOO is PPO's REINFORCE-style simplification
-(Ahmadian et al. 2024) with no value network, so it needs no second model beside the reward model, works
-with a LoRA policy whose reference is the same weights with the adapter disabled, and TRL maintains it.
-GRPO differs mainly in normalising advantages by the group's standard deviation, which on 2-4 samples
-from a tiny model blows up noise; RLOO's leave-one-out mean is the better fit for few samples.
+Sources: Schulman et al. 2017, "Proximal Policy Optimization Algorithms" (arXiv:1707.06347); Schulman et al.
+2015, "High-Dimensional Continuous Control Using Generalized Advantage Estimation" (arXiv:1506.02438); Ziegler
+et al. 2019, "Fine-Tuning Language Models from Human Preferences" (arXiv:1909.08593); Ouyang et al. 2022,
+"Training language models to follow instructions with human feedback" (arXiv:2203.02155). The formulas, each
+tested on a hand-computed case, are in train/ppo_core.py. The flow runs on the run folder conventions of every
+method (train/runs.py: RunSummary, metrics.jsonl); it writes no checkpoints, so a run cannot be resumed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import math
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tunesmith.config import ProjectConfig
-from tunesmith.data.formats import Issue, Record, _as_messages, _norm_message, iter_raw_rows
-from tunesmith.errors import TunesmithError
-from tunesmith.models.scoring import RewardScorer, load_reward_scorer
-from tunesmith.results.run import PpoExtras, ProbeGeneration
-from tunesmith.train.pref_common import (
-    MetricsSink,
-    build_policy,
-    curve_measures,
-    drop_ref_adapter,
-    first_last,
-    fit,
-    keep_fp32_adapters,
-    no_progress_bars,
-    preference_run,
-    quiet,
-    trl_args,
+from tunesmith.results.run import RlExtras
+from tunesmith.train import ppo_core as core
+from tunesmith.train.pref_common import build_policy, first_last, keep_fp32_adapters, preference_run
+from tunesmith.train.rl_common import (
+    PromptRow,
+    Reward,
+    answer_and_score,
+    load_prompt_rows,
+    load_reward,
+    probe_fields,
+    prompts_path,
+    split_probe,
 )
 from tunesmith.train.runs import Run, RunResult
-
-N_PROBE_PROMPTS = 4  # hold-out prompts answered greedily before/after (kept small: generation is slow on CPU)
 
 
 def run(
@@ -54,236 +63,322 @@ def run(
     on_progress: Callable[[dict[str, Any]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> RunResult:
-    """Train a policy against ``train.reward_model`` into a new run folder (contract: train/api.py)."""
+    """Train a policy with PPO against the run's reward into a new run folder (contract: train/api.py).
+
+    Raises:
+        TunesmithError: for ``resume``/``force``, missing prompts, a reward that cannot load, or a run that
+            diverged (non-finite loss).
+    """
     with preference_run("ppo", cfg, resume, force) as run:
-        return _train(run.cfg, run, on_progress, should_stop)
+        return _train(run.cfg, run, on_progress or (lambda e: None), should_stop or (lambda: False))
 
 
-def _train(cfg: ProjectConfig, run: Run, on_progress: Any, should_stop: Any) -> RunResult:
-    no_progress_bars()
-    prompts = load_prompts(prompts_path(cfg))
-    train_prompts, probe = split_probe(prompts, cfg.data.seed)
-    scorer = load_reward_scorer(reward_run(cfg), max_len=cfg.data.max_seq_len)
-    policy = build_policy(cfg)
-    before = answer_and_score(policy.model, policy.tokenizer, scorer, probe, cfg.train.max_completion_length)
-    sink = MetricsSink(run.log, on_progress, should_stop)
-    trainer = build_trainer(cfg, policy, scorer, train_prompts, run.run_dir / "trl", sink)
-    fit(trainer, run.run_dir / "trl")
-    after = answer_and_score(trainer.model, policy.tokenizer, scorer, probe, cfg.train.max_completion_length)
-    drop_ref_adapter(trainer.model)
-    run.save_weights(trainer.model, policy.tokenizer)
+def _train(
+    cfg: ProjectConfig, run: Run, emit: Callable[..., None], should_stop: Callable[[], bool]
+) -> RunResult:
+    train_rows, probe = split_probe(load_prompt_rows(prompts_path(cfg)), cfg.data.seed)
+    reward = load_reward(cfg)
+    state = build_state(cfg, len(train_rows))
+    before = answer_and_score(state.model, state.tokenizer, reward, probe, cfg.train.max_completion_length)
+    emit({"event": "start", "step": 0, "total_steps": state.total_steps, "resumed": False})
+    stopped = False
+    for step, batch in enumerate(prompt_batches(train_rows, cfg, state.total_steps), start=1):
+        rollout = sample(state, batch, reward)
+        stats = optimise(state, rollout)
+        stats["kl_coef"] = state.kl.value
+        state.kl.update(stats["kl"], len(batch))
+        log_step(state, run, step, stats, emit)
+        if should_stop():
+            stopped = True
+            break
+    after = answer_and_score(state.model, state.tokenizer, reward, probe, cfg.train.max_completion_length)
+    save(state, run)
     return run.finish(
-        summarize(cfg, policy.base, train_prompts, before, after, sink),
-        "stopped" if sink.stopped else "completed",
+        summarize(cfg, state, reward, train_rows, before, after), "stopped" if stopped else "completed"
     )
 
 
-# --------------------------------------------------------------------------- inputs
+# --------------------------------------------------------------------------- state
 
 
-def prompts_path(cfg: ProjectConfig) -> Path:
-    path = cfg.train.prompts or cfg.data.train
-    if path is None:
-        raise TunesmithError(
-            "method: ppo needs prompts: set train.prompts (or data.train).",
-            'A JSONL file with one {"prompt": "..."} or {"messages": [...]} per line.',
-        )
-    return Path(path)
+@dataclass
+class PpoState:
+    """Everything a step reads and updates: the policy (+ value head), the reference, optimiser, schedule."""
+
+    cfg: ProjectConfig
+    model: Any
+    tokenizer: Any
+    value_head: Any
+    reference: Any  # a frozen full copy (finetune: full), else None: the reference is an adapter switch
+    ref_adapter: bool  # the reference is the SFT adapter loaded as "ref" (train.init_from)
+    optimizer: Any
+    scheduler: Any
+    kl: core.KlController
+    total_steps: int
+    stop_ids: list[int]
+    base: str
+    history: list[dict[str, float]] = field(default_factory=list)
+    tokens_seen: int = 0
+    started: float = field(default_factory=time.monotonic)
 
 
-def reward_run(cfg: ProjectConfig) -> Path:
-    path = cfg.train.reward_model
-    if path is None or not Path(path).exists():
-        raise TunesmithError(
-            f"train.reward_model {path} does not exist.",
-            "Train a reward model first (method: reward) and set train.reward_model to its run folder.",
-        )
-    return Path(path)
+def build_state(cfg: ProjectConfig, n_prompts: int) -> PpoState:
+    """The policy with a fresh LoRA adapter (or the SFT run's, or every weight for full), its value head,
+    the reference, AdamW over both and the learning-rate schedule."""
+    import copy
 
+    import torch
+    from peft import get_peft_model
+    from transformers import get_scheduler
 
-def load_prompts(path: Path) -> list[list[dict[str, Any]]]:
-    """Prompts as chat messages ending in a user (or tool) turn. Each line is ``{"prompt": str | messages}``,
-    ``{"messages": [...]}`` (a trailing assistant answer is dropped: its conversation is the prompt) or a
-    preference pair (its prompt). Every bad line is reported with its number; none is skipped silently."""
-    prompts: list[Record] = []
-    errors: list[Issue] = []
-    for line, obj in iter_raw_rows(Path(path)):
-        if isinstance(obj, Issue):
-            errors.append(obj)
-            continue
-        try:
-            prompts.append(Record(line, {"messages": _prompt_messages(obj)}))
-        except ValueError as exc:
-            errors.append(
-                Issue(
-                    line,
-                    "bad_prompt",
-                    f"Line {line}: {exc}",
-                    'Use {"prompt": "..."} or {"messages": [...]} ending with the user turn.',
-                )
-            )
-    if errors:
-        shown = "\n".join(f"  line {e.line}: {e.message}" for e in errors[:5])
-        more = f"\n  ... and {len(errors) - 5} more" if len(errors) > 5 else ""
-        raise TunesmithError(f"{path} has {len(errors)} bad prompt line(s):\n{shown}{more}", errors[0].hint)
-    if len(prompts) < 2:
-        raise TunesmithError(
-            f"{path} holds {len(prompts)} prompt(s).",
-            "Give at least 2 prompts (one is kept aside to compare before/after).",
-        )
-    return [r.data["messages"] for r in prompts]
-
-
-def _prompt_messages(obj: Any) -> list[dict[str, Any]]:
-    from tunesmith.data.formats import RowError
-
-    if not isinstance(obj, dict):
-        raise ValueError(f"expected a JSON object, got {type(obj).__name__}.")
-    try:
-        if "messages" in obj and isinstance(obj["messages"], list) and obj["messages"]:
-            msgs = [_norm_message(m, i) for i, m in enumerate(obj["messages"])]
-            while msgs and msgs[-1]["role"] == "assistant":
-                msgs = msgs[:-1]
-        elif "prompt" in obj:
-            msgs = _as_messages(obj["prompt"], "user", "prompt")
-        else:
-            raise ValueError(
-                f"no 'prompt' or 'messages' field (fields: {', '.join(list(obj)[:6]) or 'none'})."
-            )
-    except RowError as exc:
-        raise ValueError(exc.message) from None
-    if not msgs or msgs[-1]["role"] not in ("user", "tool"):
-        raise ValueError("the prompt must end with a user (or tool) turn.")
-    return msgs
-
-
-def split_probe(
-    prompts: list[list[dict[str, Any]]], seed: int
-) -> tuple[list[list[dict[str, Any]]], list[list[dict[str, Any]]]]:
-    """A few prompts (about ``min(N_PROBE_PROMPTS, n // 5)``, at least one) kept aside for the before/after
-    comparison, with ``data split``'s splitter: a near-copy of a probe prompt never trains."""
-    from tunesmith.data.formats import LoadedData, Record
-    from tunesmith.data.split import holdout_split
-
-    if len(prompts) < 2:
-        return prompts[1:], prompts[:1]
-    texts = ["\n".join(f"{m['role']}: {m.get('content') or ''}" for m in p) for p in prompts]
-    data = LoadedData(Path("prompts"), "text", [Record(i + 1, {"text": t}) for i, t in enumerate(texts)])
-    n = min(N_PROBE_PROMPTS, max(1, len(prompts) // 5))
-    train_idx, probe_idx = holdout_split(data, n / len(prompts), seed, at_least_one=True)
-    if not probe_idx:  # every prompt a near-copy of the others: one of them still serves as the probe
-        probe_idx = [train_idx.pop(0)]
-    return [prompts[i] for i in train_idx], [prompts[i] for i in probe_idx]
-
-
-# --------------------------------------------------------------------------- training
-
-
-def build_trainer(
-    cfg: ProjectConfig,
-    policy: Any,
-    scorer: RewardScorer,
-    prompts: list[list[dict[str, Any]]],
-    out_dir: Path,
-    sink: MetricsSink,
-) -> Any:
-    """TRL's RLOOTrainer with the reward model as its reward function (fp32 on CPU, no printing)."""
-    from datasets import Dataset
-    from trl import RLOOConfig, RLOOTrainer
+    from tunesmith.models.generate import stop_token_ids
 
     t = cfg.train
-    g = t.num_generations
-    per_device = max(g, t.fixed("batch_size") - t.fixed("batch_size") % g)  # completions per step: whole groups of g samples
-    args = trl_args(
-        RLOOConfig,
-        cfg,
-        out_dir,
-        per_device_train_batch_size=per_device,
-        num_generations=g,
-        max_completion_length=t.max_completion_length,
-        temperature=t.temperature,
-        beta=t.beta,
-        log_completions=False,
-    )
-    trainer = RLOOTrainer(
-        model=policy.model,
-        reward_funcs=reward_function(scorer),
-        args=args,
-        train_dataset=Dataset.from_list([{"prompt": p} for p in prompts]),
-        processing_class=policy.tokenizer,
-        peft_config=policy.peft_config,
-    )
-    keep_fp32_adapters(trainer.model)
-    return quiet(trainer, sink)
+    policy = build_policy(cfg)
+    model, reference, ref_adapter = policy.model, None, False
+    if policy.peft_config is not None:
+        model = get_peft_model(model, policy.peft_config)
+    elif policy.init_adapter is not None and t.finetune != "full":
+        model.load_adapter(str(policy.init_adapter), adapter_name="ref", is_trainable=False)
+        model.set_adapter("default")
+        ref_adapter = True
+    elif not hasattr(model, "peft_config"):
+        reference = copy.deepcopy(model).eval().requires_grad_(False)
+    keep_fp32_adapters(model)
+    model.eval()  # no dropout: the rollout's log-probs and the update's must come from the same function
+    hidden = model.config.hidden_size
+    value_head = torch.nn.Linear(hidden, 1)
+    torch.nn.init.normal_(value_head.weight, std=1.0 / math.sqrt(hidden + 1))
+    torch.nn.init.zeros_(value_head.bias)
+    params = [p for p in model.parameters() if p.requires_grad] + list(value_head.parameters())
+    optimizer = torch.optim.AdamW(params, lr=t.resolved_lr(), weight_decay=t.weight_decay)
+    total = t.max_steps or max(1, math.ceil(t.fixed("epochs") * n_prompts / t.fixed("batch_size")))
+    updates = total * t.num_ppo_epochs * t.num_mini_batches
+    scheduler = get_scheduler(
+        t.lr_scheduler, optimizer, num_warmup_steps=int(t.fixed("warmup_ratio") * updates),
+        num_training_steps=updates,
+    )  # fmt: skip
+    return PpoState(
+        cfg, model, policy.tokenizer, value_head, reference, ref_adapter, optimizer, scheduler,
+        core.KlController(t.beta, t.kl_target, t.kl_horizon), total, stop_token_ids(model, policy.tokenizer),
+        policy.base,
+    )  # fmt: skip
 
 
-def reward_function(scorer: RewardScorer) -> Any:
-    """TRL reward function: the reward model's score of (prompt + sampled answer)."""
-
-    def reward_model_score(prompts: list[Any], completions: list[Any], **_: Any) -> list[float]:
-        convs = [
-            _as_conv(p, "user") + _as_conv(c, "assistant") for p, c in zip(prompts, completions, strict=True)
-        ]
-        return scorer.score(convs)
-
-    return reward_model_score
-
-
-def _as_conv(x: Any, role: str) -> list[dict[str, Any]]:
-    return (
-        [{"role": m["role"], "content": m["content"]} for m in x]
-        if isinstance(x, list)
-        else [{"role": role, "content": str(x)}]
-    )
+def prompt_batches(rows: list[PromptRow], cfg: ProjectConfig, total_steps: int) -> Iterator[list[PromptRow]]:
+    """``total_steps`` batches of ``train.batch_size`` prompts: passes over the prompts, each shuffled
+    (seeded by ``train.seed``)."""
+    rng = random.Random(cfg.train.seed)
+    size = min(cfg.train.fixed("batch_size"), len(rows))
+    order: list[int] = []
+    for _ in range(total_steps):
+        while len(order) < size:
+            order += rng.sample(range(len(rows)), len(rows))
+        batch, order = order[:size], order[size:]
+        yield [rows[i] for i in batch]
 
 
-def answer_and_score(
-    model: Any, tokenizer: Any, scorer: RewardScorer, prompts: list[list[dict[str, Any]]], max_tokens: int
-) -> list[dict[str, Any]]:
-    """Greedy answers to ``prompts`` and their reward-model scores."""
-    from tunesmith.models.generate import GenerationSettings, generate
+# --------------------------------------------------------------------------- rollout
 
-    gens = generate(model, tokenizer, prompts, GenerationSettings(max_tokens=max_tokens))
-    scores = scorer.score(
-        [p + [{"role": "assistant", "content": g.text}] for p, g in zip(prompts, gens, strict=True)]
-    )
-    return [
-        {"prompt": p[-1]["content"], "answer": g.text, "reward": s}
-        for p, g, s in zip(prompts, gens, scores, strict=True)
-    ]
+
+@dataclass
+class Rollout:
+    """One batch of sampled answers and what PPO needs of them, ``[B, T]`` over the answer tokens."""
+
+    sequences: Any  # [B, P + T] prompt (left-padded) + answer token ids
+    attention: Any  # [B, P + T]
+    prompt_len: int  # P
+    mask: Any
+    logp: Any
+    values: Any
+    advantages: Any
+    returns: Any
+    scores: Any  # [B]
+    kl: Any  # [B, T] k1 per token
+    kl_k3: Any
+
+
+def sample(state: PpoState, batch: list[PromptRow], reward: Reward) -> Rollout:
+    """Sample one answer per prompt, reward it and compute its advantages (no gradient)."""
+    import torch
+
+    from tunesmith.data.tokenize import prompt_ids
+
+    t = state.cfg.train
+    tok = state.tokenizer
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    prompts = [prompt_ids(tok, r.messages) for r in batch]
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+    attn = torch.zeros_like(ids)
+    for i, p in enumerate(prompts):  # left padding: every prompt ends at column P - 1
+        ids[i, width - len(p) :] = torch.tensor(p)
+        attn[i, width - len(p) :] = 1
+    with torch.no_grad():
+        seqs = state.model.generate(
+            input_ids=ids, attention_mask=attn, do_sample=True, temperature=t.temperature, top_k=0, top_p=1.0,
+            max_new_tokens=t.max_completion_length, eos_token_id=state.stop_ids, pad_token_id=pad,
+        )  # fmt: skip
+        answer = seqs[:, width:]
+        mask = core.completion_mask(answer, state.stop_ids)
+        attention = torch.cat([attn, mask.long()], dim=1)
+        texts = [_answer_text(tok, a, m, state.stop_ids) for a, m in zip(answer, mask, strict=True)]
+        scores = torch.tensor(reward.score([r.messages for r in batch], texts, [r.item for r in batch]))
+        logp, values = forward(state, seqs, attention, width)
+        with reference_mode(state):
+            ref_logp, _ = forward(state, seqs, attention, width, reference=True)
+        kl = core.kl_k1(logp, ref_logp) * mask
+        rewards = core.token_rewards(scores, kl, mask, state.kl.value)
+        advantages, returns = core.gae(rewards, values, mask, t.gamma, t.lam)
+        advantages = core.whiten(advantages, mask)
+    state.tokens_seen += int(attention.sum())
+    return Rollout(seqs, attention, width, mask, logp, values * mask, advantages, returns, scores, kl,
+                   core.kl_k3(logp, ref_logp) * mask)  # fmt: skip
+
+
+def _answer_text(tok: Any, tokens: Any, mask: Any, stop_ids: list[int]) -> str:
+    kept = [int(x) for x, m in zip(tokens, mask, strict=True) if m > 0 and int(x) not in stop_ids]
+    return tok.decode(kept, skip_special_tokens=True).strip()
+
+
+def forward(
+    state: PpoState, seqs: Any, attention: Any, prompt_len: int, *, reference: bool = False
+) -> tuple[Any, Any]:
+    """Token log-probs of the answer tokens (at ``train.temperature``, as they were sampled) and the value
+    head's value of the state before each; ``[B, T]`` each. ``reference``: the reference model's log-probs."""
+    import torch
+
+    model = state.reference if reference and state.reference is not None else state.model
+    positions = (attention.cumsum(dim=1) - 1).clamp(min=0)
+    out = model(input_ids=seqs, attention_mask=attention, position_ids=positions,
+                output_hidden_states=not reference, use_cache=False)  # fmt: skip
+    logits = out.logits[:, prompt_len - 1 : -1].float() / state.cfg.train.temperature
+    logp = torch.log_softmax(logits, dim=-1).gather(-1, seqs[:, prompt_len:, None]).squeeze(-1)
+    if reference:
+        return logp, None
+    hidden = out.hidden_states[-1][:, prompt_len - 1 : -1].float()
+    return logp, state.value_head(hidden).squeeze(-1)
+
+
+@contextlib.contextmanager
+def reference_mode(state: PpoState) -> Iterator[None]:
+    """The policy's weights as the frozen reference: the adapter disabled (fresh LoRA), the SFT adapter
+    (``ref``, train.init_from), or nothing to switch (full fine-tuning keeps a frozen copy)."""
+    if state.ref_adapter:
+        state.model.set_adapter("ref")
+        try:
+            yield
+        finally:
+            state.model.set_adapter("default")
+    elif state.reference is None:
+        with state.model.disable_adapter():
+            yield
+    else:
+        yield
+
+
+# --------------------------------------------------------------------------- update
+
+
+def optimise(state: PpoState, r: Rollout) -> dict[str, float]:
+    """``train.num_ppo_epochs`` passes of the clipped PPO loss over the rollout, in mini-batches."""
+    import torch
+
+    from tunesmith.train.divergence import TrainingDiverged
+
+    t = state.cfg.train
+    n = r.sequences.shape[0]
+    parts = max(1, min(t.num_mini_batches, n))
+    sums: dict[str, float] = {"loss": 0.0, "policy_loss": 0.0, "value_loss": 0.0, "clipfrac": 0.0,
+                              "vf_clipfrac": 0.0}  # fmt: skip
+    updates = 0
+    params = [p for g in state.optimizer.param_groups for p in g["params"]]
+    for _ in range(t.num_ppo_epochs):
+        for idx in torch.randperm(n).chunk(parts):
+            logp, values = forward(state, r.sequences[idx], r.attention[idx], r.prompt_len)
+            mask = r.mask[idx]
+            pg, clipfrac = core.policy_loss(logp, r.logp[idx], r.advantages[idx], mask, t.cliprange)
+            vf, vf_clipfrac = core.value_loss(values, r.values[idx], r.returns[idx], mask, t.cliprange_value)
+            loss = pg + t.vf_coef * vf
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(
+                    len(state.history) + 1, "the PPO loss", float(loss), t.resolved_lr(), None
+                )
+            state.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm)
+            state.optimizer.step()
+            state.scheduler.step()
+            for k, v in (("loss", loss), ("policy_loss", pg), ("value_loss", vf), ("clipfrac", clipfrac),
+                         ("vf_clipfrac", vf_clipfrac)):  # fmt: skip
+                sums[k] += float(v.detach())
+            updates += 1
+    stats = {k: v / updates for k, v in sums.items()}
+    stats["reward"] = float(r.scores.mean())
+    stats["kl"] = float(r.kl.sum(dim=1).mean())  # nats per answer, the quantity the KL controller targets
+    stats["kl_k3"] = float(r.kl_k3.sum(dim=1).mean())
+    stats["completion_length"] = float(r.mask.sum(dim=1).mean())
+    return stats
+
+
+def log_step(
+    state: PpoState, run: Run, step: int, stats: dict[str, float], emit: Callable[..., None]
+) -> None:
+    elapsed = time.monotonic() - state.started
+    row = {"step": step, **{k: round(v, 6) for k, v in stats.items()},
+           "learning_rate": state.scheduler.get_last_lr()[0], "tokens_per_s": state.tokens_seen / max(elapsed, 1e-9)}  # fmt: skip
+    state.history.append(row)
+    if step % state.cfg.train.logging_steps == 0 or step == state.total_steps:
+        run.log(row)
+    emit({"event": "step", "step": step, "total_steps": state.total_steps, "loss": row["loss"],
+          "lr": row["learning_rate"], "tokens_per_s": row["tokens_per_s"], "reward": row["reward"],
+          "kl": row["kl"], "value_loss": row["value_loss"],
+          "eta_s": elapsed / step * (state.total_steps - step)})  # fmt: skip
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def save(state: PpoState, run: Run) -> None:
+    """``adapter/`` (or ``model/``) as every method saves it, and the value head beside it (it is not needed
+    to serve the policy; it is kept so the run's critic can be inspected)."""
+    from safetensors.torch import save_file
+
+    from tunesmith.train.pref_common import drop_ref_adapter
+
+    drop_ref_adapter(state.model)
+    run.save_weights(state.model, state.tokenizer)
+    save_file({k: v.detach().contiguous() for k, v in state.value_head.state_dict().items()},
+              str(run.run_dir / "value_head.safetensors"))  # fmt: skip
 
 
 def summarize(
     cfg: ProjectConfig,
-    base: str,
-    prompts: list[Any],
+    state: PpoState,
+    reward: Reward,
+    rows: list[PromptRow],
     before: list[dict[str, Any]],
     after: list[dict[str, Any]],
-    sink: MetricsSink,
 ) -> dict[str, Any]:
-    rewards = sink.series("reward")  # TRL logs the mean reward of each step's samples
+    def series(key: str) -> list[float]:
+        return [h[key] for h in state.history if key in h]
+
+    losses, rewards, vloss = series("loss"), series("reward"), series("value_loss")
     r_first, r_last = first_last(rewards) if rewards else (None, None)
-    kl = sink.series("kl")
-    extras = PpoExtras(
-        algorithm="rloo",
+    v_first, v_last = first_last(vloss) if vloss else (None, None)
+    l_first, l_last = first_last(losses) if losses else (None, None)
+    kl = series("kl")
+    extras = RlExtras(
+        method="ppo", algorithm="ppo",
         init_from=str(cfg.train.init_from) if cfg.train.init_from else None,
-        reward_model=str(cfg.train.reward_model),
-        beta=cfg.train.beta,
-        num_generations=cfg.train.num_generations,
-        train_reward_first=r_first,
-        train_reward_last=r_last,
-        kl_last=kl[-1] if kl else None,
-        probe_reward_before=sum(r["reward"] for r in before) / len(before),
-        probe_reward_after=sum(r["reward"] for r in after) / len(after),
-        probe_generations=[
-            ProbeGeneration(
-                prompt=b["prompt"],
-                before=b["answer"],
-                reward_before=b["reward"],
-                after=a["answer"],
-                reward_after=a["reward"],
-            )
-            for b, a in zip(before, after, strict=True)
-        ],
-    )
-    return {"base_model": base, "train_examples": len(prompts), **curve_measures(sink), "extras": extras}
+        reward_model=str(cfg.train.reward_model) if cfg.train.reward_model else None,
+        grader=str(cfg.train.grader) if cfg.train.grader else None,
+        beta=cfg.train.beta, train_reward_first=r_first, train_reward_last=r_last,
+        kl_last=kl[-1] if kl else None, kl_coef_last=state.kl.value,
+        value_loss_first=v_first, value_loss_last=v_last, **probe_fields(before, after),
+    )  # fmt: skip
+    return {
+        "base_model": state.base, "train_examples": len(rows), "steps": len(state.history),
+        "total_steps": state.total_steps, "first_train_loss": l_first, "final_train_loss": l_last,
+        "best_train_loss": min(losses) if losses else None, "tokens_seen": state.tokens_seen, "extras": extras,
+    }  # fmt: skip

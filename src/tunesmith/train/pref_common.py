@@ -1,8 +1,9 @@
-"""Shared plumbing of the preference methods (``dpo``, ``reward``, ``ppo``): pairs, TRL arguments, metrics.
+"""Shared plumbing of the preference methods (``dpo``, ``reward``, ``ppo``, ``rloo``, ``grpo``): pairs, TRL
+arguments, metrics.
 
 Design choices (see docs/preference.md):
 
-- **TRL does the optimisation** (``DPOTrainer``, ``RewardTrainer``, ``RLOOTrainer``); this module only
+- **TRL does the optimisation** of rloo and grpo (``RLOOTrainer``, ``GRPOTrainer``); this module only
   translates tunesmith's config into TRL's arguments, with the CPU-safe settings TRL does not default to:
   fp32 (``bf16=False``, ``fp16=False``), gradient checkpointing only when ``train.gradient_checkpointing``
   asks for it, no checkpoints written by the Trainer (we save the final artifact ourselves), no external
@@ -149,14 +150,14 @@ def fit(trainer: Any, out_dir: Path) -> None:
 def refuse_resume(method: str, resume: Any) -> None:
     if resume is not None:
         raise TunesmithError(
-            f"method: {method} runs cannot be resumed (TRL's trainers keep no tunesmith checkpoints).",
-            "Start a new run; preference runs are short (a few hundred steps at most).",
+            f"method: {method} runs cannot be resumed (they keep no resumable checkpoints).",
+            "Start a new run; reinforcement runs are short (a few hundred steps at most).",
         )
 
 
 @contextlib.contextmanager
 def preference_run(method: str, cfg: ProjectConfig, resume: Path | None, force: bool) -> Iterator[Run]:
-    """The run folder of a dpo/reward/ppo run; an exception inside marks it ``failed`` (``interrupted`` for
+    """The run folder of a ppo/rloo/grpo run; an exception inside marks it ``failed`` (``interrupted`` for
     Ctrl-C) with the error before it propagates.
 
     Raises:
@@ -218,7 +219,8 @@ class MetricsSink:
             self._write(row)
         if self.on_progress is not None:
             self.on_progress({"event": "step", "step": step, "total_steps": self.total_steps, "loss": row.get("loss"),
-                              "lr": row.get("learning_rate"), "tokens_per_s": row.get("tokens_per_s")})  # fmt: skip
+                              "lr": row.get("learning_rate"), "tokens_per_s": row.get("tokens_per_s"),
+                              "reward": row.get("reward"), "kl": row.get("kl")})  # fmt: skip
 
     def _add_speed(self, row: dict[str, float]) -> None:
         """tokens_per_s from TRL's cumulative ``num_tokens`` between two logged steps (wall clock)."""

@@ -1,4 +1,4 @@
-"""Run plumbing shared by every training method (sft, cpt here; dpo/reward/ppo use it too).
+"""Run plumbing shared by every training method (sft, cpt here; dpo/reward/ppo/rloo/grpo use it too).
 
 A run lives in ``<train.output_dir>/<run_id>/``::
 
@@ -34,8 +34,8 @@ from tunesmith.train.checkpoints import atomic_dir, write_text_atomic
 from tunesmith.train.registry import RunRegistry
 from tunesmith.yamlsafe import load_yaml_file
 
-# Methods trained by tunesmith's own loop (train/loop.py), which writes resumable checkpoints; the
-# TRL-based ppo refuses --resume (train/pref_common.refuse_resume).
+# Methods trained by tunesmith's own loop (train/loop.py), which writes resumable checkpoints; ppo (its own
+# PPO loop) and the TRL-based rloo and grpo refuse --resume (train/pref_common.refuse_resume).
 RESUMABLE_METHODS = frozenset({"sft", "cpt", "dpo", "reward"})
 
 

@@ -30,7 +30,7 @@ def test_a_stopped_sft_run_is_told_to_resume() -> None:
     assert "train loss: - -> 1.2500" in out
 
 
-@pytest.mark.parametrize("method", ["cpt", "dpo", "reward", "ppo"])
+@pytest.mark.parametrize("method", ["cpt", "dpo", "reward", "ppo", "rloo", "grpo"])
 def test_the_stop_hint_matches_what_the_method_can_do(method: str) -> None:
     """The hint follows ``supports_resume`` (train/runs.py), the same list training checks: a method that
     can resume is told how; one that cannot is told so (and resuming it is refused)."""
@@ -47,7 +47,7 @@ def test_the_stop_hint_matches_what_the_method_can_do(method: str) -> None:
         return
     assert "--resume" not in out
     assert f"method: {method} runs cannot be resumed" in out and "start a new run" in out
-    extra = ["train.reward_model=runs/rm"] if method == "ppo" else []
+    extra = ["train.reward_model=runs/rm"] if method in ("ppo", "rloo", "grpo") else []
     cfg = load_config(None, ["model.name=tiny", f"train.method={method}", *extra])
     with pytest.raises(TunesmithError, match="cannot be resumed"):
         train(cfg, resume=Path("runs/r1"))

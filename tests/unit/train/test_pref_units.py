@@ -11,7 +11,7 @@ from tunesmith.config import load_config
 from tunesmith.errors import TunesmithError
 from tunesmith.models.scoring import preference_accuracy
 from tunesmith.train.dpo import check_loss_type
-from tunesmith.train.ppo import load_prompts, prompts_path, reward_run
+from tunesmith.train.rl_common import load_prompts, prompts_path, reward_run
 from tunesmith.train.pref_common import first_last, load_pairs, trl_args
 
 pytestmark = pytest.mark.unit
@@ -115,10 +115,10 @@ def test_chat_data_is_refused_for_preference_methods(tmp_path: Path) -> None:
 
 
 def test_ppo_config_refusals(tmp_path: Path) -> None:
-    with pytest.raises(TunesmithError, match="train.reward_model is required for method: ppo"):
+    with pytest.raises(TunesmithError, match="method: ppo needs exactly one reward: train.reward_model"):
         load_config(None, ["train.method=ppo"])
     with pytest.raises(TunesmithError, match="num_generations"):
-        load_config(None, ["train.method=ppo", f"train.reward_model={tmp_path}", "train.num_generations=1"])
+        load_config(None, ["train.method=rloo", f"train.reward_model={tmp_path}", "train.num_generations=1"])
     cfg = load_config(None, ["train.method=ppo", f"train.reward_model={tmp_path / 'missing'}"])
     with pytest.raises(TunesmithError, match="needs prompts"):
         prompts_path(cfg)

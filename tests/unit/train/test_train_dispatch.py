@@ -19,7 +19,7 @@ METHODS = get_args(Method)
 
 
 def _cfg(method: str, tmp_path: Path):  # noqa: ANN202
-    extra = [f"train.reward_model={tmp_path / 'rm'}"] if method == "ppo" else []
+    extra = [f"train.reward_model={tmp_path / 'rm'}"] if method in ("ppo", "rloo", "grpo") else []
     return load_config(
         None, ["model.name=tiny", f"train.method={method}", f"train.output_dir={tmp_path / 'runs'}", *extra]
     )
@@ -61,12 +61,12 @@ def test_train_calls_the_methods_own_run_with_every_keyword(method: str, tmp_pat
 def test_an_unknown_method_is_refused_by_name(tmp_path: Path) -> None:
     cfg = _cfg("sft", tmp_path)
     # past validation, as a future Method value without a branch would be
-    cfg.train.__dict__["method"] = "grpo"
-    with pytest.raises(TunesmithError, match="train.method: grpo is not a training method"):
+    cfg.train.__dict__["method"] = "kto"
+    with pytest.raises(TunesmithError, match="train.method: kto is not a training method"):
         api.train(cfg)
 
 
-@pytest.mark.parametrize("method", ["dpo", "reward", "ppo"])
+@pytest.mark.parametrize("method", ["dpo", "reward", "ppo", "rloo", "grpo"])
 def test_preference_methods_refuse_force_before_creating_a_run_folder(method: str, tmp_path: Path) -> None:
     with pytest.raises(TunesmithError, match=f"--force is not supported for method: {method}"):
         api.train(_cfg(method, tmp_path), force=True)

@@ -113,7 +113,7 @@ def test_holdout_split_is_seeded_and_keeps_one_example_out_when_asked(tmp_path: 
 
 
 def test_ppo_probe_prompts_use_the_same_splitter() -> None:
-    from tunesmith.train.ppo import split_probe
+    from tunesmith.train.rl_common import split_probe
 
     prompts = [[{"role": "user", "content": _sentence(i)}] for i in range(20)]
     base = _sentence(7000)
