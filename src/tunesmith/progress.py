@@ -1,7 +1,8 @@
 """One progress helper for the steps that can take more than a few seconds (issue 17): the one-time model
 conversion, answer generation and label scoring (prompted baselines, evaluation, the demo), document
 indexing (``rag/index.py``), merging and saving an export (``train/export.py``). Library code marks a step
-with :func:`step` and advances it; whoever runs the work (the CLI, on stderr) installs a sink with
+with :func:`step` and advances it; whoever runs the work (the CLI: on the terminal, or on stderr when
+stdout is redirected) installs a sink with
 :func:`use_sink` and decides how to show it. With no sink installed a step costs a clock read per advance
 and prints nothing.
 

@@ -116,8 +116,13 @@ def test_export_reports_its_merge_and_save(tmp_path):
     ]  # fmt: skip
 
 
-def test_the_cli_shows_progress_on_stderr(monkeypatch, capsys):
-    """cli.main.main installs the sink for every command: progress lines on stderr, stdout for results."""
+@pytest.mark.parametrize("terminal", [False, True])
+def test_the_cli_shows_progress_on_stderr_unless_stdout_is_a_terminal(monkeypatch, capsys, terminal):
+    """cli.main.main installs the sink for every command: with stdout redirected, progress lines go to
+    stderr and stdout holds the results only; on a terminal they share the console rich draws spinners on."""
+    from tunesmith.cli.render import console
+
+    monkeypatch.setattr(console, "_force_terminal", terminal)
     import tunesmith.cli.main as cli_main
 
     ticks = [0.0]  # the step starts at 0 s; every later reading is 10 s
@@ -134,4 +139,8 @@ def test_the_cli_shows_progress_on_stderr(monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["tunesmith", "rag", "index"])
     cli_main.main()
     out, err = capsys.readouterr()
-    assert out == "RESULT\n" and "indexing documents: 4/4 (100%), 10 s elapsed" in err
+    line = "indexing documents: 4/4 (100%), 10 s elapsed"
+    if terminal:
+        assert line in out and out.endswith("RESULT\n") and line not in err
+    else:
+        assert out == "RESULT\n" and line in err

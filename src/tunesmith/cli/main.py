@@ -104,12 +104,13 @@ def main() -> None:
     # before any command imports a library; the option itself is declared on the root callback
     quiet_libraries(verbose="--verbose" in sys.argv[1:])
     from tunesmith.cli.progress_view import ProgressLines
-    from tunesmith.cli.render import err_console
+    from tunesmith.cli.render import console, err_console
     from tunesmith.progress import use_sink
 
-    # long steps (conversion, generation, indexing, export) report count and ETA; on stderr, so that a
-    # command's output (--json included) stays clean
-    with use_sink(ProgressLines(err_console)):
+    # long steps (conversion, generation, indexing, export) report count and ETA: on the terminal's own
+    # console (where rich keeps them apart from a command's spinner or bar), and on stderr when stdout is
+    # not a terminal, so that a command's output (--json | jq, > file) stays clean
+    with use_sink(ProgressLines(console if console.is_terminal else err_console)):
         app()  # standalone mode: click prints usage errors and exits with their codes
 
 
