@@ -29,7 +29,7 @@ def test_rag_index_progress_goes_to_stderr_and_json_stays_clean(corpus, tmp_path
     from tunesmith.cli.progress_view import ProgressLines
     from tunesmith.cli.render import err_console
 
-    # the sink cli.main installs for every command, printing every event here (every_s=0)
+    # the sink cli.main installs when stdout is not a terminal, printing every event here (every_s=0)
     with use_sink(ProgressLines(err_console, every_s=0.0)):
         args = ["rag", "index", str(corpus), "--index", str(tmp_path / "idx"), "--json"]
         res = CliRunner().invoke(app, args)
