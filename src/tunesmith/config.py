@@ -328,6 +328,20 @@ class EvalConfig(Section):
         description="Hold-out examples re-asked in a lightly reworded form to measure consistency (0 = off).",
     )
     max_examples: Count | None = Field(None, description="Evaluate only the first N hold-out examples.")
+    graders: list[Path] = Field(
+        default_factory=list,
+        description="Grader JSON files (OpenAI's grader shapes, docs/graders.md) run on every candidate's answers.",
+    )
+    judge_url: str | None = Field(
+        None, description="OpenAI-compatible base URL for model judges that name no base_url (e.g. tunesmith serve)."
+    )
+    min_judge_agreement: float | None = Field(
+        0.4,
+        ge=-1,
+        le=1,
+        description="A gate rule on a model judge's number fails unless the judge's calibrated agreement with "
+        "people (Cohen's kappa or Spearman's rho, `tunesmith grade calibrate`) is at least this; null = no check.",
+    )
 
 
 class RagConfig(Section):

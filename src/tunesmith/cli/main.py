@@ -49,6 +49,7 @@ COMMAND_MODULES = [
     "tunesmith.cli.data_cmd",  # data
     "tunesmith.cli.train_cmd",  # train, export, runs, chat
     "tunesmith.cli.eval_cmd",  # eval, compare, demo
+    "tunesmith.cli.grade_cmd",  # grade (graders, judge calibration)
     "tunesmith.cli.pref_cmd",  # score
     "tunesmith.cli.rag_cmd",  # rag
     "tunesmith.cli.advisor_cmd",  # estimate, plan

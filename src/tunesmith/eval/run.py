@@ -61,6 +61,8 @@ class EvalSpec:
     reward_run: Path | None = None
     columns: Columns = Columns()
     seed: int = 0
+    graders: tuple[Path, ...] = ()  # grader JSON files (eval --grader, eval.graders): eval/judged.py
+    judge_url: str | None = None  # OpenAI-compatible endpoint for model judges without their own base_url
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,10 @@ def prepare(spec: EvalSpec) -> EvalContext:
     answers) and the system prompt."""
     parse_rules(spec.settings.require)  # a typo in a rule fails now, not after the evaluation
     _check_baselines(spec)
+    if spec.graders:  # a bad grader file fails now too
+        from tunesmith.eval.judged import check_graders
+
+        check_graders(spec.graders, spec.judge_url)
     holdout, pool, run_cfg = load_inputs(spec)
     rows = holdout.rows[: spec.settings.max_examples or None]
     task = task_for(holdout.task, rows, pool)
@@ -172,6 +178,14 @@ def finish(ctx: EvalContext, results: dict[str, CandidateRun], started: float | 
             "wall_time_s": round(time.perf_counter() - started, 2) if started is not None else None,
         }
     )
+    if spec.graders:  # judged numbers, and the gate refusing a judge people do not agree with
+        from tunesmith.eval.judged import add_graders, judge_gate
+
+        items = [{**r, "input": ctx.task.input_text(r), "reference": ctx.task.reference(r)} for r in ctx.rows]
+        report = add_graders(report, items, {k: v.answers for k, v in results.items()}, spec.graders, spec.judge_url)
+        gate = evaluate_gate(spec.settings.require, report.candidates)
+        gate = judge_gate(gate, report.graders, spec.settings.min_judge_agreement)
+        report = report.model_copy(update={"gate": gate})
     report = with_verdict(report)  # after the gate: the verdict says what it decided
     if spec.out is not None:
         write_report(spec.out, report, ctx, results)

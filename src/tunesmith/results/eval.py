@@ -184,6 +184,11 @@ class EvalReport(BaseModel):
         "many examples, and what the gate decided (eval/verdict.py; None in older reports).",
     )
     preference: PreferenceInfo | None = None
+    graders: dict[str, Any] = Field(
+        default_factory=dict,
+        description="eval --grader: per grader its type, judge model (and weak-judge note) and calibration "
+        "against human labels; the numbers are in each candidate's metrics.grader / grader_pass_rate / pairwise.",
+    )
     demo: dict[str, Any] | None = None
     extra: dict[str, Any] = Field(default_factory=dict, description="Keys of older reports no field holds.")
 
