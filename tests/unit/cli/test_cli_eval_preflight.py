@@ -98,8 +98,23 @@ def test_eval_refuses_when_the_models_do_not_fit_the_memory_available(tmp_path, 
     monkeypatch.setattr(guards, "available_memory", lambda: 300_000_000)  # what this machine reports
     args = ["eval", "--data", str(_data(tmp_path)), "--model", "tiny", "--out", str(tmp_path / "r")]
     res = CliRunner().invoke(app, args)
-    assert (
-        res.exit_code == 1 and "Evaluating needs about 0.6 GB but 0.3 GB of memory is available" in res.output
-    )
-    assert "1 copy of tiny" in res.output and "eval.batch_size" in res.output, res.output
+    out = " ".join(res.output.split())
+    assert res.exit_code == 1 and "Evaluating needs at least 0.6 GB but 0.3 GB of memory is available" in out
+    assert "1 copy of tiny" in out and "a batch of 8 answers adds up to" in out, res.output
     assert not no_eval_work
+
+
+def test_eval_is_not_refused_for_the_batch_upper_bound(tmp_path, reached_eval_work, monkeypatch):
+    """Weights and runtime fit, the batch's upper bound (prompts of data.max_seq_len) would not: it runs."""
+    import tunesmith.train.guards as guards
+    from tunesmith.models.memory import inference_bytes
+    from tunesmith.models.params import load_architecture
+    from tunesmith.train.plan import CPU_RUNTIME
+
+    arch = load_architecture("tiny")
+    fixed = arch.total * 4 + CPU_RUNTIME
+    assert inference_bytes(arch, copies=0, batch=8, tokens=1024 + 128) > 1_000_000  # the bound is not nothing
+    monkeypatch.setattr(guards, "available_memory", lambda: int(fixed) + 1_000_000)
+    args = ["eval", "--data", str(_data(tmp_path)), "--model", "tiny", "--out", str(tmp_path / "r")]
+    res = CliRunner().invoke(app, args)
+    assert "EVAL WORK REACHED" in res.output, res.output
