@@ -77,6 +77,15 @@ def eval_cmd(
     force: bool = typer.Option(
         False, "--force", help="Replace the report an earlier evaluation wrote to --out."
     ),
+    grader: list[Path] = typer.Option(
+        [],
+        "--grader",
+        help="Grader JSON file (OpenAI's grader shape, docs/graders.md), repeatable: adds each grader's mean "
+        "and pass rate per candidate (metrics grader.NAME, grader_pass_rate.NAME; pairwise: win/tie/loss).",
+    ),
+    judge_url: str | None = typer.Option(
+        None, "--judge-url", help="OpenAI-compatible base URL for model judges (default: eval.judge_url)."
+    ),
 ) -> None:
     """Evaluate a fine-tuned run against prompted baselines on the same hold-out, and write the report."""
     _eval(
@@ -95,6 +104,8 @@ def eval_cmd(
         max_examples,
         max_new_tokens,
         force=force,
+        graders=grader,
+        judge_url=judge_url,
     )
 
 
@@ -114,6 +125,8 @@ def _eval(
     max_examples,
     max_new_tokens,
     force=False,
+    graders=(),
+    judge_url=None,
 ) -> None:
     from tunesmith.config import load_config
     from tunesmith.eval.run import EvalSpec, run
@@ -135,6 +148,7 @@ def _eval(
         data=Path(data), out=Path(out), model=model or (cfg.model.name if config else None), adapter=adapter,
         train=train or (cfg.data.train if config else None), task=task, baselines=names, settings=settings,  # type: ignore[arg-type]
         rag_index=rag_index or cfg.rag.index, reward_run=reward, system_prompt=system_prompt or cfg.data.system_prompt,
+        graders=tuple(Path(g) for g in [*cfg.eval.graders, *graders]), judge_url=judge_url or cfg.eval.judge_url,
     )  # fmt: skip
     with console.status("Evaluating...") as status:
         result = run(
@@ -254,6 +268,8 @@ def render_report(report: EvalReport) -> None:
     console.print(table)
     if report.applied is not None and report.task != "preference":
         console.print(f"metrics: {report.applied.reason}", highlight=False)
+    if report.graders:
+        _render_graders(report)
     for r in report.gate.rules:
         mark = "[green]PASS[/]" if r.passed else "[red]FAIL[/]"
         console.print(f"{mark} {escape(r.rule)}", highlight=False)
@@ -261,6 +277,40 @@ def render_report(report: EvalReport) -> None:
 
     # the sentence report.json and report.html open with (computed for reports written before it existed)
     console.print(f"[bold]Verdict:[/] {escape(report.verdict or verdict_for(report))}", highlight=False)
+
+
+def _render_graders(report: EvalReport) -> None:
+    """Each grader's mean / pass rate per candidate, pairwise verdicts, and each judge's calibration."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from tunesmith.eval.judged import calibration_words
+
+    cands = report.candidates
+    table = Table("grader", title="graders (mean / pass rate)")
+    for name in cands:
+        add_name_column(table, name, justify="right")
+    for g in report.graders:
+        cells = [
+            f"{_fmt(c.metric(f'grader.{g}'))} / {_fmt(c.metric(f'grader_pass_rate.{g}'))}"
+            if c.metric(f"grader.{g}") is not None
+            else "-"
+            for c in cands.values()
+        ]
+        if any(x != "-" for x in cells):
+            table.add_row(g, *cells)
+    if table.rows:
+        console.print(table)
+    for g, info in report.graders.items():
+        for other, v in (cands["finetuned"].metrics.get("pairwise", {}).get(g, {}) if "finetuned" in cands else {}).items():
+            fp = "-" if v.get("first_position_rate") is None else f"{v['first_position_rate']:.2f}"
+            console.print(
+                f"{escape(g)}: finetuned vs {escape(other)}: win {v['win']:.2f}, tie {v['tie']:.2f}, loss {v['loss']:.2f} "
+                f"(both orders; answer shown first chosen {fp}, orders agree {v['order_consistency']:.2f})",
+                highlight=False,
+            )
+        line = f"{escape(g)}: {escape(str(info.get('model', info.get('type'))))}: {escape(calibration_words(info))}"
+        console.print(line + (f" [yellow]({escape(info['note'])})[/]" if info.get("weak") else ""), highlight=False)
 
 
 def _fmt(x: Any, digits: int = 3) -> str:
