@@ -592,6 +592,7 @@ def _resolve_paths(cfg: ProjectConfig, base: Path) -> ProjectConfig:
     data = cfg.data
     data.train, data.holdout = fix(data.train), fix(data.holdout)
     cfg.rag.docs = [fix(p) for p in cfg.rag.docs]  # type: ignore[misc]
+    cfg.eval.graders = [fix(p) for p in cfg.eval.graders]  # type: ignore[misc]
     if cfg.rag.index is not None and "://" not in cfg.rag.index:  # a URL stays as written
         cfg.rag.index = str(fix(Path(cfg.rag.index)))
     for name in ("init_from", "reward_model", "grader", "prompts"):
