@@ -144,10 +144,17 @@ def test_judged_eval_through_a_served_judge(judge_server, tiny_run) -> None:
     # the report's judged means are the server's logged replies, parsed (no score -> the range's low end, 0)
     total = sum(parse_score(r["response"], 0, 10) or 0.0 for r in scored)
     assert sum(cands[n]["metrics"]["grader"]["helpful"] * 4 for n in cands) == pytest.approx(total)
-    # both orders of presentation were asked: each pair appears once with finetuned's answer as A and once as B
-    ft = [p["finetuned"] for p in preds]
-    as_a = sum(any(f"Answer A:\n{a}\n" in r["messages"].replace("\\n", "\n") for r in pairs) for a in ft)
-    assert as_a >= 1
+    # both orders of presentation were asked: each pair once with finetuned's answer as A, once as B
+    shown = []
+    for r in pairs:
+        text = json.loads(r["messages"])[-1]["content"]
+        a = text.split("Answer A:\n", 1)[1].split("\n\nAnswer B:\n", 1)
+        shown.append((a[0], a[1].split("\n\nWhich answer is better?", 1)[0]))
+    for p in preds:
+        assert (p["finetuned"], p["base:zero-shot"]) in shown and (
+            p["base:zero-shot"],
+            p["finetuned"],
+        ) in shown
     v = cands["finetuned"]["metrics"]["pairwise"]["prefer"]["base:zero-shot"]
     assert v["n"] == 4 and v["win"] + v["tie"] + v["loss"] == pytest.approx(1.0)
     assert {"first_position_rate", "order_consistency", "unparsed"} <= set(v)
