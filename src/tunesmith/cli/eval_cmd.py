@@ -311,6 +311,9 @@ def _render_graders(report: EvalReport) -> None:
             )
         line = f"{escape(g)}: {escape(str(info.get('model', info.get('type'))))}: {escape(calibration_words(info))}"
         console.print(line + (f" [yellow]({escape(info['note'])})[/]" if info.get("weak") else ""), highlight=False)
+    for r in report.gate.rules:  # the gate's own lines name the rule; the judge's reason is said here
+        if not r.passed and r.message.startswith("judge '"):
+            console.print(f"[red]{escape(r.rule)}[/]: {escape(r.message)}", highlight=False)
 
 
 def _fmt(x: Any, digits: int = 3) -> str:
