@@ -162,4 +162,4 @@ def test_judged_eval_through_a_served_judge(judge_server, tiny_run) -> None:
     html = (out / "report.html").read_text()
     assert "Graders and judges" in html and "not calibrated against human labels" in html
     assert "each judged in both orders" in html
-    assert "not calibrated" in " ".join(res.output.split())
+    assert "judge 'helpful' is not calibrated" in " ".join(res.output.split())
