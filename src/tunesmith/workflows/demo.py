@@ -103,7 +103,8 @@ def run(
     with stage("prompted baselines"):
         ctx = ev.prepare(spec)
         base, tok = load_for_inference(cfg.model.name)
-        for name in ev.candidate_names(spec):
+        for name in ev.candidate_names(spec):  # each candidate's answers report their own progress and ETA
+            notify("prompted baselines", f"{name}: {len(ctx.rows)} hold-out examples")
             results[name] = ev.evaluate(ctx, name, base, tok)
         del base
     with stage("fine-tune (LoRA)"):
@@ -123,6 +124,7 @@ def run(
             else load_for_inference(cfg.model.name, trained.run_dir)[0]
         )
         model_ft.eval()
+        notify("evaluate fine-tuned", f"finetuned: {len(ctx.rows)} hold-out examples")
         results["finetuned"] = ev.evaluate(ctx, "finetuned", model_ft, tok)
     with stage("report"):
         report = ev.finish(ctx, results).report
