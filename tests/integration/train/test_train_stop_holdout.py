@@ -46,3 +46,30 @@ def test_stop_request_remeasures_the_holdout_before_the_summary(tmp_path: Path, 
     best = best_checkpoint(result.run_dir / "checkpoints")
     assert best is not None and best.name == "step-00000004"
     assert json.loads((best / "state.json").read_text())["last_val"] == pytest.approx(s.final_val_loss)
+
+
+def test_the_report_curves_of_a_stopped_run_show_its_measurements_and_stop(
+    tmp_path: Path, toy_model_dir: Path
+) -> None:
+    """What `tunesmith eval --adapter RUN` puts in report.json/report.html for this stopped run: every logged
+    training step, the hold-out at step 0 and at the stop, and where it stopped (not one dot)."""
+    from tunesmith.eval.html import render_html
+    from tunesmith.eval.run import training_curves, training_end
+    from tunesmith.results.eval import EvalReport
+
+    cfg = toy_config(tmp_path, toy_model_dir, "lora", "train.eval_every=100", "train.logging_steps=1",
+                     "train.run_name=curves")  # fmt: skip
+    steps: list[int] = []
+    result = train(
+        cfg,
+        on_progress=lambda e: steps.append(e["step"]) if e["event"] == "step" else None,
+        should_stop=lambda: bool(steps) and steps[-1] == 3,
+    )
+    curves, end = training_curves(result.run_dir), training_end(result.run_dir)
+    assert [p[0] for p in curves["loss"]] == [1.0, 2.0, 3.0] and [p[0] for p in curves["val_loss"]] == [
+        0.0,
+        3.0,
+    ]
+    assert end is not None and (end.status, end.steps, end.total_steps) == ("stopped", 3, 12)
+    html = render_html(EvalReport(task="classification", training=curves, training_end=end))
+    assert "stopped (Ctrl-C or a stop request) at step 3 of 12" in html
