@@ -22,6 +22,7 @@ import json
 import os
 import re
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ WEAK_NOTE = (
     "(tunesmith grade calibrate) or point the grader at a stronger model"
 )
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+CONCURRENT_REQUESTS = 8  # judge requests in flight at once per grader
 
 
 class JudgeClient:
@@ -80,8 +82,8 @@ class EndpointJudge(JudgeClient):
             )
             if params.max_completions_tokens is not None:
                 kw["max_tokens"] = params.max_completions_tokens
-        out = []
-        for conv in conversations:
+
+        def one(conv: list[dict[str, str]]) -> str:
             try:
                 resp = self.client.chat.completions.create(model=self.model, messages=conv, **kw)  # type: ignore[arg-type]
             except openai.APIConnectionError:
@@ -95,8 +97,11 @@ class EndpointJudge(JudgeClient):
                     f"{self.model!r}: {str(exc)[:300]}.",
                     "Check the grader's model name against the server's /v1/models, and the API key.",
                 ) from None
-            out.append(resp.choices[0].message.content or "")
-        return out
+            return resp.choices[0].message.content or ""
+
+        # a few requests in flight: servers batch them (tunesmith serve, vLLM); results keep their order
+        with ThreadPoolExecutor(max_workers=min(CONCURRENT_REQUESTS, max(1, len(conversations)))) as pool:
+            return list(pool.map(one, conversations))
 
     def close(self) -> None:
         self.client.close()

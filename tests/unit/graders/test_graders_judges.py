@@ -68,3 +68,19 @@ def test_score_model_pass_threshold_and_range_are_checked() -> None:
     )
     g.client = Replies(["0.85", "0.95"])
     assert [x.passed for x in g.evaluate(["a", "b"], [{"input": "q"}] * 2)] == [False, True]
+
+
+def test_an_unreachable_judge_endpoint_is_a_clear_error() -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    g = load_grader(
+        {"type": "score_model", "name": "p", "model": "judge", "input": RUBRIC},
+        endpoint=f"http://127.0.0.1:{port}/v1",
+    )
+    from tunesmith.errors import TunesmithError
+
+    with pytest.raises(TunesmithError, match=f"Cannot reach the judge at http://127.0.0.1:{port}/v1"):
+        g.grade("a", {"input": "q"})
