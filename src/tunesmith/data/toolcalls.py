@@ -239,3 +239,35 @@ def _parse_llama3(text: str) -> ParsedAnswer:
 
 def _looks_like_calls(items: Any) -> bool:
     return isinstance(items, list) and any(isinstance(x, dict) and "name" in x for x in items)
+
+
+def load_tools_file(path: Any) -> list[dict[str, Any]]:
+    """OpenAI tool definitions from a JSON file: a list of ``{"type": "function", "function": {...}}``
+    or an object with a ``tools`` list (a training row).
+
+    Raises:
+        TunesmithError: naming the file and what is wrong (unreadable, not JSON, no tool list, a tool
+            without ``function.name``).
+    """
+    from pathlib import Path
+
+    from tunesmith.errors import TunesmithError
+
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise TunesmithError(
+            f"Cannot read the tools file {p}: {exc.strerror or exc}.", "Pass a JSON file."
+        ) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise TunesmithError(f"{p} is not JSON: {exc}.", "Write the tool list as JSON.") from None
+    tools = data.get("tools") if isinstance(data, dict) else data
+    example = '[{"type": "function", "function": {"name": "get_weather", "parameters": {...}}}]'
+    if not isinstance(tools, list) or not tools:
+        raise TunesmithError(f"{p} holds no tool list.", f"Write a JSON list of tools: {example}.")
+    for i, t in enumerate(tools):
+        fn = t.get("function") if isinstance(t, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
+            raise TunesmithError(f"{p}: tool {i} has no function.name.", f"Each tool looks like {example}.")
+    return tools

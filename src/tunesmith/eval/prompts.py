@@ -58,7 +58,7 @@ def few_shot_messages(
     t = as_task(task)
     msgs: list[dict[str, Any]] = [{"role": "system", "content": system_prompt}] if system_prompt else []
     for shot in shots:
-        turns = t.query(shot, None) + [{"role": "assistant", "content": t.reference(shot)}]
+        turns = t.query(shot, None) + [t.answer_message(shot)]
         msgs += [m for m in turns if m["role"] != "system"]
     return msgs + [m for m in t.query(record, None) if m["role"] != "system"]
 

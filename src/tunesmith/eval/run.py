@@ -163,7 +163,9 @@ def evaluate(ctx: EvalContext, name: str, model: Any, tok: Any) -> CandidateRun:
     """One candidate: its report entry, answers and answer lengths."""
     t0 = time.perf_counter()
     convs = candidate_prompts(ctx, name)
-    result = evaluate_candidate(model, tok, convs, _variants(ctx, name, convs), ctx.rows, ctx.task, ctx.spec)
+    result = evaluate_candidate(
+        model, tok, convs, _variants(ctx, name, convs), ctx.rows, ctx.task, ctx.spec, candidate_tools(ctx)
+    )
     cand = result.candidate.model_copy(update={"wall_s": round(time.perf_counter() - t0, 2)})
     return replace(result, candidate=cand)
 
@@ -268,6 +270,12 @@ def candidate_prompts(ctx: EvalContext, name: str) -> list[list[dict]]:
     raise TunesmithError(f"Unknown candidate {name!r}.")
 
 
+def candidate_tools(ctx: EvalContext) -> list[Any]:
+    """The tool list rendered into each prompt, in hold-out order: the row's own ``tools`` (None for a row
+    without), the same for every candidate (few-shot examples are shown under the question's tools)."""
+    return [r.get("tools") or None for r in ctx.rows]
+
+
 def _rag_prompts(spec: EvalSpec, rows: list[dict], task: EvalTask, system: str | None) -> list[list[dict]]:
     from tunesmith.rag.answer import build_rag_messages
     from tunesmith.rag.retrieve import open_index, retrieve
@@ -319,14 +327,17 @@ def evaluate_candidate(
     rows: list[dict],
     task: EvalTask,
     spec: EvalSpec,
+    tools: list[Any] | None = None,
 ) -> CandidateRun:
-    """Generate, score and time one candidate."""
+    """Generate, score and time one candidate. ``tools``: the tool list of each prompt (default: each
+    row's own ``tools``, rendered by the chat template as training renders them)."""
     from tunesmith.models.generate import GenerationSettings, generate, score_labels
 
     s = spec.settings
+    tools = tools if tools is not None else [r.get("tools") or None for r in rows]
     settings = GenerationSettings(max_tokens=task.max_tokens(tok, s.max_new_tokens))
     t0 = time.perf_counter()
-    gens = generate(model, tok, convs, settings, batch_size=s.batch_size)
+    gens = generate(model, tok, convs, settings, batch_size=s.batch_size, tools_per_conversation=tools)
     wall = time.perf_counter() - t0
     timing = {"generation": wall}
     answers = [g.text for g in gens]
@@ -334,7 +345,9 @@ def evaluate_candidate(
     metrics, scored_by = dict(scored.metrics), scored.how
     if task.labels:
         t1 = time.perf_counter()
-        ls = score_labels(model, tok, convs, task.labels, batch_size=s.batch_size)
+        ls = score_labels(
+            model, tok, convs, task.labels, batch_size=s.batch_size, tools_per_conversation=tools
+        )
         timing["label_scoring"] = time.perf_counter() - t1
         lm = M.classification_metrics(task.golds(rows), ls.predictions, task.labels)
         lm["ms_per_request"] = 1000 * ls.latency_s / max(1, len(rows))
@@ -342,7 +355,15 @@ def evaluate_candidate(
         scored_by += "; label_scoring.*: the label with the highest log-likelihood as the whole answer (cannot be invalid)"
     if variants:
         t1 = time.perf_counter()
-        v_answers = [g.text for g in generate(model, tok, variants, settings, batch_size=s.batch_size)]
+        v_gens = generate(
+            model,
+            tok,
+            variants,
+            settings,
+            batch_size=s.batch_size,
+            tools_per_conversation=tools[: len(variants)],
+        )
+        v_answers = [g.text for g in v_gens]
         timing["consistency"] = time.perf_counter() - t1
         metrics["consistency"] = M.consistency(
             [task.answer_key(a) for a in answers[: len(variants)]], [[task.answer_key(v)] for v in v_answers]

@@ -112,10 +112,28 @@ def generate(
     *,
     batch_size: int = 8,
     tools: Any = None,
+    tools_per_conversation: Sequence[Any] | None = None,
 ) -> list[Generation]:
-    """Answer each conversation (its last turn is the user's); batched, left-padded, KV-cached."""
-    prompts = [prompt_ids(tokenizer, list(msgs), tools=tools) for msgs in conversations]
+    """Answer each conversation (its last turn is the user's); batched, left-padded, KV-cached.
+
+    ``tools``: one tool list rendered into every prompt; ``tools_per_conversation``: one tool list (or
+    None) per conversation instead (e.g. each hold-out row's own ``tools``)."""
+    each = _tools_each(conversations, tools, tools_per_conversation)
+    prompts = [
+        prompt_ids(tokenizer, list(msgs), tools=t) for msgs, t in zip(conversations, each, strict=True)
+    ]
     return generate_from_ids(model, tokenizer, prompts, settings, batch_size=batch_size)
+
+
+def _tools_each(conversations: Sequence[Any], shared: Any, each: Sequence[Any] | None) -> list[Any]:
+    if each is None:
+        return [shared] * len(conversations)
+    if len(each) != len(conversations):
+        raise TunesmithError(
+            f"{len(each)} tool lists for {len(conversations)} conversations.",
+            "Give one tool list (or None) per conversation.",
+        )
+    return list(each)
 
 
 def generate_from_ids(
@@ -214,6 +232,7 @@ def score_labels(
     labels: Sequence[str],
     *,
     batch_size: int = 8,
+    tools_per_conversation: Sequence[Any] | None = None,
 ) -> LabelScores:
     """Log-likelihood of each label as the assistant's whole answer, for every conversation.
 
@@ -225,8 +244,10 @@ def score_labels(
         raise TunesmithError("No candidate labels to score.", "Classification data needs at least one label.")
     t0 = time.perf_counter()
     prompts, conts = [], []
-    for msgs in conversations:
-        p_ids, c_ids = _label_continuations(tokenizer, list(msgs), labels)
+    for msgs, tools in zip(
+        conversations, _tools_each(conversations, None, tools_per_conversation), strict=True
+    ):
+        p_ids, c_ids = _label_continuations(tokenizer, list(msgs), labels, tools)
         prompts.append(p_ids)
         conts.append(c_ids)
     from tunesmith.progress import step
@@ -298,14 +319,14 @@ def _score_batch(
 
 
 def _label_continuations(
-    tokenizer: Any, messages: list[dict[str, Any]], labels: list[str]
+    tokenizer: Any, messages: list[dict[str, Any]], labels: list[str], tools: Any = None
 ) -> tuple[list[int], list[list[int]]]:
     """Prompt ids and, per label, the ids the template writes for that assistant answer (label + end-of-turn)."""
-    prefix = render(tokenizer, messages, add_generation_prompt=True)
+    prefix = render(tokenizer, messages, add_generation_prompt=True, tools=tools)
     p_ids = tokenizer(prefix, add_special_tokens=False)["input_ids"]
     conts = []
     for label in labels:
-        full = render(tokenizer, [*messages, {"role": "assistant", "content": label}])
+        full = render(tokenizer, [*messages, {"role": "assistant", "content": label}], tools=tools)
         if not full.startswith(prefix):
             raise TunesmithError(
                 "The chat template does not render the answer after the generation prompt, so labels cannot be scored.",

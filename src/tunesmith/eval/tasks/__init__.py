@@ -23,6 +23,7 @@ from tunesmith.eval.tasks.chat import JsonAnswersTask, answers_task
 from tunesmith.eval.tasks.classification import AnswerLabelsTask, ClassificationTask
 from tunesmith.eval.tasks.extraction import ExtractionTask
 from tunesmith.eval.tasks.preference import PreferenceTask
+from tunesmith.eval.tasks.toolcalls import ToolCallTask, has_tool_calls
 
 
 def task_for(
@@ -39,6 +40,8 @@ def task_for(
         case "extraction":
             return ExtractionTask()
         case "chat" | "completion":
+            if name == "chat" and has_tool_calls(rows):
+                return ToolCallTask()
             return answers_task(name, rows, pool) if rows else TextTask(name=name)
         case "preference":
             return PreferenceTask()
@@ -61,5 +64,6 @@ __all__ = [
     "PreferenceTask",
     "Scored",
     "TextTask",
+    "ToolCallTask",
     "task_for",
 ]
