@@ -24,7 +24,8 @@ def evaluate_remote(
 ) -> EvalReport:
     """``tunesmith eval``'s prompts and metrics on the hold-out, answered by the remote model."""
     from tunesmith.eval import metrics as M
-    from tunesmith.eval.run import EvalSpec, candidate_prompts, prepare, score_answers
+    from tunesmith.eval.run import EvalSpec, candidate_prompts, candidate_tools, prepare, score_answers
+    from tunesmith.eval.tasks.toolcalls import calls_as_text
     from tunesmith.eval.verdict import with_verdict
     from tunesmith.results.eval import Candidate, Latency, write_eval_report
 
@@ -39,13 +40,19 @@ def evaluate_remote(
     )  # prepare() wants a candidate
     ctx = prepare(spec)
     answers, latencies, tokens = [], [], []
-    for conv in candidate_prompts(ctx, "finetuned"):
+    for conv, tools in zip(candidate_prompts(ctx, "finetuned"), candidate_tools(ctx), strict=True):
         t0 = time.perf_counter()
         r = client.chat.completions.create(
-            model=model, messages=conv, temperature=0, max_tokens=cfg.eval.max_new_tokens
+            model=model,
+            messages=conv,
+            temperature=0,
+            max_tokens=cfg.eval.max_new_tokens,
+            **({"tools": tools} if tools else {}),  # the row's tools, as training rendered them
         )
         latencies.append(time.perf_counter() - t0)
-        answers.append(r.choices[0].message.content or "")
+        msg = r.choices[0].message
+        # calls the API parsed are scored like calls a local model writes
+        answers.append((msg.content or "") + calls_as_text(msg.tool_calls or []))
         tokens.append(r.usage.completion_tokens if r.usage else 0)
     metrics, how, matches = score_answers(ctx, answers)
     report = EvalReport(

@@ -80,3 +80,12 @@ def test_task_is_chosen_for_tool_call_references_and_shots_keep_their_calls() ->
     assert task.answer_key(_hermes(("get", {"id": "Q-1"}))) == task.answer_key(
         '<tool_call>{"arguments": {"id": "Q-1"}, "name": "get"}</tool_call>'
     )
+
+
+def test_calls_an_api_returned_are_scored_like_written_ones() -> None:
+    from tunesmith.eval.tasks.toolcalls import calls_as_text
+
+    wire = [{"id": "c", "type": "function", "function": {"name": "get", "arguments": '{"id": "Q-1"}'}}]
+    m = tool_call_metrics([[ToolCall("get", {"id": "Q-1"})]], [calls_as_text(wire)])
+    assert m["argument_exact_match"] == 1.0 and m["valid_call_rate"] == 1.0
+    assert calls_as_text([]) == ""

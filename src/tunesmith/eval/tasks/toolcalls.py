@@ -111,6 +111,22 @@ class ToolCallTask(TextTask):
         return _calls_key(parse_tool_calls(answer).calls) == _calls_key(gold)
 
 
+def calls_as_text(tool_calls: Sequence[Any]) -> str:
+    """OpenAI ``tool_calls`` (SDK objects or dicts) as Hermes ``<tool_call>`` text, so calls an API
+    returned parsed are scored by the same parser as calls a local model writes."""
+    out = []
+    for c in tool_calls:
+        fn = c.get("function") if isinstance(c, dict) else c.function
+        name = fn.get("name") if isinstance(fn, dict) else fn.name
+        args = fn.get("arguments") if isinstance(fn, dict) else fn.arguments
+        try:
+            parsed = json.loads(args) if isinstance(args, str) else args
+        except json.JSONDecodeError:
+            parsed = args
+        out.append("<tool_call>" + json.dumps({"name": name, "arguments": parsed}) + "</tool_call>")
+    return "".join(out)
+
+
 def tool_call_metrics(golds: Sequence[list[ToolCall]], answers: Sequence[str]) -> dict[str, Any]:
     """Tool-call metrics of ``answers`` against the reference calls ``golds`` (same order); rates are
     over the rows whose reference makes calls, ``call_decision_accuracy`` over every row."""
