@@ -3,7 +3,8 @@
 Training (``tokenize.tokenize_chat``), evaluation and ``tunesmith chat`` (``models.generate`` through
 ``tokenize.prompt_ids``), the server (``serve.prompts.fit_prompt``) and the exporters all render with this
 function, so the same conversation (system prompt, turns, ``tools``, assistant ``tool_calls``, ``tool``
-results) is the same text, hence the same token ids, everywhere (``tests/unit/data/test_render_parity.py``).
+results) is the same text, hence the same token ids, everywhere
+(``tests/integration/data/test_render_parity.py``).
 
 Design choices:
 - **The model's own chat template** (``tokenizer.apply_chat_template``), given ``tools`` whenever the
