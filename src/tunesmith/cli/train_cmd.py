@@ -291,6 +291,12 @@ def chat_command(
     ),
     max_tokens: int = typer.Option(256, "--max-tokens", help="Answer length limit."),
     temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy."),
+    tools_file: Path | None = typer.Option(
+        None,
+        "--tools",
+        help="JSON file with OpenAI tool definitions, rendered into every prompt by the model's chat template "
+        "(its calls are shown; answer one with /tool RESULT).",
+    ),
 ) -> None:
     """Chat with a base or fine-tuned model in the terminal (/reset clears the history, /exit quits)."""
     from rich.markup import escape
@@ -304,6 +310,7 @@ def chat_command(
         (path / "adapter").is_dir() or (path / "model").is_dir() or (path / "adapter_config.json").exists()
     )
     model, tokenizer = load_for_inference(None, path) if is_run else load_for_inference(target)
+    tools = _chat_tools(tokenizer, tools_file) if tools_file is not None else None
     settings = GenerationSettings(max_tokens=max_tokens, temperature=temperature)
     if is_run and system is None:
         system = run_system_prompt(path)
@@ -323,11 +330,69 @@ def chat_command(
             continue
         if not line.strip():
             continue
-        history.append({"role": "user", "content": line})
-        answer = generate(model, tokenizer, [history], settings)[0]
-        history.append({"role": "assistant", "content": answer.text})
-        console.print(f"[green]model>[/] {escape(answer.text)}", highlight=False)
+        if line.startswith("/tool"):  # the result of the model's last tool call
+            call_id = _last_call_id(history)
+            if call_id is None:
+                console.print("[yellow]/tool answers a tool call; the model has not made one[/]")
+                continue
+            history.append({"role": "tool", "tool_call_id": call_id, "content": line[len("/tool") :].strip()})
+        else:
+            history.append({"role": "user", "content": line})
+        answer = generate(model, tokenizer, [history], settings, tools=tools)[0]
+        history.append(_assistant_turn(tokenizer, answer.text, tools, turn=len(history)))
+        for call in history[-1].get("tool_calls", []):
+            fn = call["function"]
+            console.print(f"[green]model>[/] calls {escape(fn['name'])}({escape(fn['arguments'])})")
+        if history[-1]["content"] or not history[-1].get("tool_calls"):
+            console.print(f"[green]model>[/] {escape(history[-1]['content'])}", highlight=False)
         console.print(f"[dim]{answer.completion_tokens} tokens, {answer.tokens_per_s:.1f} tok/s[/]")
+
+
+def _chat_tools(tokenizer: Any, tools_file: Path) -> list[dict[str, Any]]:
+    """The tools of ``--tools``, refused when the model's template would not show them to the model."""
+    from tunesmith.data.render import supports_tools
+    from tunesmith.data.toolcalls import load_tools_file
+
+    tools = load_tools_file(tools_file)
+    if not supports_tools(tokenizer):
+        raise TunesmithError(
+            "This model's chat template does not support tools: it does not write them into the prompt.",
+            "Chat without --tools, or use a model whose chat template renders tools (Qwen 2.5, Llama 3.1, ...).",
+        )
+    return tools
+
+
+def _assistant_turn(
+    tokenizer: Any, text: str, tools: list[dict[str, Any]] | None, turn: int = 0
+) -> dict[str, Any]:
+    """The answer as a history turn: with tools, the calls it makes as ``tool_calls`` (OpenAI's shape;
+    ids ``call_<turn>_<i>``, unique in the conversation)."""
+    if not tools:
+        return {"role": "assistant", "content": text}
+    from tunesmith.data.toolcalls import parse_tool_calls, tool_call_family
+
+    parsed = parse_tool_calls(text, tool_call_family(tokenizer))
+    if not parsed.calls:
+        return {"role": "assistant", "content": text}
+    calls = [
+        {
+            "id": f"call_{turn}_{i}",
+            "type": "function",
+            "function": {"name": c.name, "arguments": c.arguments_json()},
+        }
+        for i, c in enumerate(parsed.calls)
+    ]
+    return {"role": "assistant", "content": parsed.content, "tool_calls": calls}
+
+
+def _last_call_id(history: list[dict[str, Any]]) -> str | None:
+    """The id of the last call of the model's last turn that has no result yet."""
+    answered = {m.get("tool_call_id") for m in history if m["role"] == "tool"}
+    for m in reversed(history):
+        if m["role"] == "assistant":
+            ids = [c["id"] for c in m.get("tool_calls", []) if c["id"] not in answered]
+            return ids[0] if ids else None
+    return None
 
 
 # --------------------------------------------------------------------------- helpers
