@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shlex
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -222,7 +223,7 @@ def _iter_csv(
                 1,
                 "missing_column",
                 f"{path.name} has no {columns.text!r} column (columns: {', '.join(header) or 'none'}).",
-                f"Rename the input column to {columns.text!r} or set data.text_field.",
+                f"Rename the input column to {columns.text!r}, or name it with data.text_field / --text-field.",
             ),
         )
         return
@@ -600,6 +601,19 @@ def _unknown_format(line: int, obj: Any) -> Issue:
     )
 
 
+def _check_command(path: Path | str, task: Task | None, columns: Columns) -> str:
+    """The `tunesmith data check` command line that reads ``path`` the way the caller did (same task, columns)."""
+    flags = [f" --task {task}"] if task else []
+    for flag, value, default in (
+        ("--text-field", columns.text, Columns.text),
+        ("--label-field", columns.label, Columns.label),
+        ("--fields-field", columns.fields, Columns.fields),
+    ):
+        if value != default:
+            flags.append(f" {flag} {shlex.quote(value)}")
+    return f"tunesmith data check {shlex.quote(str(path))}{''.join(flags)}"
+
+
 def load_records_or_raise(
     path: Path | str, task: Task | None = None, columns: Columns = Columns()
 ) -> LoadedData:
@@ -610,10 +624,12 @@ def load_records_or_raise(
         more = f"\n  ... and {len(data.errors) - 5} more" if len(data.errors) > 5 else ""
         raise TunesmithError(
             f"{path} has {len(data.errors)} error(s):\n{first}{more}",
-            f"Run `tunesmith data check {path}` for the full report.",
+            f"Run `{_check_command(path, task, columns)}` for the full report.",
         )
     if not data.records:
-        raise TunesmithError(f"{path} holds no usable examples.", f"Run `tunesmith data check {path}`.")
+        raise TunesmithError(
+            f"{path} holds no usable examples.", f"Run `{_check_command(path, task, columns)}`."
+        )
     return data
 
 

@@ -192,3 +192,20 @@ def test_terminal_report_lists_errors_warnings_and_stats(tmp_path):
     res = runner.invoke(app, ["data", "check", str(path), "--model", "none"])
     assert res.exit_code == 1
     assert "invalid_json" in res.output and "duplicate" in res.output and "Stats" in res.output
+
+
+def test_renamed_columns_hints_name_the_flag_and_the_check_command_keeps_it(tmp_path):
+    """A helpdesk export (email_body/queue) with one bad row: every hint leads to a command that works."""
+    rows = [f'KP-{i},"{sentence(i)} please help",{("billing", "orders")[i % 2]}' for i in range(12)]
+    export = tmp_path / "help desk.csv"
+    export.write_text("ticket_id,email_body,queue\n" + "\n".join(rows) + '\nKP-99,"call me back",\n')
+    res = runner.invoke(app, ["data", "check", str(export), "--model", "none"])
+    assert res.exit_code == 1 and "--text-field" in " ".join(res.output.split())
+    out = tmp_path / "split"
+    flags = ["--text-field", "email_body", "--label-field", "queue"]
+    res = runner.invoke(app, ["data", "split", str(export), "--holdout", "0.2", "--out", str(out), *flags])
+    assert res.exit_code == 1 and "line 14: [missing_label]" in res.output
+    hint = " ".join(res.output.split()).split("Run `", 1)[1].split("`", 1)[0]
+    assert hint == f"tunesmith data check '{export}' --text-field email_body --label-field queue"
+    res = runner.invoke(app, ["data", "check", str(export), "--model", "none", *flags])
+    assert res.exit_code == 1 and "missing_label" in res.output and "missing_column" not in res.output
