@@ -6,7 +6,7 @@ Canonical record shapes (plain dicts, so they serialise as they are):
 - completion:     {"prompt": str, "completion": str}
 - classification: {"text": str, "label": str}
 - extraction:     {"text": str, "fields": dict}
-- preference:     {"prompt": [messages], "chosen": [one assistant message], "rejected": [one assistant message]}
+- preference:     {"prompt": [messages], "chosen": [one assistant message], "rejected": [one assistant message], "tools"?}
 - text:           {"text": str}
 
 ``to_chat`` turns any supervised record into chat messages, so one tokenizer path serves every task.
@@ -510,7 +510,11 @@ def _norm_preference(obj: dict, columns: Columns) -> dict:
             f"'{c_name}' and '{r_name}' are identical.",
             "A pair must contrast two different answers.",
         )
-    return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+    rec: dict[str, Any] = {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+    tools = obj["input"].get("tools") if "input" in obj else obj.get("tools")
+    if tools:  # rendered into the prompt by the chat template, as for chat rows
+        rec["tools"] = tools
+    return rec
 
 
 def _as_messages(value: Any, role: str, name: str) -> list[dict]:

@@ -30,12 +30,20 @@ def answer_messages(prompt: list[dict[str, Any]], answer: list[dict[str, Any]]) 
 
 
 def answer_logps(
-    model: Any, tokenizer: Any, convs: list[list[dict[str, Any]]], *, max_len: int = 1024, batch_size: int = 8
+    model: Any,
+    tokenizer: Any,
+    convs: list[list[dict[str, Any]]],
+    *,
+    max_len: int = 1024,
+    batch_size: int = 8,
+    tools_per_conversation: list[Any] | None = None,
 ) -> list[float]:
-    """Summed log-probability of each conversation's final assistant message under ``model`` (no grad)."""
+    """Summed log-probability of each conversation's final assistant message under ``model`` (no grad);
+    ``tools_per_conversation``: each conversation's tool list (or None), rendered as training renders it."""
     import torch
 
-    toks = [tokenize_chat(tokenizer, c, max_len=max_len) for c in convs]
+    each = tools_per_conversation or [None] * len(convs)
+    toks = [tokenize_chat(tokenizer, c, max_len=max_len, tools=t) for c, t in zip(convs, each, strict=True)]
     out: list[float] = [0.0] * len(toks)
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -72,7 +80,8 @@ def pair_logps(
     """``(logp chosen, logp rejected)`` per pair."""
     convs = [answer_messages(p["prompt"], p["chosen"]) for p in pairs]
     convs += [answer_messages(p["prompt"], p["rejected"]) for p in pairs]
-    lp = answer_logps(model, tokenizer, convs, max_len=max_len)
+    tools = [p.get("tools") for p in pairs] * 2
+    lp = answer_logps(model, tokenizer, convs, max_len=max_len, tools_per_conversation=tools)
     n = len(pairs)
     return list(zip(lp[:n], lp[n:], strict=True))
 

@@ -71,7 +71,7 @@ def build_pair_examples(
         sides = []
         cut = False
         for answer in (p["chosen"], p["rejected"]):
-            tok = tokenize_chat(tokenizer, answer_messages(p["prompt"], answer))
+            tok = tokenize_chat(tokenizer, answer_messages(p["prompt"], answer), tools=p.get("tools"))
             ids, labels, was_cut = truncate_prompt_first(tok.input_ids, tok.labels, max_len)
             cut = cut or was_cut
             sides.append((ids, labels))
