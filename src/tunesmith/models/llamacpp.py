@@ -70,7 +70,7 @@ def install_converter(target: Path | None = None) -> Path:
         return target
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
-               "--no-build-isolation", "-d", tmp, f"llama-cpp-python=={LLAMA_CPP_PYTHON}"]  # fmt: skip
+               "-d", tmp, f"llama-cpp-python=={LLAMA_CPP_PYTHON}"]  # fmt: skip
         done = subprocess.run(cmd, capture_output=True, text=True)
         sdists = list(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
         if not sdists:
@@ -158,6 +158,10 @@ def quantize_gguf(src: Path, dst: Path, quant: str, threads: int | None = None) 
     if quant not in QUANT_FTYPES:
         raise TunesmithError(f"Unknown quantization {quant!r}.", f"Use one of {', '.join(QUANT_FTYPES)}.")
     llama_cpp = require_llama_cpp()
+    import logging
+
+    # llama.cpp's per-tensor quantization log goes through llama-cpp-python's logger: errors only
+    logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = QUANT_FTYPES[quant]
     params.nthread = threads or max(1, os.cpu_count() or 1)
