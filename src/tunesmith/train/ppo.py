@@ -148,7 +148,7 @@ def build_state(cfg: ProjectConfig, n_prompts: int) -> PpoState:
     model.eval()  # no dropout: the rollout's log-probs and the update's must come from the same function
     hidden = model.config.hidden_size
     value_head = torch.nn.Linear(hidden, 1)
-    torch.nn.init.normal_(value_head.weight, std=1.0 / math.sqrt(hidden + 1))
+    torch.nn.init.zeros_(value_head.weight)  # V = 0 at first: no random critic noise in the first advantages
     torch.nn.init.zeros_(value_head.bias)
     params = [p for p in model.parameters() if p.requires_grad] + list(value_head.parameters())
     optimizer = torch.optim.AdamW(params, lr=t.resolved_lr(), weight_decay=t.weight_decay)
@@ -256,7 +256,7 @@ def forward(
     logp = torch.log_softmax(logits, dim=-1).gather(-1, seqs[:, prompt_len:, None]).squeeze(-1)
     if reference:
         return logp, None
-    hidden = out.hidden_states[-1][:, prompt_len - 1 : -1].float()
+    hidden = out.hidden_states[-1][:, prompt_len - 1 : -1].float().detach()
     return logp, state.value_head(hidden).squeeze(-1)
 
 

@@ -183,13 +183,9 @@ def grader_reward(spec: Path | dict[str, Any]) -> Reward:
     grader = load_grader(spec)
 
     def score(prompts: list[Messages], answers: list[str], items: list[dict[str, Any]]) -> list[float]:
-        return [float(grader.grade(_sample(a), it)) for a, it in zip(answers, items, strict=True)]
+        return [float(x) for x in grader.grade_batch([{"output_text": a} for a in answers], items)]
 
     return Reward(score, f"grader: {spec if isinstance(spec, Path) else spec.get('name', 'inline')}")
-
-
-def _sample(answer: str) -> dict[str, Any]:
-    return {"output_text": answer, "choices": [{"message": {"role": "assistant", "content": answer}}]}
 
 
 def trl_reward_function(reward: Reward) -> Any:

@@ -1,6 +1,6 @@
-"""dpo, reward and ppo end to end on the tiny from-config model, through ``tunesmith.train.api.train``.
+"""dpo, reward, rloo and ppo end to end on the tiny from-config model, through ``tunesmith.train.api.train``.
 
-Each run (dpo and reward on tunesmith's loop, ppo on TRL's trainer) is trained on a learnable toy task (always prefer "yes" to "no"): losses are finite and
+Each run (dpo and reward on tunesmith's loop, rloo on TRL's trainer, ppo on tunesmith's PPO) is trained on a learnable toy task (always prefer "yes" to "no"): losses are finite and
 move the right way, hold-out metrics improve, and the saved artifacts reload to the same numbers."""
 
 from __future__ import annotations
@@ -207,10 +207,10 @@ def test_score_refuses_a_policy_run(tmp: Path, dpo_run) -> None:  # noqa: ANN001
     assert "method: dpo run, not a reward model" in res.output
 
 
-def test_ppo_rloo_raises_sampled_reward(tmp: Path, reward_run) -> None:  # noqa: ANN001
+def test_rloo_raises_sampled_reward(tmp: Path, reward_run) -> None:  # noqa: ANN001
     from tunesmith.models.inference import load_for_inference
 
-    result = train(_cfg(tmp, "ppo", "train.run_name=ppo", f"train.reward_model={reward_run.run_dir}", f"train.prompts={tmp / 'pairs.jsonl'}",
+    result = train(_cfg(tmp, "rloo", "train.run_name=rloo", f"train.reward_model={reward_run.run_dir}", f"train.prompts={tmp / 'pairs.jsonl'}",
                         "train.lr=2e-2", "train.max_steps=12", "train.batch_size=8", "train.num_generations=4", "train.max_completion_length=4"))  # fmt: skip
     s = result.summary
     assert result.status == "completed" and s.extras.algorithm == "rloo" and s.steps == 12
@@ -224,6 +224,22 @@ def test_ppo_rloo_raises_sampled_reward(tmp: Path, reward_run) -> None:  # noqa:
     )
     fields = set(s.extras.probe_generations[0].model_dump()) if s.extras.probe_generations else set()
     assert {"before", "after", "reward_before", "reward_after"} <= fields
+    model, _ = load_for_inference(None, result.run_dir)
+    assert model is not None
+
+
+def test_ppo_with_a_reward_model_logs_reward_kl_and_value_loss(tmp: Path, reward_run) -> None:  # noqa: ANN001
+    """method: ppo scores its samples with a trained reward run (the grader path: test_rl_tiny.py)."""
+    from tunesmith.models.inference import load_for_inference
+
+    result = train(_cfg(tmp, "ppo", "train.run_name=ppo", f"train.reward_model={reward_run.run_dir}",
+                        f"train.prompts={tmp / 'pairs.jsonl'}", "train.max_steps=3", "train.max_completion_length=4"))  # fmt: skip
+    s = result.summary
+    assert result.status == "completed" and s.steps == 3 and s.extras.algorithm == "ppo"
+    assert s.extras.reward_model == str(reward_run.run_dir) and s.extras.grader is None
+    rows = _metrics(result.run_dir)
+    assert len(rows) == 3 and all(math.isfinite(r[k]) for r in rows for k in ("reward", "kl", "value_loss"))
+    assert len({r["reward"] for r in rows}) > 1  # the reward model scores each step's own samples
     model, _ = load_for_inference(None, result.run_dir)
     assert model is not None
 
