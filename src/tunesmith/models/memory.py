@@ -16,6 +16,13 @@ from tunesmith.models.params import Architecture
 Method = Literal["full", "lora", "qlora", "dora"]
 GB = 1e9
 NF4_BITS = 4 + 8 / 64 + 32 / (64 * 256)  # NF4 + double-quantized absmax (QLoRA paper, section 3): 4.127 bits
+# Resident bytes per byte of activations saved for backward, by the CPU process's allocator. glibc malloc keeps
+# freed activation blocks in a heap that fragments (it raises its mmap threshold as blocks are freed), so a
+# training step's activations are resident about twice: measured on SmolLM2-135M LoRA 1.85x (476-token
+# forward: +1.09 GB RSS for 0.59 GB saved), 1.92x (1,019 tokens: +2.3 GB for 1.2 GB, tunesmith/allocator.py),
+# 2.16x (DPO, one 1,130-token pair per micro-batch: 4.52 GB peak over a 1.35 GB fixed part). jemalloc
+# reuses and returns them: 1.0 (the intent acceptance run: 2.02 GB estimated, 1.95 GB measured, bench/README).
+ALLOCATOR_RETENTION = {"jemalloc": 1.0, "system": 2.0}
 
 
 @dataclass(frozen=True)
@@ -78,6 +85,13 @@ def memory(
     acts = activation_bytes(arch, setup, bytes_per_act, setup.gradient_checkpointing)
     other = activation_bytes(arch, setup, bytes_per_act, not setup.gradient_checkpointing)
     return Memory(weights / GB, gradients / GB, optimizer / GB, acts / GB, other / GB, lora / GB)
+
+
+def allocator_retention(allocator: str) -> float:
+    """Resident bytes per saved activation byte on a CPU for ``allocator`` (``jemalloc`` or ``system``, as
+    ``train.runs.allocator_in_use`` names them); see ``ALLOCATOR_RETENTION``. An unknown name is priced as
+    ``system`` (the larger)."""
+    return ALLOCATOR_RETENTION.get(allocator, ALLOCATOR_RETENTION["system"])
 
 
 def activation_bytes(arch: Architecture, setup: Setup, a: int, checkpointing: bool) -> float:
