@@ -310,6 +310,18 @@ def _file(store: Store, file_id: str) -> dict[str, Any]:
     return row
 
 
+def _prompt_rows(path: Path) -> int | None:
+    """How many prompts ``path`` holds when every line is a prompt ending in a user turn (OpenAI's
+    reinforcement fine-tuning rows: ``messages`` plus fields its grader reads), else None."""
+    from tunesmith.errors import TunesmithError
+    from tunesmith.train.rl_common import load_prompt_rows
+
+    try:
+        return len(load_prompt_rows(path))
+    except TunesmithError:
+        return None
+
+
 def _check_training_file(path: Path, filename: str) -> tuple[str, str | None, str | None, int | None]:
     """processed/error with the data checker's messages (first problems, 1-based line numbers)."""
     from tunesmith.data.formats import load_data
@@ -321,6 +333,10 @@ def _check_training_file(path: Path, filename: str) -> tuple[str, str | None, st
         return "error", f"{filename}: {exc.message}", None, None
     except (ValueError, RecursionError, OSError) as exc:  # a reader fault must not become a 500
         return "error", f"{filename}: the file could not be read ({type(exc).__name__}: {exc}).", None, None
+    if loaded.errors and all(e.code == "no_assistant_message" for e in loaded.errors):
+        prompts = _prompt_rows(path)  # prompts without answers: reinforcement fine-tuning data
+        if prompts is not None:
+            return "processed", None, "prompts", prompts
     if loaded.errors:
         first = "; ".join(f"line {e.line}: {e.code}: {e.message} ({e.hint})" for e in loaded.errors[:3])
         more = f" ... and {len(loaded.errors) - 3} more" if len(loaded.errors) > 3 else ""
@@ -416,9 +432,7 @@ def _job(store: Store, job_id: str) -> dict[str, Any]:
 def _new_job(store: Store, settings: ServeSettings, body: wire.JobCreate) -> dict[str, Any]:
     method = body.method or wire.Method(type="supervised")
     if method.type == "reinforcement":
-        raise bad_request(
-            "method.type 'reinforcement' is not supported; use supervised or dpo.", param="method.type"
-        )
+        _check_reinforcement(method, body)
     section = getattr(method, method.type) or wire.MethodSection(
         hyperparameters=body.hyperparameters or wire.Hyper()
     )
@@ -439,7 +453,7 @@ def _new_job(store: Store, settings: ServeSettings, body: wire.JobCreate) -> dic
             "metadata holds at most 16 pairs, keys <= 64 and values <= 512 characters.", param="metadata"
         )
     _check_base_model(body.model, settings)
-    want = "preference" if method.type == "dpo" else "chat"
+    want = {"dpo": "preference", "reinforcement": "prompts"}.get(method.type, "chat")
     for param in ("training_file", "validation_file"):
         fid = getattr(body, param)
         if fid is None:
@@ -461,12 +475,14 @@ def _new_job(store: Store, settings: ServeSettings, body: wire.JobCreate) -> dic
                 code="invalid_training_file",
             )
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
-    method_out = {
+    method_out: dict[str, Any] = {
         "type": method.type,
         method.type: {
             "hyperparameters": hyper.model_dump(exclude={"beta"} if method.type != "dpo" else set())
         },
     }
+    if method.type == "reinforcement" and method.reinforcement is not None:
+        method_out["reinforcement"]["grader"] = method.reinforcement.grader
     job = {
         "id": new_id("ftjob-"),
         "created_at": int(time.time()),
@@ -482,6 +498,33 @@ def _new_job(store: Store, settings: ServeSettings, body: wire.JobCreate) -> dic
     }
     store.add_job(job, f"Created fine-tuning job: {job['id']}")
     return store.get_job(job["id"]) or job
+
+
+def _check_reinforcement(method: wire.Method, body: wire.JobCreate) -> None:
+    """A reinforcement job needs a grader tunesmith can load (it trains with GRPO against it, docs/rl.md);
+    its few probe prompts come from the training file, so a validation file is refused."""
+    from tunesmith.errors import TunesmithError
+    from tunesmith.graders import load_grader
+
+    section = method.reinforcement
+    if section is None or not section.grader:
+        raise bad_request(
+            "method.reinforcement.grader is required: the grader that scores each sampled answer.",
+            param="method.reinforcement.grader",
+        )
+    try:
+        load_grader(section.grader).close()
+    except TunesmithError as exc:
+        raise bad_request(
+            f"invalid grader: {exc.message}" + (f" {exc.hint}" if exc.hint else ""),
+            param="method.reinforcement.grader",
+        ) from None
+    if body.validation_file is not None:
+        raise bad_request(
+            "validation_file is not used by reinforcement jobs (a few training prompts are kept aside and "
+            "graded before and after training); remove it.",
+            param="validation_file",
+        )
 
 
 def _check_base_model(name: str, settings: ServeSettings) -> None:

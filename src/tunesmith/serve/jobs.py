@@ -227,12 +227,13 @@ def run_job(
                     "train_loss": float(event["loss"]),
                     "total_steps": event.get("total_steps"),
                 }
-                store.add_event(
-                    job_id,
-                    f"Step {step}/{event.get('total_steps')}: training loss={float(event['loss']):.4f}",
-                    data=data,
-                    type_="metrics",
-                )
+                message = f"Step {step}/{event.get('total_steps')}: training loss={float(event['loss']):.4f}"
+                if event.get("reward") is not None:  # reinforcement: the mean grade of the step's samples
+                    data["train_mean_reward"] = float(event["reward"])
+                    message += f", mean reward={float(event['reward']):.4f}"
+                    if event.get("kl") is not None:
+                        data["kl"] = float(event["kl"])
+                store.add_event(job_id, message, data=data, type_="metrics")
                 if event.get("tokens_trained") is not None:
                     store.update_job(job_id, trained_tokens=int(event["tokens_trained"]))
             elif kind == "eval" and event.get("val_loss") is not None:
@@ -386,6 +387,8 @@ def job_config(job: dict[str, Any], data_dir: Path, overrides: list[str]) -> Any
     from tunesmith.data.formats import load_data
 
     method = json.loads(job["method"])
+    if method["type"] == "reinforcement":
+        return _reinforcement_config(job, method, data_dir, overrides)
     task = "preference" if method["type"] == "dpo" else "chat"
     store = Store(data_dir / "tunesmith.db")
     paths = {}
@@ -436,6 +439,58 @@ def job_config(job: dict[str, Any], data_dir: Path, overrides: list[str]) -> Any
         items.append(f"train.beta={hyper['beta']}")
     # the server's --train-override apply to every job: each job takes those its method reads
     cfg = load_config(None, items + overrides_for("dpo" if task == "preference" else "sft", list(overrides)))
+    return _apply_lr_multiplier(cfg, hyper)
+
+
+def _reinforcement_config(
+    job: dict[str, Any], method: dict[str, Any], data_dir: Path, overrides: list[str]
+) -> Any:
+    """OpenAI's reinforcement method as ``method: grpo`` (TRL's GRPOTrainer, train/grpo.py): the training
+    file's prompts (rows: ``messages`` ending in a user turn, plus fields the grader reads as ``item``), the
+    job's grader written beside the runs as a grader file, n_epochs / batch_size (sampled answers per step) /
+    beta (KL coefficient) / learning_rate_multiplier mapped as for the other methods."""
+    from tunesmith.config import load_config, overrides_for
+    from tunesmith.errors import TunesmithError
+    from tunesmith.train.rl_common import load_prompt_rows
+
+    store = Store(data_dir / "tunesmith.db")
+    fid = job["training_file"]
+    if store.get_file(fid) is None:
+        raise JobInputError(
+            "invalid_training_file", f"training_file {fid} was deleted before the job started."
+        )
+    path = file_path(data_dir, fid)
+    try:
+        n = len(load_prompt_rows(path))
+    except TunesmithError as exc:
+        raise JobInputError(
+            "invalid_file_format", f"Invalid file format in training_file {fid}: {exc.message}"
+        ) from None
+    if n < MIN_EXAMPLES:
+        raise JobInputError(
+            "invalid_n_examples", f"Training file has {n} prompt(s), but must have at least {MIN_EXAMPLES}"
+        )
+    grader = Path(data_dir) / "graders" / f"{job['id']}.json"
+    grader.parent.mkdir(parents=True, exist_ok=True)
+    grader.write_text(json.dumps(method["reinforcement"]["grader"]), encoding="utf-8")
+    hyper = json.loads(job["hyperparameters"])
+    items = [
+        f"model.name={job['model']}",
+        f"train.prompts={path}",
+        "train.method=grpo",
+        f"train.grader={grader}",
+        f"train.seed={job['seed']}",
+        f"data.seed={job['seed']}",
+        f"train.output_dir={data_dir / 'runs'}",
+        f"train.run_name={job['id']}",
+    ]
+    for name, key in (("n_epochs", "epochs"), ("batch_size", "batch_size"), ("beta", "beta")):
+        if hyper.get(name, "auto") != "auto":
+            items.append(f"train.{key}={hyper[name]}")
+    return _apply_lr_multiplier(load_config(None, items + overrides_for("grpo", list(overrides))), hyper)
+
+
+def _apply_lr_multiplier(cfg: Any, hyper: dict[str, Any]) -> Any:
     if hyper["learning_rate_multiplier"] != "auto":
         lr = cfg.train.resolved_lr() * float(hyper["learning_rate_multiplier"])
         if not 0 < lr <= 1:  # the multiplier is bounded at the request; the product must be a sane lr too

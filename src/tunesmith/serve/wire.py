@@ -42,10 +42,19 @@ class MethodSection(_Body):
     hyperparameters: Hyper = Field(default_factory=Hyper)
 
 
+class ReinforcementSection(_Body):
+    """OpenAI's reinforcement method: a grader (OpenAI's grader JSON, tunesmith.graders) and hyperparameters.
+    OpenAI's compute_multiplier, eval_interval, eval_samples and reasoning_effort are ignored."""
+
+    grader: dict[str, Any] | None = None
+    hyperparameters: Hyper = Field(default_factory=Hyper)
+
+
 class Method(_Body):
     type: Literal["supervised", "dpo", "reinforcement"]
     supervised: MethodSection | None = None
     dpo: MethodSection | None = None
+    reinforcement: ReinforcementSection | None = None
 
 
 class JobCreate(_Body):

@@ -126,7 +126,8 @@ def test_job_create_validates_synchronously(client) -> None:
     cases = [
         (dict(model="tiny", training_file="file-doesnotexist"), "training_file"),
         (dict(model="no-such-model", training_file=f.id), "model"),
-        (dict(model="tiny", training_file=f.id, method={"type": "reinforcement"}), "method.type"),
+        # reinforcement needs a grader (tests/integration/serve/test_serve_reinforcement.py trains one)
+        (dict(model="tiny", training_file=f.id, method={"type": "reinforcement"}), "method.reinforcement.grader"),
         (
             dict(
                 model="tiny",
