@@ -151,6 +151,13 @@ class TrainConfig(Section):
         "at start on CPU, 85% of the free GPU memory on a GPU. The plan chooses the micro-batch (and "
         "gradient checkpointing) to fit it (sft/cpt).",
     )
+    distributed: Literal["auto", "ddp", "fsdp"] = Field(
+        "auto",
+        description="How the processes of `tunesmith train --nproc N` share the model: ddp (a whole copy "
+        "each, gradients averaged) or fsdp (FSDP2: weights, gradients and optimizer state sharded over the "
+        "processes, for a model whose training state does not fit one device; sft/cpt, not qlora). auto: "
+        "ddp when a whole copy fits train.memory_budget_gb, else fsdp. One process ignores it.",
+    )
     packing: bool = Field(True, description="Padding-free packing of examples (no cross-example attention).")
     warmup_ratio: float | Literal["auto"] = Field(
         "auto",
@@ -179,7 +186,9 @@ class TrainConfig(Section):
     output_dir: Path = Field(Path("runs"), description="Folder that holds one sub-folder per run.")
     run_name: str | None = Field(None, description="Run folder name (default: a timestamped id).")
     report_to: list[Literal["tensorboard", "mlflow"]] = Field(
-        default_factory=list, description="Extra metric sinks, when installed."
+        default_factory=list,
+        description="Experiment trackers that also get every metrics.jsonl row: tensorboard, mlflow (the "
+        "trackers extra: pip install 'tunesmith[trackers]'; docs/training.md).",
     )
     forgetting_probe: bool = Field(
         False, description="Report the loss on a built-in set of general prompts before and after training."
@@ -245,6 +254,12 @@ class TrainConfig(Section):
                 f"method: {self.method} needs exactly one reward: train.reward_model (the folder of a reward "
                 f"run) or train.grader (a grader JSON file)"
                 + (", not both." if self.reward_model is not None else ".")
+            )
+        if self.distributed == "fsdp" and (self.method not in ("sft", "cpt") or self.finetune == "qlora"):
+            what = f"finetune: {self.finetune}" if self.finetune == "qlora" else f"method: {self.method}"
+            raise ValueError(
+                f"train.distributed: fsdp shards sft and cpt runs of full, lora or dora fine-tunes, not {what}; "
+                "use train.distributed: ddp (or auto)."
             )
         _check_auto_number("epochs", self.epochs, low=0.0, low_open=True)
         _check_auto_number("batch_tokens", self.batch_tokens, low=16)

@@ -47,7 +47,8 @@ def train_command(
         1,
         "--nproc",
         min=1,
-        help="Processes for data-parallel training (DDP via torchrun; gloo on CPU, NCCL on GPU).",
+        help="Processes for data-parallel training via torchrun (gloo on CPU, NCCL on GPU): DDP, or FSDP2 "
+        "sharding when train.distributed says so (docs/scaling.md).",
     ),
     backend: str = typer.Option(
         "local",

@@ -58,6 +58,10 @@ class MemoryRecord(BaseModel):
     measured_peak_gb: float | None = Field(None, description="Measured peak of the training steps.")
     replanned_from: int | None = Field(None, description="micro_tokens before the measured re-plan.")
     oom_retries: int = Field(0, description="Steps retried with a halved micro-batch after out-of-memory.")
+    distributed: str = Field(
+        "single", description="How the processes shared the model: single (one process), ddp or fsdp."
+    )
+    distributed_reason: str = Field("", description="Why: train.distributed, or the auto rule's reason.")
 
 
 class PlanRecord(BaseModel):

@@ -167,3 +167,138 @@ def worker(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(worker())
+
+
+# --------------------------------------------------------------------------- FSDP2 (train.distributed: fsdp)
+#
+# With FSDP2 (``torch.distributed.fsdp.fully_shard``) each process keeps 1/N of every weight, gradient and
+# AdamW state: a decoder block's weights are all-gathered for its forward and backward and freed after, and
+# gradients are reduce-scattered (averaged, like DDP) after each micro-batch's backward. Parameters keep their
+# names (they become DTensor shards in place), so checkpoints are written in the one-process format: every
+# process takes part in gathering each tensor, rank 0 keeps it and writes the checkpoint once, and a resume
+# with any process count (1 included) loads it and takes its own shard.
+
+
+def shard_model(model: Any) -> Any:
+    """Shard ``model`` (in place) over the processes of the initialised process group and return the module
+    to train through: ``loss.TokenLossModule(model)``, the FSDP root.
+
+    The shard groups: each decoder block (the classes the model lists in ``_no_split_modules``, the blocks
+    accelerate's FSDP auto-wrap uses) is one group; the root holds the rest (embeddings, final norm, head),
+    which stay gathered for a whole forward and backward. Only the root's forward gathers them, so the loss
+    (and the hold-out loss) must be computed through the returned module (``loss.sum_token_loss`` does).
+
+    Raises:
+        TunesmithError: when the model names no decoder block class (nothing to shard layer by layer).
+    """
+    import torch
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    from tunesmith.train.loss import TokenLossModule, _causal_lm
+
+    blocks = set(getattr(_causal_lm(model), "_no_split_modules", None) or [])
+    layers = [m for m in model.modules() if type(m).__name__ in blocks]
+    if not layers:
+        raise TunesmithError(
+            f"train.distributed: fsdp cannot find the decoder blocks of {type(_causal_lm(model)).__name__} "
+            "(its _no_split_modules is empty).",
+            "Use train.distributed: ddp for this model.",
+        )
+    mesh = init_device_mesh("cuda" if torch.cuda.is_available() else "cpu", (dist.get_world_size(),))
+    for layer in layers:
+        fully_shard(layer, mesh=mesh)
+    return fully_shard(TokenLossModule(model), mesh=mesh)
+
+
+def unsharded_copy(model: Any, cfg: Any) -> Any:
+    """After training: an ordinary (unsharded) model with the trained weights of the FSDP-sharded ``model``,
+    on every process, for the forgetting probe, ``save_pretrained`` and the caller. The base is loaded
+    again (``adapters.build_trainable``) and the gathered trainable weights are copied in, so the weights
+    must fit one process at this point; gradients and optimizer state never are gathered whole on every
+    process. Collective: every process calls it."""
+    import torch
+
+    from tunesmith.train.adapters import build_trainable, trainable_state
+
+    weights = full_tensors(trainable_state(model), keep=True)
+    fresh = build_trainable(cfg)
+    params = trainable_state(fresh)
+    with torch.no_grad():
+        for name, tensor in weights.items():
+            params[name].copy_(tensor)
+    return fresh
+
+
+def full_tensors(tensors: dict[str, Any], keep: bool) -> dict[str, Any]:
+    """``tensors`` with each DTensor shard replaced by the whole tensor on the CPU. Collective under FSDP:
+    every process calls it in the same order; where ``keep`` is False (ranks other than 0) the gathered
+    copies are dropped as they come and the dict holds None for them."""
+    out: dict[str, Any] = {}
+    for name, value in tensors.items():
+        if _is_dtensor(value):
+            full = value.full_tensor()
+            out[name] = full.cpu() if keep else None
+        else:
+            out[name] = value
+    return out
+
+
+def full_optimizer_state(optimizer: Any, keep: bool) -> dict[str, Any]:
+    """``optimizer.state_dict()`` with every sharded state tensor gathered (``full_tensors``): the same
+    format as a one-process run's, so a checkpoint resumes with any process count."""
+    saved = optimizer.state_dict()
+    state = {idx: full_tensors(dict(per_param), keep) for idx, per_param in saved["state"].items()}
+    return {**saved, "state": state}
+
+
+def shard_like(full: Any, like: Any) -> Any:
+    """The part of the whole tensor ``full`` that this process holds for the parameter (or state) ``like``:
+    ``full`` itself when ``like`` is not a DTensor. Every process passes the same ``full`` (all read the
+    same checkpoint), so no data moves between processes."""
+    if not _is_dtensor(like):
+        return full
+    from torch.distributed.tensor import distribute_tensor
+
+    full = full.to(device=like.device, dtype=like.dtype)
+    return distribute_tensor(full, like.device_mesh, like.placements, src_data_rank=None)
+
+
+def shard_optimizer_state(saved: dict[str, Any], optimizer: Any) -> dict[str, Any]:
+    """A checkpoint's (whole-tensor) optimizer state with each tensor cut to this process's shard of its
+    parameter, ready for ``optimizer.load_state_dict``."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    state = {}
+    for idx, per_param in saved["state"].items():
+        param = params[int(idx)]
+        state[idx] = {
+            k: shard_like(v, param) if hasattr(v, "shape") and v.shape == param.shape else v
+            for k, v in per_param.items()
+        }
+    return {**saved, "state": state}
+
+
+def all_finite(tensors: Any) -> bool:
+    """Whether every value of every tensor is finite, on every process: each checks its own shards and the
+    answer is agreed (all-reduce), so all processes stop together or none does."""
+    import torch
+
+    tensors = list(tensors)
+    sharded = any(_is_dtensor(t) for t in tensors)
+    local = [t.to_local() if _is_dtensor(t) else t for t in tensors]
+    ok = all(bool(torch.isfinite(t).all()) for t in local)
+    if sharded:
+        import torch.distributed as dist
+
+        flag = torch.tensor([1 if ok else 0], dtype=torch.long)
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        ok = bool(flag.item())
+    return ok
+
+
+def _is_dtensor(value: Any) -> bool:
+    # a DTensor exists only once torch.distributed.tensor is imported (FSDP does); not importing it keeps
+    # one-process checkpoints from paying for the import
+    mod = sys.modules.get("torch.distributed.tensor")
+    return mod is not None and isinstance(value, mod.DTensor)

@@ -22,8 +22,10 @@ Choices, and why:
   optimizer steps), hold-out loss, or trainable weight (checked before every save) stops the run with
   ``TrainingDiverged``; the last good checkpoint is kept and nothing after it is saved.
 - **Distributed-ready**: under ``torch.distributed`` the model is wrapped in DDP (around
-  ``loss.TokenLossModule``), each optimizer step takes ``grad_accum x world`` micro-batches split across
-  processes, token counts are all-reduced, and only rank 0 writes.
+  ``loss.TokenLossModule``), or sharded with FSDP2 when the plan says so (``train.distributed``,
+  train/distributed.py); each optimizer step's micro-batches are split across processes, token counts are
+  all-reduced, and only rank 0 writes (checkpoints in the one-process format, so a resume may use another
+  process count).
 """
 
 from __future__ import annotations
@@ -41,8 +43,16 @@ from tunesmith.data.tokenize import Tokenized
 from tunesmith.errors import TunesmithError
 from tunesmith.train import checkpoints as ckpt
 from tunesmith.train.adapters import trainable_state, unwrap
-from tunesmith.train.divergence import NonFinite, TrainingDiverged, check_step, weights_are_finite
-from tunesmith.train.loss import TokenLossModule, sum_token_loss
+from tunesmith.train.distributed import (
+    all_finite,
+    full_optimizer_state,
+    full_tensors,
+    shard_like,
+    shard_model,
+    shard_optimizer_state,
+)
+from tunesmith.train.divergence import NonFinite, TrainingDiverged, check_step
+from tunesmith.train.loss import TokenLossModule, _is_fsdp, sum_token_loss
 from tunesmith.train.packing import Batch, Step, build_batches, build_steps
 from tunesmith.train.plan import TrainPlan, describe, make_plan
 from tunesmith.train.runs import Run
@@ -131,6 +141,14 @@ def fit(
     emit = on_progress or (lambda event: None)
     plan = plan or make_plan(cfg, train, world)
     total_steps = plan.schedule.total_steps
+    sharded = world > 1 and plan.memory.distributed == "fsdp"
+    if sharded and objective is not None:
+        raise TunesmithError(
+            f"train.distributed: fsdp shards sft and cpt runs, not method: {cfg.train.method}.",
+            "Set train.distributed: ddp (or auto).",
+        )
+    # FSDP2 shards the model in place before the optimizer is built: AdamW then steps (and stores) shards
+    fsdp_root = shard_model(model) if sharded else None
     micro = MicroBatcher(
         plan.memory,
         packing=t.packing,
@@ -152,6 +170,8 @@ def fit(
     state = LoopState(data_fingerprint=fingerprint)
     if objective is not None:
         holdout = _WithObjective(holdout, objective)
+    if fsdp_root is not None:
+        holdout = _ThroughEngine(holdout, fsdp_root)
     if resume_from is not None:
         state = load_checkpoint(resume_from, model, optimizer, scheduler)
         state.step_in_epoch = state.step_in_epoch or -(-state.micro_in_epoch // (t.grad_accum * world))
@@ -162,7 +182,7 @@ def fit(
             )
     else:
         _seed_everything(t.seed)
-    engine = _wrap_distributed(model) if world > 1 else model
+    engine = fsdp_root or (_wrap_distributed(model) if world > 1 else model)
     emit(
         {"event": "start", "total_steps": total_steps, "step": state.step, "resumed": resume_from is not None}
     )
@@ -247,6 +267,8 @@ def train_step(
 
     loss_sum, n_total, n_local, n_tokens = accumulate_gradients(engine, micro, rank, world, objective)
     norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    if hasattr(norm, "full_tensor"):  # FSDP: a DTensor holding the global norm
+        norm = norm.full_tensor()
     check_step(loss_sum / n_total, norm)  # before the update: a non-finite step never reaches the weights
     optimizer.step()
     scheduler.step()
@@ -265,30 +287,33 @@ def accumulate_gradients(
     import contextlib
 
     mine = micro[rank::world]
-    weight = 1.0
-    if not mine:  # uneven tail: run one batch with zero weight so every process joins the gradient sync
-        mine, weight = micro[:1], 0.0
+    n_real = len(mine)
+    # uneven tail: zero-weight batches so every process joins the gradient sync (DDP: once per step; FSDP:
+    # every forward gathers shards, so all processes run as many forwards as the busiest one)
+    n_runs = _all_reduce_int(n_real, max_=True) if world > 1 and _is_fsdp(engine) else max(n_real, 1)
+    mine = mine + micro[:1] * (n_runs - n_real)
+    weights = [1.0] * n_real + [0.0] * (n_runs - n_real)
     units = objective.units if objective is not None else (lambda b: b.n_trained)
     loss_fn = objective.loss if objective is not None else sum_token_loss
-    n_units = sum(units(b) for b in mine) if weight else 0
-    n_local = sum(b.n_trained for b in mine) if weight else 0
+    n_units = sum(units(b) for b in mine[:n_real])
+    n_local = sum(b.n_trained for b in mine[:n_real])
     n_total = _all_reduce_int(n_units) if world > 1 else n_units
     if n_total == 0:
         raise TunesmithError(
             "A training step has no trained token.", "Check the loss mask of the data (data.train_on)."
         )
     loss_sum = 0.0
-    for i, batch in enumerate(mine):
+    for i, (batch, weight) in enumerate(zip(mine, weights, strict=True)):
         sync = i == len(mine) - 1 or world == 1
         ctx = engine.no_sync() if not sync and hasattr(engine, "no_sync") else contextlib.nullcontext()
         with ctx:
             loss, _ = loss_fn(engine, batch)
-            # DDP averages gradients over processes, hence * world to keep the token mean exact.
+            # DDP and FSDP average gradients over processes, hence * world to keep the token mean exact.
             (loss * (weight * world / n_total)).backward()
         loss_sum += float(loss.detach()) * weight
     if world > 1:
         loss_sum = _all_reduce_float(loss_sum)
-    return loss_sum, n_total, n_local, sum(b.n_tokens for b in mine) if weight else 0
+    return loss_sum, n_total, n_local, sum(b.n_tokens for b in mine[:n_real])
 
 
 def data_fingerprint(examples: list[Tokenized]) -> str:
@@ -310,7 +335,7 @@ def evaluate(model: Any, examples: list[Tokenized], cfg: ProjectConfig) -> float
     if objective is not None:
         return objective.evaluate(model, examples, cfg)
 
-    inner = unwrap(model)
+    inner = getattr(examples, "engine", None) or unwrap(model)  # FSDP: the root that gathers the shards
     was_training = inner.training
     inner.eval()
     total, n = 0.0, 0
@@ -345,7 +370,10 @@ def build_scheduler(optimizer: Any, kind: str, warmup: int, total: int) -> Any:
 def save_checkpoint(
     run: Run, model: Any, optimizer: Any, scheduler: Any, state: LoopState, *, is_best: bool = False
 ) -> Path | None:
-    """A resumable checkpoint of the current step (rank 0 writes; others return None)."""
+    """A resumable checkpoint of the current step (rank 0 writes; others return None). Under FSDP every
+    process takes part in gathering the shards, so every process calls it."""
+    weights = full_tensors(trainable_state(model), keep=run.is_main)
+    optimizer_state = full_optimizer_state(optimizer, keep=run.is_main)
     if not run.is_main:
         return None
     import numpy as np
@@ -354,10 +382,10 @@ def save_checkpoint(
 
     def write(folder: Path) -> None:
         save_file(
-            {k: v.detach().contiguous().cpu() for k, v in trainable_state(model).items()},
+            {k: v.detach().contiguous().cpu() for k, v in weights.items()},
             str(folder / "trainable.safetensors"),
         )
-        torch.save(optimizer.state_dict(), folder / "optimizer.pt")
+        torch.save(optimizer_state, folder / "optimizer.pt")
         torch.save(scheduler.state_dict(), folder / "scheduler.pt")
         torch.save(
             {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()},
@@ -385,8 +413,9 @@ def load_checkpoint(
     import torch
 
     load_trainable(model, folder / "trainable.safetensors")
-    if optimizer is not None:
-        optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=False))
+    if optimizer is not None:  # a whole-tensor state; under FSDP each process keeps its shard
+        saved = torch.load(folder / "optimizer.pt", weights_only=False)
+        optimizer.load_state_dict(shard_optimizer_state(saved, optimizer))
     if scheduler is not None:
         scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=False))
         rng = torch.load(folder / "rng.pt", weights_only=False)
@@ -410,7 +439,7 @@ def load_trainable(model: Any, path: Path) -> None:
         )
     with torch.no_grad():
         for name, tensor in saved.items():
-            params[name].copy_(tensor)
+            params[name].copy_(shard_like(tensor, params[name]))
 
 
 # --------------------------------------------------------------------------- internals
@@ -450,7 +479,7 @@ def _evaluate_and_track(model, holdout, cfg, run, state, optimizer, scheduler, e
 def _save(run, model, optimizer, scheduler, state, emit, is_best: bool = False) -> None:  # noqa: ANN001
     if run.last_saved_step == state.step and not is_best:
         return  # this exact state is on disk already (e.g. a best save at a save_every step)
-    if not weights_are_finite(trainable_state(model).values()):  # every rank checks: they stop together
+    if not all_finite(trainable_state(model).values()):  # every rank checks: they stop together
         raise _diverged(run, run.cfg, state.step, NonFinite("a trainable weight", math.nan))
     path = save_checkpoint(run, model, optimizer, scheduler, state, is_best=is_best)
     run.last_saved_step = state.step
@@ -518,12 +547,12 @@ def _wrap_distributed(model: Any) -> Any:
     return DistributedDataParallel(TokenLossModule(model))
 
 
-def _all_reduce_int(x: int) -> int:
+def _all_reduce_int(x: int, max_: bool = False) -> int:
     import torch
     import torch.distributed as dist
 
     t = torch.tensor([x], dtype=torch.long)
-    dist.all_reduce(t)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX if max_ else dist.ReduceOp.SUM)
     return int(t.item())
 
 
@@ -542,6 +571,15 @@ class _WithObjective(list):
     def __init__(self, items: list[Tokenized], objective: Any) -> None:
         super().__init__(items)
         self.objective = objective
+
+
+class _ThroughEngine(list):
+    """The hold-out examples with the FSDP root their loss is computed through (read by ``evaluate``)."""
+
+    def __init__(self, items: list[Tokenized], engine: Any) -> None:
+        super().__init__(items)
+        self.engine = engine
+        self.objective = getattr(items, "objective", None)
 
 
 class _Clock:

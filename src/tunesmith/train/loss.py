@@ -17,10 +17,13 @@ Wrappers: a PEFT model (LoRA/DoRA/QLoRA injects its layers in place, so the base
 adapters), a plain model, or DistributedDataParallel. DDP only synchronises gradients when its own
 ``forward`` runs, so for the fast path the loop wraps ``TokenLossModule(model)`` in DDP (not the bare model);
 a DDP-wrapped bare causal LM still works through ``logits_to_keep`` (correct, less memory-efficient).
+Under ``train.distributed: fsdp`` the loop shards ``TokenLossModule(model)`` with FSDP2 (train/distributed.py)
+and calls it, so its forward gathers the embeddings and head before the body and head run.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import torch
@@ -59,6 +62,9 @@ def sum_token_loss(model: nn.Module, batch: Any) -> tuple[Tensor, int]:
             return loss, int(n)
         return _logits_to_keep_loss(model, *args)
     if isinstance(model, TokenLossModule):
+        if _is_fsdp(model):  # FSDP2's root gathers its shards in its own forward
+            loss, n = model(*args)
+            return loss, int(n)
         return _token_loss(model.model, *args)
     return _token_loss(model, *args)
 
@@ -80,6 +86,12 @@ def naive_sum_token_loss(model: nn.Module, batch: Any) -> tuple[Tensor, int]:
 
 
 # --------------------------------------------------------------------------- internals
+
+
+def _is_fsdp(module: nn.Module) -> bool:
+    # torch.distributed.fsdp takes ~1 s to import: a module can only be sharded once something imported it
+    fsdp = sys.modules.get("torch.distributed.fsdp")
+    return fsdp is not None and isinstance(module, fsdp.FSDPModule)
 
 
 def _causal_lm(model: nn.Module) -> nn.Module:

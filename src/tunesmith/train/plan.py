@@ -77,6 +77,8 @@ class MemoryPlan:
     measured_peak: float | None = None
     replanned_from: int | None = None  # the micro_tokens of the first plan, when the measurement re-planned
     oom_retries: int = 0
+    distributed: str = "single"  # single | ddp | fsdp: how --nproc N processes share the model
+    distributed_reason: str = ""
 
     @property
     def estimate(self) -> float:
@@ -113,7 +115,7 @@ def make_plan(cfg: ProjectConfig, train: list[Any], world: int = 1, device: str 
     longest = max((len(ex.input_ids) for ex in train), default=1)
     step_tokens = max((sum(len(ex.input_ids) for g in s for ex in g) for s in steps), default=longest)
     per_process = math.ceil(step_tokens / world)
-    mem = plan_memory(cfg, arch, device or training_device(), longest, per_process)
+    mem = plan_processes(cfg, arch, device or training_device(), longest, per_process, world)
     return TrainPlan(schedule, mem, longest, step_tokens)
 
 
@@ -219,7 +221,7 @@ def memory_budget(cfg: ProjectConfig, device: str) -> tuple[float, str]:
 
 
 def memory_parts(
-    cfg: ProjectConfig, arch: Any, device: str, checkpointing: bool
+    cfg: ProjectConfig, arch: Any, device: str, checkpointing: bool, shards: int = 1
 ) -> tuple[float, float, float]:
     """(fixed bytes, activation bytes per token, gradient + optimizer bytes within fixed) from the memory formulas (models/memory.py): fp32 on
     CPU, bf16 mixed precision on a GPU. The logits term is replaced by one loss chunk: the loop computes
@@ -238,15 +240,63 @@ def memory_parts(
     dequant = one - per_token - logits
     runtime = GPU_CONTEXT if mixed else CPU_RUNTIME
     state = (mem.gradients + mem.optimizer) * GB
-    fixed = mem.weights * GB + state + dequant + LOSS_CHUNK + runtime
+    weights = mem.weights * GB
+    if shards > 1:
+        weights, state = sharded_parts(arch, weights, state, shards, 2 if mixed else 4)
+    fixed = weights + state + dequant + LOSS_CHUNK + runtime
     return fixed, per_token, state
 
 
+def sharded_parts(
+    arch: Any, weights: float, state: float, shards: int, dtype_bytes: int
+) -> tuple[float, float]:
+    """(weights, gradients + optimizer) bytes of one of ``shards`` FSDP2 processes (train/distributed.py):
+    1/shards of each, plus what is gathered at once: the embeddings and head (the root group, gathered for
+    the whole step) and two decoder blocks (the one running and the one prefetched)."""
+    embed = (arch.embedding + arch.lm_head) * dtype_bytes
+    block = max(weights - embed, 0.0) / max(arch.layers, 1)
+    return weights / shards + embed + 2 * block, state / shards
+
+
+def plan_processes(
+    cfg: ProjectConfig, arch: Any, device: str, longest: int, step_tokens: int | None, world: int
+) -> MemoryPlan:
+    """The memory plan of one of ``world`` processes and how they share the model (``distributed``):
+    ``train.distributed`` ddp (a whole copy each) or fsdp (sharded, ``sharded_parts``); auto: ddp when a
+    whole copy fits the budget, else fsdp (sft/cpt, not qlora). One process is ``single`` whatever is set.
+
+    Raises:
+        TunesmithError: see ``plan_memory`` (for fsdp, with the sharded estimate).
+    """
+    choice = cfg.train.distributed
+    if world == 1:
+        return plan_memory(cfg, arch, device, longest, step_tokens)
+    if choice == "fsdp":
+        mem = plan_memory(cfg, arch, device, longest, step_tokens, shards=world)
+        return replace(mem, distributed="fsdp", distributed_reason="train.distributed: fsdp")
+    try:
+        mem = plan_memory(cfg, arch, device, longest, step_tokens)
+        why = "train.distributed: ddp" if choice == "ddp" else "auto: a whole copy fits each process's budget"
+        return replace(mem, distributed="ddp", distributed_reason=why)
+    except TunesmithError:
+        if choice == "ddp" or cfg.train.method not in ("sft", "cpt") or cfg.train.finetune == "qlora":
+            raise
+    mem = plan_memory(cfg, arch, device, longest, step_tokens, shards=world)
+    why = f"auto: a whole copy does not fit each process's budget; sharded over {world} processes it does"
+    return replace(mem, distributed="fsdp", distributed_reason=why)
+
+
 def plan_memory(
-    cfg: ProjectConfig, arch: Any, device: str, longest: int, step_tokens: int | None = None
+    cfg: ProjectConfig,
+    arch: Any,
+    device: str,
+    longest: int,
+    step_tokens: int | None = None,
+    shards: int = 1,
 ) -> MemoryPlan:
     """The micro-batch for ``cfg``'s budget: the largest that fits, at least ``longest`` tokens (one example
-    is never split), at most the device's speed cap and ``step_tokens`` (a whole optimizer step).
+    is never split), at most the device's speed cap and ``step_tokens`` (a whole optimizer step); with
+    ``shards`` > 1, for one process of an FSDP run (``sharded_parts``).
 
     Raises:
         TunesmithError: when one example of ``longest`` tokens does not fit even with gradient
@@ -256,7 +306,7 @@ def plan_memory(
     choice = cfg.train.gradient_checkpointing
     options = [False, True] if choice == "auto" else [bool(choice)]
     for ckpt in options:
-        fixed, per_token, state = memory_parts(cfg, arch, device, ckpt)
+        fixed, per_token, state = memory_parts(cfg, arch, device, ckpt, shards)
         if fixed + per_token * longest > budget:
             continue
         fits = int((budget - fixed) / per_token)
@@ -268,11 +318,12 @@ def plan_memory(
                 want, why = step_tokens, "one optimizer step"
         micro, reason = (want, why) if want <= fits else (fits, "budget")
         return MemoryPlan(device, budget, source, fixed, per_token, max(micro, longest), ckpt, reason, state)
-    raise _refusal(cfg, arch, device, budget, source, longest)
+    raise _refusal(cfg, arch, device, budget, source, longest, shards)
 
 
-def check_budget(cfg: ProjectConfig, device: str | None = None) -> MemoryPlan:
-    """Before any data is read: refuse a budget that cannot hold one example of ``data.max_seq_len`` tokens.
+def check_budget(cfg: ProjectConfig, device: str | None = None, world: int = 1) -> MemoryPlan:
+    """Before any data is read: refuse a budget that cannot hold one example of ``data.max_seq_len`` tokens
+    (in each of ``world`` processes, sharded where ``plan_processes`` would shard).
 
     Raises:
         TunesmithError: see ``plan_memory``.
@@ -280,14 +331,15 @@ def check_budget(cfg: ProjectConfig, device: str | None = None) -> MemoryPlan:
     from tunesmith.models.params import load_architecture
 
     device = device or training_device()
-    return plan_memory(cfg, load_architecture(cfg.model.name), device, cfg.data.max_seq_len)
+    arch = load_architecture(cfg.model.name)
+    return plan_processes(cfg, arch, device, cfg.data.max_seq_len, None, world)
 
 
 def _refusal(
-    cfg: ProjectConfig, arch: Any, device: str, budget: float, source: str, longest: int
+    cfg: ProjectConfig, arch: Any, device: str, budget: float, source: str, longest: int, shards: int = 1
 ) -> TunesmithError:
     ckpt = cfg.train.gradient_checkpointing is not False
-    fixed, per_token, _ = memory_parts(cfg, arch, device, ckpt)
+    fixed, per_token, _ = memory_parts(cfg, arch, device, ckpt, shards)
     need = fixed + per_token * longest
     fits: list[str] = [f"train.memory_budget_gb={math.ceil(need / GB * 10) / 10:g}"]
     if budget > fixed + per_token * 16:
@@ -405,5 +457,7 @@ def describe(schedule: Schedule, mem: MemoryPlan) -> dict[str, Any]:
         "measured_peak_gb": None if mem.measured_peak is None else round(mem.measured_peak / GB, 2),
         "replanned_from": mem.replanned_from,
         "oom_retries": mem.oom_retries,
+        "distributed": mem.distributed,
+        "distributed_reason": mem.distributed_reason,
     }
     return out

@@ -11,7 +11,7 @@ A run lives in ``<train.output_dir>/<run_id>/``::
 Usage from a method module::
 
     run = create_run(cfg)                    # refuses an existing folder or an unwritable output_dir
-    run.log({"step": 1, "loss": 2.3})        # metrics.jsonl (+ TensorBoard/MLflow when configured)
+    run.log({"step": 1, "loss": 2.3})        # metrics.jsonl (+ TensorBoard/MLflow: train/trackers.py)
     run.save_weights(model, tokenizer)       # adapter/ or model/, written atomically
     result = run.finish(measures, "completed")  # summary.json (RunSummary) + registry record
 """
@@ -32,6 +32,7 @@ from tunesmith.errors import TunesmithError
 from tunesmith.results.run import RunSummary, write_run_summary
 from tunesmith.train.checkpoints import atomic_dir, write_text_atomic
 from tunesmith.train.registry import RunRegistry
+from tunesmith.train.trackers import check_trackers, open_trackers
 from tunesmith.yamlsafe import load_yaml_file
 
 # Methods trained by tunesmith's own loop (train/loop.py), which writes resumable checkpoints; ppo (its own
@@ -66,7 +67,7 @@ class Run:
     started: float = field(default_factory=time.time)
     is_main: bool = True  # rank 0 under torch.distributed: only it writes files
     last_saved_step: int | None = None
-    _sinks: list[Any] = field(default_factory=list)
+    _sinks: list[Any] = field(default_factory=list)  # train/trackers.py: TensorBoard, MLflow
 
     @property
     def checkpoints_dir(self) -> Path:
@@ -87,8 +88,8 @@ class Run:
         numbers = {
             k: float(v) for k, v in row.items() if isinstance(v, int | float) and k not in ("step", "time")
         }
-        for sink in self._sinks:
-            sink(numbers, step)
+        for tracker in self._sinks:
+            tracker.log(numbers, step)
 
     def save_weights(self, model: Any, tokenizer: Any) -> Path:
         """``adapter/`` (PEFT format) or ``model/`` (full), tokenizer and chat template beside the weights."""
@@ -126,8 +127,8 @@ class Run:
         if self.is_main:
             write_run_summary(self.run_dir / "summary.json", summary)
             self.registry.finish(self.run_id, status, summary)
-            for sink in self._sinks:
-                getattr(sink, "close", lambda: None)()
+            for tracker in self._sinks:
+                tracker.close(status)
         return RunResult(self.run_dir, summary)
 
 
@@ -142,7 +143,7 @@ def create_run(cfg: ProjectConfig, *, is_main: bool = True) -> Run:
         run_dir.mkdir(parents=True)
         write_text_atomic(run_dir / "config.resolved.yaml", dump_config(cfg))
         run.registry.add(run_id, run_dir, cfg.train.method, cfg.train.finetune, cfg.model.name)
-    run._sinks = _open_sinks(cfg, run_dir) if is_main else []
+    run._sinks = open_trackers(cfg, run_dir) if is_main else []
     return run
 
 
@@ -150,7 +151,7 @@ def check_new_run_dir(cfg: ProjectConfig) -> Path:
     """The folder a new run of ``cfg`` will use, after checking it can be created; nothing is written."""
     out = cfg.train.output_dir
     check_writable(out)
-    check_sinks(cfg)
+    check_trackers(cfg.train.report_to)
     run_id = cfg.train.run_name or default_run_id(cfg)
     run_dir = out / run_id
     if run_dir.exists():
@@ -192,7 +193,7 @@ def open_run_for_resume(run_dir: Path, cfg: ProjectConfig | None = None, *, is_m
     if is_main:
         run.registry.add(run.run_id, run_dir, saved.train.method, saved.train.finetune, saved.model.name)
         write_text_atomic(run_dir / "config.resolved.yaml", dump_config(saved))
-    run._sinks = _open_sinks(saved, run_dir) if is_main else []
+    run._sinks = open_trackers(saved, run_dir) if is_main else []
     return run
 
 
@@ -204,6 +205,7 @@ RESUME_MAY_CHANGE = (
     "logging_steps",
     "report_to",
     "memory_budget_gb",  # only the micro-batch depends on it, never what a step trains on (train/plan.py)
+    "distributed",  # ddp or fsdp: the same steps, the same losses; checkpoints are in one format
 )
 _IGNORED_ON_RESUME = {"train.output_dir", "train.run_name"}
 
@@ -252,21 +254,6 @@ def check_writable(folder: Path) -> None:
         )
 
 
-_SINK_PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow"}
-
-
-def check_sinks(cfg: ProjectConfig) -> None:
-    """Refuse before anything is written when a configured metrics sink is not installed."""
-    import importlib.util
-
-    for name in cfg.train.report_to:
-        if importlib.util.find_spec(_SINK_PACKAGES[name]) is None:
-            raise TunesmithError(
-                f"train.report_to lists {name}, but the {name} package is not installed.",
-                f"pip install {name}, or remove {name} from train.report_to (metrics.jsonl is always written).",
-            )
-
-
 def allocator_in_use() -> str:
     """``jemalloc`` when this process runs on it (tunesmith/allocator.py), else ``system``."""
     try:
@@ -280,41 +267,3 @@ def peak_memory_mb() -> float:
     """Peak resident memory of this process (ru_maxrss is KiB on Linux, bytes on macOS)."""
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024, 1)
-
-
-def _open_sinks(cfg: ProjectConfig, run_dir: Path) -> list[Any]:
-    sinks = []
-    for name in cfg.train.report_to:
-        if name == "tensorboard":
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                raise TunesmithError(
-                    "train.report_to lists tensorboard, but the tensorboard package is not installed.",
-                    "pip install tensorboard, or remove tensorboard from train.report_to (metrics.jsonl is always written).",
-                ) from None
-            writer = SummaryWriter(str(run_dir / "tensorboard"))
-
-            def tb(numbers: dict[str, float], step: int, w: Any = writer) -> None:
-                for k, v in numbers.items():
-                    w.add_scalar(k, v, step)
-                w.flush()
-
-            tb.close = writer.close  # type: ignore[attr-defined]
-            sinks.append(tb)
-        elif name == "mlflow":
-            try:
-                import mlflow
-            except ImportError:
-                raise TunesmithError(
-                    "train.report_to lists mlflow, but the mlflow package is not installed.",
-                    "pip install mlflow, or remove mlflow from train.report_to (metrics.jsonl is always written).",
-                ) from None
-            mlflow.start_run(run_name=run_dir.name)
-
-            def ml(numbers: dict[str, float], step: int) -> None:
-                mlflow.log_metrics(numbers, step=step)
-
-            ml.close = mlflow.end_run  # type: ignore[attr-defined]
-            sinks.append(ml)
-    return sinks

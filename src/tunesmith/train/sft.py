@@ -35,7 +35,7 @@ def run(
 
     run_, resume_from = open_or_preflight(cfg, resume, on_progress)
     cfg = run_.cfg if run_ is not None else cfg
-    check_budget(cfg)  # a budget that cannot hold one example is refused before any data is read
+    check_budget(cfg, world=_dist()[0])  # a budget that cannot hold one example is refused before any data
     tokenizer = load_tokenizer(cfg.model.name)
     data = prepare_data(cfg, tokenizer, force=force)
     plan = make_plan(cfg, data.train, _dist()[0])
@@ -56,6 +56,10 @@ def run(
             on_progress=on_progress,
             should_stop=should_stop,
         )
+        if _is_fsdp_sharded(model):  # FSDP shards the model in place; the rest works on a whole copy
+            from tunesmith.train.distributed import unsharded_copy
+
+            model = unsharded_copy(model, cfg)
         after = _probe(model, tokenizer, cfg)
         run_.save_weights(model, tokenizer)
     except BaseException as exc:
@@ -67,6 +71,13 @@ def run(
     summary = summarize(result, data, before, after, cfg, resume_from)
     out = run_.finish(summary, result.status)
     return RunResult(out.run_dir, out.summary, model=model)
+
+
+def _is_fsdp_sharded(model: Any) -> bool:
+    # under train.distributed: fsdp, fit shards the decoder blocks in place (train/distributed.py)
+    from tunesmith.train.loss import _is_fsdp
+
+    return any(_is_fsdp(m) for m in model.modules())
 
 
 def _with_checkpointing(cfg: ProjectConfig, on: bool) -> ProjectConfig:

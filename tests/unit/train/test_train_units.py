@@ -219,17 +219,19 @@ def test_existing_run_folder_and_unwritable_output_are_refused(tmp_path: Path) -
         check_new_run_dir(load_config(None, [f"train.output_dir={tmp_path / 'afile' / 'runs'}"]))
 
 
-def test_missing_metrics_sink_is_refused_before_writing(tmp_path: Path) -> None:
-    import importlib.util
-
-    from tunesmith.train.runs import check_new_run_dir
+def test_missing_metrics_sink_is_refused_before_writing(tmp_path: Path, monkeypatch) -> None:
+    from tunesmith.train.runs import check_new_run_dir, create_run
 
     for sink in ("tensorboard", "mlflow"):
-        if importlib.util.find_spec(sink) is not None:
-            continue  # installed: nothing to refuse
-        with pytest.raises(TunesmithError, match=f"lists {sink}, but the {sink} package is not installed"):
-            check_new_run_dir(_cfg(tmp_path, f"train.report_to=[{sink}]"))
-        assert not (tmp_path / "runs").exists()
+        with monkeypatch.context() as m:
+            m.setitem(sys.modules, sink, None)  # what an environment without the package imports
+            for call in (check_new_run_dir, create_run):
+                with pytest.raises(
+                    TunesmithError, match=f"lists {sink}, but the {sink} package is not installed"
+                ) as e:
+                    call(_cfg(tmp_path, f"train.report_to=[{sink}]"))
+                assert "pip install 'tunesmith[trackers]'" in e.value.hint
+                assert not (tmp_path / "runs").exists()
 
 
 def test_an_output_dir_nobody_can_create_is_refused(tmp_path: Path) -> None:
