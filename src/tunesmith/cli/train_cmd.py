@@ -65,7 +65,7 @@ def train_command(
         None, "--out", help="With --backend openai: folder for the hold-out evaluation report."
     ),
 ) -> None:
-    """Fine-tune a model (sft/cpt with full, lora, qlora or dora; dpo/reward/ppo). Ctrl-C saves and stops."""
+    """Fine-tune a model (sft/cpt with full, lora, qlora or dora; dpo/reward; ppo/rloo/grpo). Ctrl-C saves and stops."""
     from tunesmith.config import load_config
     from tunesmith.errors import UsageError
 
