@@ -36,11 +36,13 @@ GUIDE = """\
 
 1. `data/examples.jsonl` holds 48 starter examples (support tickets routed to the queues billing, technical
    and account), so every step below runs as written. Replace them with your own examples, one JSON object
-   per line in the same format (other formats: `tunesmith data check --help`).
+   per line in the same format (other formats: `tunesmith data check --help`; a CSV export with its own
+   column names and your system prompt becomes this format with `tunesmith data convert --help`).
 2. Check them: `tunesmith data check data/examples.jsonl` (errors with line numbers, quality warnings).
 3. Split off a hold-out set: `tunesmith data split data/examples.jsonl --holdout 0.2 --out data/`
    (writes `data/train.jsonl` and `data/holdout.jsonl`; run again, it refuses to replace them unless `--force`).
-4. Estimate cost and time: `tunesmith estimate --model smollm2-135m-instruct --method lora --data data/train.jsonl`.
+4. Estimate cost and time: `tunesmith estimate --model smollm2-135m-instruct --method lora --data data/train.jsonl --epochs 2`
+   (2 epochs, as `tunesmith.yaml` trains).
 5. Train: `tunesmith train tunesmith.yaml`.
 6. Evaluate against the prompted base model: `tunesmith eval --model smollm2-135m-instruct --adapter runs/<id> --data data/holdout.jsonl --out report/`
    (`runs/<id>` is the run folder that `tunesmith train` printed; `tunesmith runs list` shows them all).

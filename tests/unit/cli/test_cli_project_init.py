@@ -135,3 +135,17 @@ def test_init_twice_changes_nothing(tmp_path):
     assert res.exit_code == 1 and "GUIDE.md already exists" in res.output
     assert (project / "GUIDE.md").read_text() == "my notes" and not (project / "tunesmith.yaml").exists()
     assert first["data/examples.jsonl"] == _snapshot(project)["data/examples.jsonl"]
+
+
+def test_guide_estimate_prices_the_epochs_the_starter_config_trains_and_points_csv_exports_to_convert():
+    """The estimate step used to price 1 epoch (estimate's default) while the starter config trains 2."""
+    import yaml
+
+    from tunesmith.cli.project_cmd import GUIDE, STARTER_CONFIG
+
+    epochs = yaml.safe_load(STARTER_CONFIG)["train"]["epochs"]
+    (estimate,) = [shlex.split(c)[1:] for c in re.findall(r"`(tunesmith estimate [^`]+)`", GUIDE)]
+    assert float(estimate[estimate.index("--epochs") + 1]) == epochs
+    assert "`tunesmith data convert --help`" in GUIDE
+    res = runner.invoke(app, ["data", "convert", "--help"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0 and "--text-field" in res.output and "--system-prompt" in res.output
