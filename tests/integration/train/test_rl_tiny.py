@@ -123,3 +123,28 @@ def test_grpo_learns_a_target_length(toy: Path, toy_model_dir: Path) -> None:
     assert result.summary.method == "grpo" and result.summary.extras.algorithm == "grpo"
     assert all("reward" in r for r in _metrics(result.run_dir))
     assert any(e.get("reward") is not None for e in events if e["event"] == "step")
+
+
+def test_ppo_from_an_sft_adapter_uses_it_as_the_reference(toy: Path, toy_model_dir: Path) -> None:
+    """With train.init_from an adapter run, the reference is that adapter (InstructGPT: the SFT model), so
+    step 1, which samples from the unchanged policy, has KL 0 although the policy is not the base."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from tunesmith.models.load import load_causal_lm
+
+    sft = toy / "sft-run"
+    torch.manual_seed(0)
+    model = get_peft_model(load_causal_lm(str(toy_model_dir)), LoraConfig(r=4, target_modules="all-linear"))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.5)  # an adapter that changes the model (a fresh one is the identity)
+    model.save_pretrained(sft / "adapter")
+    result, _ = _train(toy, toy_model_dir, "ppo", "train.max_steps=2", "train.run_name=ppo-sft",
+                       f"train.init_from={sft}", "train.max_completion_length=6")  # fmt: skip
+    rows = _metrics(result.run_dir)
+    assert rows[0]["kl"] == pytest.approx(0.0, abs=1e-4) and rows[1]["kl"] != 0.0
+    saved = json.loads((result.run_dir / "adapter" / "adapter_config.json").read_text())
+    assert saved["r"] == 4 and not (result.run_dir / "adapter" / "ref").exists()  # the SFT adapter, trained on
+    assert result.summary.extras.init_from == str(sft)
