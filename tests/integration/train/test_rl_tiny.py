@@ -146,5 +146,6 @@ def test_ppo_from_an_sft_adapter_uses_it_as_the_reference(toy: Path, toy_model_d
     rows = _metrics(result.run_dir)
     assert rows[0]["kl"] == pytest.approx(0.0, abs=1e-4) and rows[1]["kl"] != 0.0
     saved = json.loads((result.run_dir / "adapter" / "adapter_config.json").read_text())
-    assert saved["r"] == 4 and not (result.run_dir / "adapter" / "ref").exists()  # the SFT adapter, trained on
+    # the SFT adapter trained on; its frozen "ref" copy is not saved
+    assert saved["r"] == 4 and not (result.run_dir / "adapter" / "ref").exists()
     assert result.summary.extras.init_from == str(sft)
