@@ -21,7 +21,7 @@ data:
   holdout: data/holdout.jsonl   # optional: split off with `tunesmith data split`
   max_seq_len: 1024
 train:
-  method: sft                   # sft | cpt | dpo | reward | ppo
+  method: sft                   # sft | cpt | dpo | reward | ppo | rloo | grpo
   finetune: lora                # lora | qlora | dora | full
   epochs: 2
 lora:
