@@ -113,7 +113,8 @@ def _print_result(console: Any, result: Any, config: Path) -> None:
     s = result.summary
     console.print(
         f"[bold]{s.status}[/] run [cyan]{result.run_dir}[/] after {s.steps} steps in {s.wall_time_s or 0:.1f} s"
-        f" (peak memory {(s.peak_memory_mb or 0) / 1024:.2f} GB, allocator {s.allocator or 'system'})"
+        # peak_memory_mb is MiB (ru_maxrss); GB here is 10^9 bytes, like the plan's memory line below
+        f" (peak memory {(s.peak_memory_mb or 0) * 2**20 / 1e9:.2f} GB, allocator {s.allocator or 'system'})"
     )
     rows = [
         ("train loss", s.first_train_loss, s.final_train_loss),

@@ -51,3 +51,18 @@ def test_the_stop_hint_matches_what_the_method_can_do(method: str) -> None:
     cfg = load_config(None, ["model.name=tiny", f"train.method={method}", *extra])
     with pytest.raises(TunesmithError, match="cannot be resumed"):
         train(cfg, resume=Path("runs/r1"))
+
+
+def test_the_summary_states_one_peak_in_one_unit() -> None:
+    """A real stopped run printed "peak memory 1.80 GB" (GiB) and "measured peak 1.93 GB" (10^9 bytes) for
+    the same 1,886,136 KiB peak; both lines now use GB = 10^9 bytes, as the plan and estimate do."""
+    from tunesmith.results.run import MemoryRecord, PlanRecord
+
+    memory = MemoryRecord(device="cpu", budget_gb=12.9, budget_source="auto", micro_tokens=512,
+                          micro_tokens_reason="speed cap (cpu)", gradient_checkpointing=False, estimate_gb=2.02,
+                          measured_peak_gb=1.93)  # fmt: skip
+    plan = PlanRecord(epochs=2, steps_per_epoch=35, total_steps=70, lr=5e-4, warmup_steps=5, memory=memory)
+    s = RunSummary(run_id="r1", method="sft", status="stopped", steps=10, final_train_loss=1.29,
+                   peak_memory_mb=1886136 / 1024, extras=LoopExtras(method="sft", plan=plan))  # fmt: skip
+    out = _printed(s)
+    assert "(peak memory 1.93 GB," in out and "measured peak 1.93 GB" in out
