@@ -215,14 +215,12 @@ def _preflight(out: Path, adapter: Path | None, reward: Path | None, force: bool
     """Checks that take milliseconds, run before minutes of baseline generation: the runs to evaluate hold
     saved weights, the report folder is a folder that can be written and holds no earlier report (unless
     ``force``). Raises TunesmithError naming the problem."""
-    from tunesmith.models.inference import locate_run_weights
+    from tunesmith.models.inference import locate_run_weights, run_folder_hint
 
     for flag, run in (("--adapter", adapter), ("--reward", reward)):
         if run is not None:
             if not Path(run).is_dir():
-                raise UsageError(
-                    f"{flag} {run} is not a folder.", "Pass runs/<id> (see `tunesmith runs list`)."
-                )
+                raise UsageError(f"{flag} {run} is not a folder.", run_folder_hint(Path(run)))
             locate_run_weights(Path(run))
     if Path(out).exists() and not Path(out).is_dir():
         raise UsageError(f"--out {out} is a file.", "Pass a folder for the report.")

@@ -7,6 +7,7 @@ whose ``base_model`` names the base. ``adapter`` may also point straight at an a
 
 from __future__ import annotations
 
+import difflib
 import json
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,28 @@ from tunesmith.models.load import load_causal_lm, load_tokenizer
 from tunesmith.results.run import read_run_summary
 
 
-def locate_run_weights(run: Path) -> tuple[str, Path]:
-    """``("adapter"|"model", folder)`` for a run folder or a weights folder."""
+def run_folder_hint(run: Path) -> str:
+    """The hint for a path that should be a run folder but is not one: the folder beside it that the path
+    most likely meant (a typo, or a unique prefix of a run id), else where to find run ids."""
     run = Path(run)
+    parent = run.parent
+    names = sorted(p.name for p in parent.iterdir() if p.is_dir()) if parent.is_dir() else []
+    prefixed = [n for n in names if run.name and n.startswith(run.name)]
+    close = prefixed if len(prefixed) == 1 else difflib.get_close_matches(run.name, names, n=1, cutoff=0.8)
+    where = "see `tunesmith runs list`"
+    return f"Did you mean {parent / close[0]}? ({where})" if close else f"Pass runs/<id> ({where})."
+
+
+def locate_run_weights(run: Path) -> tuple[str, Path]:
+    """``("adapter"|"model", folder)`` for a run folder or a weights folder.
+
+    Raises:
+        TunesmithError: ``run`` does not exist (the hint names the closest run folder beside it), or holds
+            no saved weights.
+    """
+    run = Path(run)
+    if not run.exists():
+        raise TunesmithError(f"{run} does not exist.", run_folder_hint(run))
     if (run / "adapter_config.json").exists():
         return "adapter", run
     if (run / "adapter" / "adapter_config.json").exists():

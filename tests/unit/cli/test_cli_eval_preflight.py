@@ -118,3 +118,26 @@ def test_eval_is_not_refused_for_the_batch_upper_bound(tmp_path, reached_eval_wo
     args = ["eval", "--data", str(_data(tmp_path)), "--model", "tiny", "--out", str(tmp_path / "r")]
     res = CliRunner().invoke(app, args)
     assert "EVAL WORK REACHED" in res.output, res.output
+
+
+def test_a_run_id_typo_or_prefix_is_answered_with_the_run_meant(tmp_path, no_eval_work, monkeypatch):
+    """A newcomer's typo (`...-sft-lorra`) or a short prefix of the id names the run folder that exists."""
+    run_id = "20261129-180130-sft-lora"
+    (tmp_path / "runs" / run_id / "adapter").mkdir(parents=True)
+    (tmp_path / "runs" / "20261128-090000-dpo-lora").mkdir()
+    monkeypatch.chdir(tmp_path)
+    data = str(_data(tmp_path))
+    for typed in ("runs/20261129-180130-sft-lorra", "runs/20261129-1801"):
+        res = CliRunner().invoke(app, ["eval", "--data", data, "--out", "r", "--adapter", typed])
+        out = " ".join(res.output.split())
+        assert res.exit_code == 2 and f"Did you mean runs/{run_id}?" in out, res.output
+    res = CliRunner().invoke(app, ["eval", "--data", data, "--out", "r", "--adapter", "runs/zzz"])
+    assert res.exit_code == 2 and "Did you mean" not in res.output and "runs list" in res.output
+    # chat, serve and export find run weights through the same function
+    from tunesmith.errors import TunesmithError
+    from tunesmith.models.inference import locate_run_weights
+
+    with pytest.raises(TunesmithError) as err:
+        locate_run_weights(tmp_path / "runs" / "20261129-180130-sft-lorra")
+    assert "does not exist" in err.value.message and run_id in err.value.hint
+    assert not no_eval_work
