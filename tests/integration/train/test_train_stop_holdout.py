@@ -73,3 +73,16 @@ def test_the_report_curves_of_a_stopped_run_show_its_measurements_and_stop(
     assert end is not None and (end.status, end.steps, end.total_steps) == ("stopped", 3, 12)
     html = render_html(EvalReport(task="classification", training=curves, training_end=end))
     assert "stopped (Ctrl-C or a stop request) at step 3 of 12" in html
+
+
+def test_the_final_holdout_line_names_the_best_including_itself(tmp_path: Path, toy_model_dir: Path) -> None:
+    """The last hold-out measurement is reported with the best so far counting it: a stop and a completed run
+    printed "hold-out loss 1.0481 (best -)" and "hold-out loss 0.0238 (best 0.3004)" in a real try."""
+    evals: list[dict] = []
+    cfg = toy_config(tmp_path, toy_model_dir, "lora", "train.eval_every=100", "train.run_name=final")
+    result = train(cfg, on_progress=lambda e: evals.append(e) if e["event"] == "eval" else None)
+    s = result.summary
+    assert s.status == "completed" and evals and evals[-1]["step"] == s.steps
+    assert evals[-1]["val_loss"] == pytest.approx(s.final_val_loss)
+    assert evals[-1]["best_val_loss"] == pytest.approx(s.best_val_loss)
+    assert evals[-1]["best_val_loss"] <= evals[-1]["val_loss"]
