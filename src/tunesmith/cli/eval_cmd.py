@@ -166,15 +166,24 @@ def _eval(
         graders=tuple(Path(g) for g in [*cfg.eval.graders, *graders]), judge_url=judge_url or cfg.eval.judge_url,
     )  # fmt: skip
     with console.status("Evaluating...") as status:
-        result = run(
-            spec, on_progress=lambda e: status.update(f"Evaluating {e['name']} on {e['n']} examples...")
-        )
+        result = run(spec, on_progress=lambda e: _candidate_notice(status, e))
     render_report(result.report)
     console.print(f"Report: {Path(out) / 'report.html'}  (json: {Path(out) / 'report.json'})")
     if not result.gate_passed:
         raise TunesmithError(
             "The release gate failed (see the rules above).", "Improve the model or adjust --require."
         )
+
+
+def _candidate_notice(status: Any, event: dict[str, Any]) -> None:
+    """Which candidate the next progress lines belong to: the spinner on a terminal; with no terminal (a log,
+    CI) the spinner is not drawn, so the line goes where the progress lines go (stderr)."""
+    text = f"Evaluating {event['name']} on {event['n']} examples..."
+    status.update(text)
+    if not console.is_terminal:
+        from tunesmith.cli.render import err_console
+
+        err_console.print(text, highlight=False)
 
 
 def _eval_llamacpp(

@@ -141,3 +141,20 @@ def test_a_run_id_typo_or_prefix_is_answered_with_the_run_meant(tmp_path, no_eva
         locate_run_weights(tmp_path / "runs" / "20261129-180130-sft-lorra")
     assert "does not exist" in err.value.message and run_id in err.value.hint
     assert not no_eval_work
+
+
+def test_without_a_terminal_each_candidate_is_named_before_its_progress_lines(tmp_path, monkeypatch):
+    """In a log (no spinner) the lines "generating answers: 8/70 ..." used to come with no word of whether
+    they were zero-shot's, few-shot's or the fine-tuned model's."""
+    import tunesmith.eval.run as eval_run
+    from tunesmith.errors import TunesmithError
+
+    def one_candidate(spec, on_progress=None, **k):  # noqa: ANN001, ANN003, ANN202
+        on_progress({"event": "candidate", "name": "base:few-shot", "n": 70})
+        raise TunesmithError("EVAL WORK REACHED")
+
+    monkeypatch.setattr(eval_run, "run", one_candidate)
+    args = ["eval", "--data", str(_data(tmp_path)), "--model", "tiny", "--out", str(tmp_path / "r")]
+    res = CliRunner().invoke(app, args)
+    assert "Evaluating base:few-shot on 70 examples..." in res.output, res.output
+    assert res.output.index("base:few-shot") < res.output.index("EVAL WORK REACHED")
