@@ -44,8 +44,9 @@ GUIDE = """\
 4. Estimate cost and time: `tunesmith estimate --model smollm2-135m-instruct --method lora --data data/train.jsonl --epochs 2`
    (2 epochs, as `tunesmith.yaml` trains).
 5. Train: `tunesmith train tunesmith.yaml`.
-6. Evaluate against the prompted base model: `tunesmith eval --model smollm2-135m-instruct --adapter runs/<id> --data data/holdout.jsonl --out report/`
-   (`runs/<id>` is the run folder that `tunesmith train` printed; `tunesmith runs list` shows them all).
+6. Evaluate against the prompted base model: `tunesmith eval --config tunesmith.yaml --adapter runs/<id> --data data/holdout.jsonl --out report/`
+   (`runs/<id>` is the run folder that `tunesmith train` printed; `tunesmith runs list` shows them all;
+   `--config` applies the `eval:` section of `tunesmith.yaml`: its baselines and release gate `require`).
 """
 
 # The starter data init writes: 48 support tickets routed to three queues, enough for every step of the

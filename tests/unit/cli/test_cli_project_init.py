@@ -149,3 +149,34 @@ def test_guide_estimate_prices_the_epochs_the_starter_config_trains_and_points_c
     assert "`tunesmith data convert --help`" in GUIDE
     res = runner.invoke(app, ["data", "convert", "--help"], env={"COLUMNS": "200"})
     assert res.exit_code == 0 and "--text-field" in res.output and "--system-prompt" in res.output
+
+
+def test_the_guides_eval_step_applies_the_release_gate_written_in_tunesmith_yaml(tmp_path, monkeypatch):
+    """The guide's eval command used to leave out --config, so the `eval.require` gate that tunesmith.yaml
+    invites ("e.g. finetuned.accuracy>=0.9") was silently not applied."""
+    import tunesmith.eval.run as eval_run
+    from tunesmith.errors import TunesmithError
+
+    monkeypatch.chdir(tmp_path)
+    assert runner.invoke(app, ["init", "p"]).exit_code == 0
+    monkeypatch.chdir(tmp_path / "p")
+    cfg = Path("tunesmith.yaml").read_text()
+    cfg = cfg.replace("name: smollm2-135m-instruct", "name: tiny").replace(
+        "require: []", 'require: ["finetuned.accuracy>=0.9"]'
+    )
+    Path("tunesmith.yaml").write_text(cfg)
+    Path("data/holdout.jsonl").write_text("\n".join(json.dumps(r) for r in _examples(12)) + "\n")
+    (Path("runs/r1/adapter")).mkdir(parents=True)
+    Path("runs/r1/adapter/adapter_config.json").write_text("{}")
+    seen: list = []
+
+    def capture(spec, **k):  # noqa: ANN001, ANN003, ANN202
+        seen.append(spec)
+        raise TunesmithError("EVAL WORK REACHED")
+
+    monkeypatch.setattr(eval_run, "run", capture)
+    guide = Path("GUIDE.md").read_text()
+    (step,) = [shlex.split(c)[1:] for c in re.findall(r"`(tunesmith eval [^`]+)`", guide)]
+    res = runner.invoke(app, [a.replace("runs/<id>", "runs/r1") for a in step])
+    assert "EVAL WORK REACHED" in res.output, res.output
+    assert seen[0].settings.require == ["finetuned.accuracy>=0.9"] and seen[0].model == "tiny"
