@@ -197,6 +197,18 @@ class EvalReport(BaseModel):
         return self.model_dump(mode="json")
 
 
+def _umask() -> int:
+    """The process umask, read without changing it (``os.umask`` sets it, a race for other threads)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
 def write_eval_report(path: Path, report: EvalReport) -> Path:
     """Write ``report`` as JSON to ``path`` (a file, or a folder: then ``<folder>/report.json``), atomically.
 
@@ -210,6 +222,7 @@ def write_eval_report(path: Path, report: EvalReport) -> Path:
     text = json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes it 0600; report.html beside it follows the umask
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.replace(tmp, path)

@@ -113,3 +113,22 @@ def test_bad_report_files_are_one_clear_error(tmp_path, content, message):
 def test_unknown_old_keys_are_kept_aside():
     rep = eval_report_from_dict({"task": "chat", "candidates": {}, "something_new": [1]})
     assert rep.extra == {"something_new": [1]}
+
+
+def test_report_json_gets_the_permissions_of_the_files_beside_it(tmp_path):
+    """report.json was written 0600 (mkstemp's mode) while report.html beside it was 0644: a teammate or a
+    web server could read the page but not its data."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        path = write_eval_report(tmp_path / "out", EvalReport(task="classification"))
+        html = tmp_path / "out" / "report.html"
+        html.write_text("<html></html>")
+        assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(html.stat().st_mode) == 0o644
+        os.umask(0o077)
+        path = write_eval_report(tmp_path / "private", EvalReport(task="classification"))
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600  # a stricter umask is honoured
+    finally:
+        os.umask(old)
