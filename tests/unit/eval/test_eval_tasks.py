@@ -106,3 +106,19 @@ def test_generation_budget_and_prompts_are_the_tasks():
         and msgs[-1]["content"] == "Invoice 7 is due"
     )
     assert x.system_prompt([rec]).endswith("invoice.") and TextTask().system_prompt([chat("a", "b")]) is None
+
+
+def test_the_reason_says_the_answer_count_covers_the_training_pool():
+    """A 70-example evaluation said "the 348 reference answers come from a closed set of 7": the count
+    included the 278 training examples the few-shot pool draws from, without saying so."""
+    queues = ["orders", "returns", "billing"]
+    hold = [chat(f"email {i}", queues[i % 3]) for i in range(12)]
+    pool = [chat(f"train email {i}", queues[i % 3]) for i in range(30)]
+    t = task_for("chat", hold, pool)
+    assert isinstance(t, AnswerLabelsTask)
+    assert t.applied.reason.startswith("the 42 reference answers (12 hold-out + 30 training) come from")
+    alone = task_for("chat", hold)
+    assert alone.applied.reason.startswith("the 12 reference answers come from")
+    rows = [chat(f"q{i}", json.dumps({"amount": i})) for i in range(3)]
+    json_task = task_for("chat", rows, rows[:2])
+    assert "all 5 reference answers (3 hold-out + 2 training) parse" in json_task.applied.reason

@@ -59,10 +59,12 @@ def answers_task(name: str, rows: Sequence[dict[str, Any]], pool: Sequence[dict[
     refs = [probe.reference(r).strip() for r in [*rows, *pool]]
     counts = Counter(refs)
     labels = L.closed_label_set(refs)
+    # the count covers the few-shot pool too: say so, or "348 reference answers" reads wrong beside 70 examples
+    where = f" ({len(rows)} hold-out + {len(pool)} training)" if pool else ""
     if labels is not None:
         top = ", ".join(f"{a!r} x{c}" for a, c in counts.most_common(3))
         reason = (
-            f"the {len(refs)} reference answers come from a closed set of {len(labels)} (rule: >= {L.MIN_ROWS} "
+            f"the {len(refs)} reference answers{where} come from a closed set of {len(labels)} (rule: >= {L.MIN_ROWS} "
             f"answers, each <= {L.MAX_WORDS} words and {L.MAX_CHARS} characters, <= {L.MAX_DISTINCT} distinct "
             f"and <= half as many distinct as answers; most common {top}): scored as classification, with "
             "label log-likelihood scoring and the short generation budget (text metrics kept alongside)"
@@ -74,7 +76,7 @@ def answers_task(name: str, rows: Sequence[dict[str, Any]], pool: Sequence[dict[
         )
     if refs and all(json_object(r) is not None for r in refs):
         reason = (
-            f"all {len(refs)} reference answers parse as JSON objects: extraction metrics (valid JSON, exact "
+            f"all {len(refs)} reference answers{where} parse as JSON objects: extraction metrics (valid JSON, exact "
             "match, per-field precision/recall/F1) in addition to the text metrics"
         )
         return JsonAnswersTask(name=name, applied=Applied(families=["extraction", "text"], reason=reason))
