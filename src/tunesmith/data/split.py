@@ -145,7 +145,8 @@ def refuse_overwrite(path: Path, targets: tuple[Path, ...], force: bool) -> None
     existing = [str(t) for t in targets if t.exists()]
     if existing and not force:
         raise TunesmithError(
-            f"{' and '.join(existing)} already exist(s) (an earlier split?); nothing was written.",
+            f"{' and '.join(existing)} already {'exist' if len(existing) > 1 else 'exists'} (an earlier split?); "
+            "nothing was written.",
             "Pass --force to replace the earlier split (its hold-out rows may then end up in training), "
             "or write to another --out folder.",
             exit_code=2,

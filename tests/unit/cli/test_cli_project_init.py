@@ -180,3 +180,16 @@ def test_the_guides_eval_step_applies_the_release_gate_written_in_tunesmith_yaml
     res = runner.invoke(app, [a.replace("runs/<id>", "runs/r1") for a in step])
     assert "EVAL WORK REACHED" in res.output, res.output
     assert seen[0].settings.require == ["finetuned.accuracy>=0.9"] and seen[0].model == "tiny"
+
+
+def test_a_second_split_says_which_files_exist_in_plain_words(tmp_path):
+    src = tmp_path / "all.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in _examples()))
+    out = tmp_path / "split"
+    base = ["data", "split", str(src), "--out", str(out)]
+    assert runner.invoke(app, base).exit_code == 0
+    res = runner.invoke(app, base, env={"COLUMNS": "300"})
+    assert res.exit_code == 2 and "holdout.jsonl already exist (an earlier split?)" in res.output, res.output
+    (out / "train.jsonl").unlink()
+    res = runner.invoke(app, base, env={"COLUMNS": "300"})
+    assert res.exit_code == 2 and "holdout.jsonl already exists (an earlier split?)" in res.output, res.output
