@@ -47,6 +47,9 @@ GUIDE = """\
 6. Evaluate against the prompted base model: `tunesmith eval --config tunesmith.yaml --adapter runs/<id> --data data/holdout.jsonl --out report/`
    (`runs/<id>` is the run folder that `tunesmith train` printed; `tunesmith runs list` shows them all;
    `--config` applies the `eval:` section of `tunesmith.yaml`: its baselines and release gate `require`).
+7. Serve it behind an OpenAI-compatible API: `tunesmith export runs/<id> --merged merged/` (one model folder),
+   then `tunesmith serve --base-model merged/` and call the model `merged` at `http://127.0.0.1:8000/v1` with
+   the `openai` SDK (more: `tunesmith serve --help`).
 """
 
 # The starter data init writes: 48 support tickets routed to three queues, enough for every step of the

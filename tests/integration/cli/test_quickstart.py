@@ -3,8 +3,9 @@ twice: every command exits 0 and no file is overwritten.
 
 Deviations from "literally", each for time only: `tunesmith train` gets `model.name=tiny train.max_steps=2`
 (the real LoRA run on SmolLM2 takes minutes on CPU); the guide's `tunesmith eval` step is not run (its prompted
-baselines take minutes; eval is tested in tests/integration/eval/). `make install` and `. .venv/bin/activate`
-are the environment this test already runs in."""
+baselines take minutes; eval is tested in tests/integration/eval/), nor `tunesmith serve` (a server that runs
+until stopped; tests/integration/serve/); `runs/<id>` in the guide is the run its train step just made.
+`make install` and `. .venv/bin/activate` are the environment this test already runs in."""
 
 from __future__ import annotations
 
@@ -51,9 +52,13 @@ def _run(args: list[str]) -> None:
     if args[0] == "train":
         args = [*args, *FAST_TRAIN]
     split_before = Path("data/train.jsonl").exists()
+    export_before = args[0] == "export" and Path(args[args.index("--merged") + 1]).exists()
     res = runner.invoke(app, args)
     if args[:2] == ["data", "split"] and split_before and res.exit_code == 2:
         assert "--force" in res.output, res.output  # a second split refuses to replace the first, says how
+        return
+    if args[0] == "export" and export_before and res.exit_code == 1:
+        assert "already exists and is not empty" in res.output, res.output  # the first export is kept
         return
     assert res.exit_code == 0, (args, res.output)
 
@@ -89,11 +94,14 @@ def test_readme_quick_start_then_guide_twice(tmp_path, monkeypatch):
         project = Path.cwd()
         guide = (project / "GUIDE.md").read_text(encoding="utf-8")
         for args in guide_commands(guide):
-            if args[0] == "eval":
+            if args[0] in ("eval", "serve"):
                 continue  # see the module docstring
+            if "runs/<id>" in args:
+                newest = max(p for p in (project / "runs").iterdir() if p.is_dir())
+                args = [str(newest) if a == "runs/<id>" else a for a in args]
             _run(args)
             ran.append(args[0])
         _assert_nothing_overwritten(start, _snapshot(tmp_path))
         runs = [p for p in (project / "runs").iterdir() if p.is_dir()]
         assert len(runs) == 2 * (round_ + 1)  # the README's and the guide's train, each a new run folder
-    assert {"init", "data", "train", "estimate"} <= set(ran)
+    assert {"init", "data", "train", "estimate", "export"} <= set(ran)
