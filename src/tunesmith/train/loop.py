@@ -335,16 +335,23 @@ def evaluate(model: Any, examples: list[Tokenized], cfg: ProjectConfig) -> float
     if objective is not None:
         return objective.evaluate(model, examples, cfg)
 
+    from tunesmith.progress import step
+
     inner = getattr(examples, "engine", None) or unwrap(model)  # FSDP: the root that gathers the shards
     was_training = inner.training
     inner.eval()
     total, n = 0.0, 0
-    with torch.no_grad():
-        for batch in build_batches(
+    batches = list(
+        build_batches(
             examples, batch_tokens=cfg.train.fixed("batch_tokens"), packing=cfg.train.packing, seed=0, epoch=0
-        ):
+        )
+    )
+    # a long hold-out is minutes on a CPU (step 0, every eval_every, the end, a Ctrl-C): count and ETA
+    with torch.no_grad(), step("measuring the hold-out loss", len(batches)) as progress:
+        for batch in batches:
             loss, k = sum_token_loss(inner, batch)
             total, n = total + float(loss), n + k
+            progress.advance()
     if was_training:
         inner.train()
     return total / max(n, 1)
