@@ -51,7 +51,7 @@ class Correct(BaseModel):
 class Prefer(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
     chosen: str = Field(min_length=1, max_length=100_000, description="The better answer.")
-    rejected: str = Field(min_length=1, max_length=100_000, description="The worse answer.")
+    rejected: str = Field(max_length=100_000, description="The worse answer (may be empty: no answer at all).")
 
 
 class Score(BaseModel):

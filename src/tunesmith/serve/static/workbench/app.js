@@ -10,7 +10,7 @@ const state = {page: 'data', job: null, evalId: null, files: [], jobs: [], evals
 function esc(s) { return String(s ?? '').replace(/[&<>"']/g, c => ({'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;'}[c])); }
 function say(text, bad) { const s = $('status'); s.textContent = text; s.style.color = bad ? '#b00' : '#145'; }
 function when(t) { return t ? new Date(t * 1000).toLocaleString() : ''; }
-function num(x) { return typeof x === 'number' ? (Math.abs(x) >= 100 ? x.toFixed(0) : x.toFixed(3)) : esc(x); }
+function num(x) { return typeof x === 'number' ? (Number.isInteger(x) ? x.toLocaleString('en') : x.toFixed(3)) : esc(x); }
 function badge(text, cls) { return `<span class="badge ${esc(cls || text)}">${esc(text)}</span>`; }
 
 async function api(path, opts = {}) {
@@ -20,12 +20,12 @@ async function api(path, opts = {}) {
   const r = await fetch(path, {method: opts.method || (opts.body ? 'POST' : 'GET'), headers, body: opts.body});
   const text = await r.text();
   let body = null;
-  try { body = JSON.parse(text); } catch (e) { body = text; }
+  try { body = opts.raw && r.ok ? text : JSON.parse(text); } catch (e) { body = text; }
   if (!r.ok) throw new Error(body && body.error ? body.error.message : `HTTP ${r.status}`);
   return body;
 }
 async function act(fn, done) {
-  try { const out = await fn(); if (done) say(done); return out; } catch (e) { say('error: ' + e.message, true); return null; }
+  try { const out = await fn(); say(done || ''); return out; } catch (e) { say('error: ' + e.message, true); return null; }
 }
 function fill(sel, items, keep) {
   const old = keep ? sel.value : null;
@@ -55,7 +55,7 @@ async function loadFiles() {
   fill($('retrain-holdout'), ok.map(f => [f.id, label(f)]), true);
   $('files').tBodies[0].innerHTML = r.data.map(f => `<tr><td>${esc(f.id)}</td><td>${esc(f.filename)}</td>` +
     `<td>${badge(f.status, f.status === 'processed' ? 'ok' : 'bad')}${f.status_details ? '<div class="msg">' + esc(f.status_details) + '</div>' : ''}</td>` +
-    `<td>${esc(f.n_examples ?? '')}</td><td><button type="button" class="secondary" data-check="${esc(f.id)}">Check</button></td></tr>`).join('');
+    `<td>${num(f.bytes)}</td><td><button type="button" class="secondary" data-check="${esc(f.id)}">Check</button></td></tr>`).join('');
   $('files').querySelectorAll('button[data-check]').forEach(b => b.onclick = () => check(b.dataset.check));
 }
 async function loadJobs() {
@@ -215,7 +215,7 @@ function reportHtml(t) {
   const rep = t.result.report, gate = rep.gate, head = (rep.headline || []).slice(0, 4);
   const names = Object.keys(rep.candidates);
   let h = `<p class="verdict ${gate.passed ? 'passed' : 'failed'}" id="gate-verdict">Gate ${gate.passed ? 'PASSED' : 'FAILED'}</p>` +
-    '<ul class="gate-rules">' + gate.rules.map(r => `<li>${badge(r.passed ? 'holds' : 'fails', r.passed ? 'ok' : 'bad')} ${esc(r.message || r.rule)}</li>`).join('') + '</ul>' +
+    '<ul class="gate-rules">' + gate.rules.map(r => `<li>${badge(r.passed ? 'holds' : 'fails', r.passed ? 'ok' : 'bad')} ${esc(r.words || r.rule)}<br><span class="muted">${esc(r.message)}</span></li>`).join('') + '</ul>' +
     `<p class="muted">${rep.n} hold-out examples${t.params.n_reviewed ? ` (incl. ${t.params.n_reviewed} reviewed rows)` : ''}, task ${esc(rep.task)}</p>` +
     '<div class="scroll"><table class="eval-table"><thead><tr><th>metric</th>' + names.map(n => `<th>${esc(n)}</th>`).join('') + '</tr></thead><tbody>' +
     head.map(k => `<tr><th>${esc(k)}</th>` + names.map(n => `<td>${num(metric(rep.candidates[n], k))}</td>`).join('') + '</tr>').join('') + '</tbody></table></div>';
@@ -279,7 +279,7 @@ $('try-form').addEventListener('submit', async ev => {
   $('try-answer').textContent = '…';
   const r = await act(() => api('/v1/chat/completions', {json: {model: $('alias-name').value.trim(),
     messages: [{role: 'user', content: $('try-text').value}], max_tokens: 24, temperature: 0}}));
-  $('try-answer').textContent = r ? `${r.model}: ${r.choices[0].message.content}` : '';
+  $('try-answer').textContent = r ? `${r.model} answered: ${r.choices[0].message.content || '(an empty answer)'}` : '';
 });
 
 // ------------------------------------------------------------------ 5 review
@@ -323,7 +323,7 @@ function wireLogs(logs) {
       if (r) { document.activeElement.blur(); await loadReview(); }
     };
     if (a) a.onclick = async () => {
-      const alt = await act(() => api(`/v1/tunesmith/review/logs/${l.id}/alternative`, {json: {model: $('alt-model-' + l.id).value}}));
+      const alt = await act(() => api(`/v1/tunesmith/review/logs/${l.id}/alternative`, {json: {model: $('alt-model-' + l.id).value, temperature: 1}}));
       if (!alt) return;
       const box = $('pair-' + l.id); box.hidden = false;
       box.innerHTML = `<div class="card"><b>A: logged answer</b><div class="msg">${esc(l.response)}</div><button type="button" data-pick="a">A is better</button></div>` +
@@ -339,11 +339,17 @@ function wireLogs(logs) {
 $('review-filters').addEventListener('submit', ev => { ev.preventDefault(); loadReview(); });
 $('review-score').addEventListener('click', async () => {
   const t = await act(() => api('/v1/tunesmith/review/score', {method: 'POST'}), 'scoring confidence in the background');
-  if (t) state.scoreTask = t.id;
+  if (!t) return;
+  for (let i = 0; i < 600; i++) {  // the task's outcome, then the list again (with the scores)
+    const s = await api('/v1/tunesmith/tasks/' + t.id);
+    if (s.status === 'succeeded') { say(`confidence scored for ${s.result.scored} answer(s)`); await loadReview(); return; }
+    if (s.status === 'failed') { say('error: scoring failed: ' + s.error, true); return; }
+    await new Promise(r => setTimeout(r, 1000));
+  }
 });
 for (const kind of ['sft', 'dpo']) {
   $('export-' + kind).addEventListener('click', async () => {
-    const text = await act(() => api('/v1/tunesmith/review/export?kind=' + kind));
+    const text = await act(() => api('/v1/tunesmith/review/export?kind=' + kind, {raw: true}));
     const box = $('export-view'); box.hidden = false;
     box.textContent = text ? `${text.trim().split('\n').filter(Boolean).length} ${kind} line(s):\n${text}` : '(none)';
   });
@@ -352,7 +358,7 @@ $('retrain-form').addEventListener('submit', async ev => {
   ev.preventDefault();
   const r = await act(() => api('/v1/tunesmith/review/retrain', {json: {training_file: $('retrain-file').value, model: $('retrain-model').value}}));
   if (!r) return;
-  state.retrainJob = r.job.id; state.retrainEval = null; state.retrainHoldout = $('retrain-holdout').value;
+  state.retrainJob = r.job.id; state.retrainEval = null; state.retrainEvalPending = false; state.retrainOutcome = null; state.retrainHoldout = $('retrain-holdout').value;
   say(`retrain job ${r.job.id} on ${r.n_reviewed} reviewed row(s) (version ${r.reviewed_upto})`);
   await loadRetrain();
 });
@@ -360,12 +366,13 @@ async function loadRetrain() {
   if (!state.retrainJob) return;
   const job = await api('/v1/fine_tuning/jobs/' + state.retrainJob);
   let h = `<p>Retrain job ${esc(job.id)} ${badge(job.status)} ${esc(job.fine_tuned_model || '')}</p>`;
-  if (job.status === 'succeeded' && !state.retrainEval) {
+  if (job.status === 'succeeded' && !state.retrainEval && !state.retrainEvalPending) {
+    state.retrainEvalPending = true;  // the poll and a click may both get here
     const aliases = (await api('/v1/tunesmith/aliases')).data;
     if (aliases.some(a => a.name === 'prod')) {
       const t = await act(() => api('/v1/tunesmith/evaluations', {json: {job_id: job.id, holdout_file: state.retrainHoldout || $('retrain-holdout').value, against: 'prod', include_reviewed: true}}), 'comparing with prod');
-      if (t) state.retrainEval = t.id;
-    } else h += '<p>No prod alias yet: promote a model first.</p>';
+      if (t) state.retrainEval = t.id; else state.retrainEvalPending = false;
+    } else { h += '<p>No prod alias yet: promote a model first.</p>'; state.retrainEvalPending = false; }
   }
   if (state.retrainEval) {
     const t = await api('/v1/tunesmith/evaluations/' + state.retrainEval);
