@@ -523,6 +523,17 @@ def overrides_for(method: str, overrides: list[str]) -> list[str]:
 # --------------------------------------------------------------------------- loading
 
 
+def _missing_config_hint(path: Path) -> str:
+    """A YAML file beside the missing one that it most likely meant (`tunesmith.yml` for `tunesmith.yaml`),
+    else how to create a config."""
+    folder = path.parent
+    near = sorted(p.name for p in folder.glob("*.y*ml") if p.is_file()) if folder.is_dir() else []
+    close = difflib.get_close_matches(path.name, near, n=1, cutoff=0.75)
+    if close:
+        return f"Did you mean {folder / close[0]}?"
+    return "Create one with `tunesmith init DIR`."
+
+
 def load_config(path: Path | str | None, overrides: list[str] | None = None) -> ProjectConfig:
     """Read a YAML config (or start from defaults when ``path`` is None), apply ``a.b=value`` overrides,
     validate, and resolve relative data paths against the config file's folder."""
@@ -535,9 +546,7 @@ def load_config(path: Path | str | None, overrides: list[str] | None = None) -> 
                 f"{path} is a folder, not a config file.", "Pass the YAML file, e.g. tunesmith.yaml."
             )
         if not path.exists():
-            raise TunesmithError(
-                f"Config file {path} does not exist.", "Create one with `tunesmith init DIR`."
-            )
+            raise TunesmithError(f"Config file {path} does not exist.", _missing_config_hint(path))
         # bounded read, limits on size, depth and aliases, duplicate keys refused (tunesmith/yamlsafe.py)
         loaded = load_yaml_file(path, what="Config file")
         if loaded is None:

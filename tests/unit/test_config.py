@@ -83,3 +83,15 @@ def test_rag_index_folder_is_resolved_and_a_server_url_kept_as_written(tmp_path)
     url = "postgresql://user:secret@db.example:5432/rag"
     p.write_text(f"rag:\n  index: {url}\n")
     assert load_config(p).rag.index == url  # a Path would have collapsed '//' and made it relative
+
+
+def test_a_missing_config_beside_a_near_name_suggests_it(tmp_path):
+    """`tunesmith train tunesmith.yml` beside the tunesmith.yaml that init wrote used to say "Create one with
+    `tunesmith init DIR`"."""
+    (tmp_path / "tunesmith.yaml").write_text("model:\n  name: tiny\n")
+    with pytest.raises(TunesmithError, match="does not exist") as exc:
+        load_config(tmp_path / "tunesmith.yml")
+    assert exc.value.hint == f"Did you mean {tmp_path / 'tunesmith.yaml'}?"
+    with pytest.raises(TunesmithError) as exc:
+        load_config(tmp_path / "other" / "project.yaml")
+    assert "tunesmith init" in exc.value.hint
