@@ -51,7 +51,9 @@ class Correct(BaseModel):
 class Prefer(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
     chosen: str = Field(min_length=1, max_length=100_000, description="The better answer.")
-    rejected: str = Field(max_length=100_000, description="The worse answer (may be empty: no answer at all).")
+    rejected: str = Field(
+        max_length=100_000, description="The worse answer (may be empty: no answer at all)."
+    )
 
 
 class Score(BaseModel):
@@ -214,7 +216,7 @@ def add_routes(app: FastAPI) -> None:
         full = [*messages, {"role": "assistant", "content": body.answer}]
         pii = masked_messages(full)[1]
         app.state.store.correct_log(log_id, body.answer)  # `tunesmith logs export` sees it too
-        return wb.add_review_item(log_id, "sft", {"messages": full}, pii, actor(request))
+        return _masked_item(wb.add_review_item(log_id, "sft", {"messages": full}, pii, actor(request)))
 
     @app.post("/v1/tunesmith/review/logs/{log_id}/prefer")
     async def prefer(log_id: int, request: Request) -> dict:
@@ -228,18 +230,13 @@ def add_routes(app: FastAPI) -> None:
             set(masked_messages(messages)[1]) | set(mask(body.chosen)[1]) | set(mask(body.rejected)[1])
         )
         row = {"prompt": messages, "chosen": body.chosen, "rejected": body.rejected}
-        return wb.add_review_item(log_id, "dpo", row, pii, actor(request))
+        return _masked_item(wb.add_review_item(log_id, "dpo", row, pii, actor(request)))
 
     @app.get("/v1/tunesmith/review/items")
     def items(kind: str | None = None, upto: int | None = None) -> dict:
         if kind not in (None, "sft", "dpo"):
             raise bad_request("kind must be sft or dpo.", param="kind")
-        rows = wb.review_items(kind, upto)
-        for r in rows:  # the page shows masked text; the export decides about PII
-            if r["kind"] == "sft":
-                r["row"] = sft_line(r, keep_pii=False)
-            else:
-                r["row"] = dpo_line(r, keep_pii=False)
+        rows = [_masked_item(r) for r in wb.review_items(kind, upto)]  # the export decides about PII
         return {"object": "list", "version": wb.review_version(), "data": rows}
 
     @app.get("/v1/tunesmith/review/export")
@@ -253,6 +250,12 @@ def add_routes(app: FastAPI) -> None:
     async def retrain(request: Request) -> dict:
         body: Retrain = await json_body(request, Retrain)
         return await asyncio.to_thread(_retrain, app, wb, body)
+
+
+def _masked_item(item: dict[str, Any]) -> dict[str, Any]:
+    """A review item as the page sees it: its row in the training format, PII masked."""
+    build = sft_line if item["kind"] == "sft" else dpo_line
+    return {**item, "row": build(item, keep_pii=False)}
 
 
 async def _second_answer(app: FastAPI, messages: list[dict[str, Any]], body: Alternative) -> str:
