@@ -149,6 +149,14 @@ def add_routes(app: FastAPI) -> None:
         if wb.alias(name) is None:
             raise not_found(f"No such alias: {name}", param="name")
         target = rollback_target(wb.alias_history(name))
+        if target is not None and not any(
+            m["id"] == target for m in all_models(app.state.store, app.state.settings)
+        ):
+            raise bad_request(
+                f"{name} would roll back to {target}, which has been deleted; move the alias to a model instead.",
+                param="name",
+                code="model_not_found",
+            )
         if target is None:
             raise bad_request(
                 f"{name} has no earlier model to roll back to.", param="name", code="nothing_to_roll_back"
