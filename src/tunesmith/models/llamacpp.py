@@ -148,27 +148,31 @@ def _run(cmd: list[str], log: Path | None, failure: str, expect: Path) -> None:
         raise TunesmithError(f"{failure}:\n{tail}", hint)
 
 
-def quantize_gguf(src: Path, dst: Path, quant: str, threads: int | None = None) -> Path:
+def quantize_gguf(
+    src: Path, dst: Path, quant: str, threads: int | None = None, log: Path | None = None
+) -> Path:
     """llama.cpp's quantizer (``llama_model_quantize``, what ``llama-quantize`` runs) from an f32/f16 GGUF.
-    Tensors whose rows do not divide into the quant's blocks keep llama.cpp's own fallback type.
+    Tensors whose rows do not divide into the quant's blocks keep llama.cpp's own fallback type. It runs in a
+    child process: its per-tensor log goes to ``log``, and a crash inside llama.cpp is an error, not the end
+    of the caller.
 
     Raises:
         TunesmithError: for an unknown quant or a failed quantization.
     """
     if quant not in QUANT_FTYPES:
         raise TunesmithError(f"Unknown quantization {quant!r}.", f"Use one of {', '.join(QUANT_FTYPES)}.")
-    llama_cpp = require_llama_cpp()
-    import logging
-
-    # llama.cpp's per-tensor quantization log goes through llama-cpp-python's logger: errors only
-    logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = QUANT_FTYPES[quant]
-    params.nthread = threads or max(1, os.cpu_count() or 1)
-    rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), params)
-    if rc != 0 or not Path(dst).is_file():
-        raise TunesmithError(f"llama.cpp could not quantize {src} to {quant} (code {rc}).")
+    require_llama_cpp()
+    n = threads or max(1, os.cpu_count() or 1)
+    cmd = [sys.executable, "-c", _QUANTIZE, str(src), str(dst), str(QUANT_FTYPES[quant]), str(n)]
+    _run(cmd, log, f"llama.cpp could not quantize {src} to {quant}", dst)
     return Path(dst)
+
+
+_QUANTIZE = """import sys, llama_cpp
+p = llama_cpp.llama_model_quantize_default_params()
+p.ftype, p.nthread = int(sys.argv[3]), int(sys.argv[4])
+sys.exit(llama_cpp.llama_model_quantize(sys.argv[1].encode(), sys.argv[2].encode(), p))
+"""
 
 
 def gguf_metadata(path: Path) -> dict[str, Any]:

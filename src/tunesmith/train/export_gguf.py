@@ -83,7 +83,7 @@ def export_gguf(
             with step("converting to GGUF (f32, llama.cpp)"):
                 f32 = llamacpp.convert_hf_to_gguf(merged, work / "f32.gguf", "f32", log)
             with step(f"quantizing to {quant} (llama.cpp)"):
-                raw = llamacpp.quantize_gguf(f32, work / "raw.gguf", quant)
+                raw = llamacpp.quantize_gguf(f32, work / "raw.gguf", quant, log=log)
             f32.unlink()
         shutil.rmtree(merged)
         eot = end_of_turn_token(tokenizer, mf.stop if mf else ())
