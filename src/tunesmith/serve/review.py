@@ -62,6 +62,12 @@ class Score(BaseModel):
     value: float = Field(allow_inf_nan=False, ge=-1e9, le=1e9)
 
 
+class ScoreRun(BaseModel):
+    """Body of ``POST /v1/tunesmith/review/score`` (optional: the task takes no settings)."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+
 class Alternative(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
     model: str = Field(min_length=1, max_length=256)
@@ -188,7 +194,10 @@ def add_routes(app: FastAPI) -> None:
         return {"object": "list", "data": out}
 
     @app.post("/v1/tunesmith/review/score")
-    def score(request: Request) -> dict:
+    async def score(request: Request) -> dict:
+        # no body is needed; one that is sent must be valid JSON (case bigint-json-500)
+        if await request.body():
+            await json_body(request, ScoreRun)
         task = wb.add_task("score", {}, actor(request))
         app.state.wb_runner.kick()
         return task
