@@ -333,8 +333,10 @@ def _check_training_file(path: Path, filename: str) -> tuple[str, str | None, st
         return "error", f"{filename}: {exc.message}", None, None
     except (ValueError, RecursionError, OSError) as exc:  # a reader fault must not become a 500
         return "error", f"{filename}: the file could not be read ({type(exc).__name__}: {exc}).", None, None
-    if loaded.errors and all(e.code == "no_assistant_message" for e in loaded.errors):
-        prompts = _prompt_rows(path)  # prompts without answers: reinforcement fine-tuning data
+    # prompts without answers on every line: reinforcement fine-tuning data. A chat file where only some
+    # lines lack an answer (records parsed beside the errors) stays an error: that is a broken SFT file.
+    if loaded.errors and not loaded.records and all(e.code == "no_assistant_message" for e in loaded.errors):
+        prompts = _prompt_rows(path)
         if prompts is not None:
             return "processed", None, "prompts", prompts
     if loaded.errors:

@@ -195,3 +195,21 @@ def test_upload_of_a_file_with_a_lone_surrogate_is_an_error_naming_the_line(tmp_
     data = (Path(__file__).parents[2] / "assets" / "serve" / "lone_surrogate.jsonl").read_bytes()
     f = client.files.create(file=("lone_surrogate.jsonl", data), purpose="fine-tune")
     assert f.status == "error" and "line 21" in (f.status_details or "").lower(), f.status_details
+
+
+def test_a_chat_file_with_one_line_missing_its_answer_is_an_error_and_a_prompts_file_is_not(
+    tmp_path: Path,
+) -> None:
+    # prompts-only files are reinforcement data; a chat file where one line lost its answer is a broken SFT file
+    import json
+
+    client = in_process_client(make_app(tmp_path))
+    prompt = json.dumps({"messages": [{"role": "user", "content": "Where is my order?"}]}) + "\n"
+    mixed = chat_lines(12) + prompt.encode()
+    f = client.files.create(file=("mixed.jsonl", mixed), purpose="fine-tune")
+    assert f.status == "error", f.status_details
+    assert "line 13" in (f.status_details or "").lower() and "no_assistant_message" in (
+        f.status_details or ""
+    )
+    only_prompts = client.files.create(file=("prompts.jsonl", (prompt * 12).encode()), purpose="fine-tune")
+    assert only_prompts.status == "processed", only_prompts.status_details
