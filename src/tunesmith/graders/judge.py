@@ -60,6 +60,7 @@ class EndpointJudge(JudgeClient):
 
         self.model, self.base_url = model, base_url
         self.label = f"{model} at {base_url or 'api.openai.com'}"
+        self._warm = False
         self.client = OpenAI(
             base_url=base_url, api_key=os.environ.get("OPENAI_API_KEY") or "tunesmith", max_retries=1
         )
@@ -99,9 +100,14 @@ class EndpointJudge(JudgeClient):
                 ) from None
             return resp.choices[0].message.content or ""
 
-        # a few requests in flight: servers batch them (tunesmith serve, vLLM); results keep their order
-        with ThreadPoolExecutor(max_workers=min(CONCURRENT_REQUESTS, max(1, len(conversations)))) as pool:
-            return list(pool.map(one, conversations))
+        # the first request alone (a fresh server loads the model on it: tunesmith serve raced on concurrent
+        # first requests, ImportError from transformers' lazy imports), then a few in flight: servers batch
+        # them (tunesmith serve, vLLM); results keep their order
+        first = [one(conversations[0])] if conversations and not self._warm else []
+        self._warm = True
+        rest = conversations[len(first) :]
+        with ThreadPoolExecutor(max_workers=min(CONCURRENT_REQUESTS, max(1, len(rest)))) as pool:
+            return first + list(pool.map(one, rest))
 
     def close(self) -> None:
         self.client.close()

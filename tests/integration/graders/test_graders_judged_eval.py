@@ -39,7 +39,8 @@ def judge_server(tmp_path_factory):
     data_dir, port = tmp_path_factory.mktemp("judge") / "data", _free_port()
     cmd = [sys.executable, "-m", "tunesmith", "serve", "--port", str(port), "--data-dir", str(data_dir),
            "--concurrency", "0", "--log-requests"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = open(data_dir.parent / "serve.log", "wb")  # noqa: SIM115 (the server's own log, read on failure)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
 
     def up() -> bool:
         try:
@@ -55,6 +56,7 @@ def judge_server(tmp_path_factory):
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         proc.kill()
+    log.close()
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +122,8 @@ def test_judged_eval_through_a_served_judge(judge_server, tiny_run) -> None:
     )  # fmt: skip
     # the judge has no calibration and eval.min_judge_agreement defaults to 0.4: its rule fails with that
     # reason, the string_check rule (not a judge) holds
-    assert res.exit_code == 1, res.output
+    server_log = (data_dir.parent / "serve.log").read_text(errors="replace")[-3000:]
+    assert res.exit_code == 1 and (out / "report.json").exists(), res.output + server_log
     report = json.loads((out / "report.json").read_text())
     rules = {r["rule"]: r for r in report["gate"]["rules"]}
     assert rules["finetuned.grader.helpful>=0"]["passed"] is False
