@@ -12,6 +12,7 @@ import importlib.util
 import os
 import shutil
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -250,7 +251,30 @@ def resolve_dtype(dtype: str, device: str | None = None) -> torch.dtype:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
 
 
+_IMPORT_LOCK = threading.Lock()
+
+
+def import_transformers() -> None:
+    """Resolve transformers' lazily imported Auto classes once, under a lock.
+
+    transformers imports its submodules on first attribute access, and two threads doing that at once get
+    ``ImportError: cannot import name 'AutoTokenizer' from 'transformers'`` (seen as a 500 when a fresh
+    server got 8 requests at once). Every loader here calls this first; after the first call it is a
+    dictionary lookup.
+    """
+    with _IMPORT_LOCK:
+        import transformers
+
+        _ = (transformers.AutoTokenizer, transformers.AutoModelForCausalLM, transformers.AutoConfig)
+
+
 def load_tokenizer(name: str | Path) -> PreTrainedTokenizerBase:
+    """The tokenizer of ``name`` (an alias, folder or hub id), its pad token set to EOS where it has none.
+
+    Raises:
+        TunesmithError: the tokenizer has no chat template.
+    """
+    import_transformers()
     from transformers import AutoTokenizer
 
     path = resolve_model_dir(name)
@@ -275,6 +299,7 @@ def load_causal_lm(
     **kwargs: Any,
 ) -> PreTrainedModel:
     """Load a causal LM in eval mode. ``load_in_4bit`` quantizes the base to NF4 with bitsandbytes."""
+    import_transformers()
     from transformers import AutoModelForCausalLM
 
     path = resolve_model_dir(name)
