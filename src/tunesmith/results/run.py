@@ -151,13 +151,13 @@ class RlExtras(BaseModel):
     train_reward_first: float | None = None
     train_reward_last: float | None = None
     kl_last: float | None = None
+    kl_coef_last: float | None = Field(None, description="ppo: the KL coefficient at the end (adaptive).")
+    value_loss_first: float | None = Field(None, description="ppo: value loss, mean of the first steps.")
+    value_loss_last: float | None = Field(None, description="ppo: value loss, mean of the last steps.")
     probe_reward_before: float | None = None
     probe_reward_after: float | None = None
     probe_generations: list[ProbeGeneration] = Field(default_factory=list)
 
-    kl_coef_last: float | None = Field(None, description="ppo: the KL coefficient at the end (adaptive).")
-    value_loss_first: float | None = Field(None, description="ppo: value loss, mean of the first steps.")
-    value_loss_last: float | None = Field(None, description="ppo: value loss, mean of the last steps.")
 
 PpoExtras = RlExtras  # the name before rloo and grpo shared it
 
