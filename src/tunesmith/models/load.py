@@ -187,21 +187,40 @@ def ensure_smollm2() -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         from tunesmith.progress import step
 
-        with step("converting SmolLM2-135M for its first use (once)"):
-            _convert_gguf(smollm2_gguf(), tmp)
+        with step("converting SmolLM2-135M for its first use (once)", total=100) as progress:
+            _convert_gguf(smollm2_gguf(), tmp, progress.advance)
         (tmp / ".complete").write_text(time.strftime("%Y-%m-%dT%H:%M:%S"))
         shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
     return target
 
 
-def _convert_gguf(gguf_path: Path, out: Path) -> None:
+# Shares of the conversion's time per phase, in percent (measured on this machine, 2026-11-29: tokenizer
+# 7.2 s, GGUF weights 23.7 s, rebuild 9.2 s, save 0.5 s): the progress line's ETA comes from them.
+_CONVERT_SHARES = {"tokenizer": 18, "weights": 58, "rebuild": 23, "save": 1}
+
+
+def _convert_gguf(gguf_path: Path, out: Path, advance: Any = None) -> None:
+    """Write the GGUF model at ``gguf_path`` as an fp32 safetensors folder ``out``; ``advance(n)`` is told
+    each phase's share of the work (percent, ``_CONVERT_SHARES``) as it ends.
+
+    Raises:
+        TunesmithError: the GGUF's tensors do not match the model its config describes.
+    """
     import torch
+
+    import_transformers()
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    def done(phase: str) -> None:
+        if advance is not None:
+            advance(_CONVERT_SHARES[phase])
 
     folder, fname = str(gguf_path.parent), gguf_path.name
     tok = AutoTokenizer.from_pretrained(folder, gguf_file=fname)
+    done("tokenizer")
     gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=fname, dtype=torch.float32)
+    done("weights")
     # A GGUF-loaded model refuses save_pretrained: rebuild a plain model from its config and copy weights.
     config = AutoConfig.from_pretrained(folder, gguf_file=fname)
     config.dtype = torch.float32
@@ -215,9 +234,11 @@ def _convert_gguf(gguf_path: Path, out: Path) -> None:
     if config.tie_word_embeddings:
         plain.tie_weights()
     plain.generation_config = gguf_model.generation_config
+    done("rebuild")
     out.mkdir(parents=True)
     plain.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
+    done("save")
 
 
 @contextlib.contextmanager
