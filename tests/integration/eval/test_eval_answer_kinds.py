@@ -60,7 +60,8 @@ def test_chat_intents_are_scored_as_classification(tiny_model_dir, tmp_path):
     res = _eval(["--data", str(hold), "--train", str(train), "--model", str(tiny_model_dir), "--out", str(out),
                  "--baselines", "zero-shot,few-shot", "--max-examples", "6", "--require", "base:few-shot.accuracy>=0"])  # fmt: skip
     assert res.exit_code == 0, res.output
-    assert "closed set of 7" in res.output  # the CLI says why these metrics
+    # the CLI says why these metrics (wrapped at 80 columns: compare with the line breaks as spaces)
+    assert "closed set of 7" in " ".join(res.output.split())
     rep = read_eval_report(out)
     assert rep.task == "chat" and rep.labels == sorted(INTENTS)
     assert rep.applied is not None and rep.applied.families[:2] == ["classification", "label_scoring"]

@@ -25,7 +25,9 @@ def test_chat_prints_the_prompt_styled_and_the_answer_verbatim(capsys, monkeypat
 
     monkeypatch.setattr(inference, "load_for_inference", lambda *a, **k: (object(), object()))
     monkeypatch.setattr(
-        gen, "generate", lambda model, tok, convs, settings: [Generation(ANSWER, 5, 7, 0.5, "stop")]
+        gen,
+        "generate",
+        lambda model, tok, convs, settings, tools=None: [Generation(ANSWER, 5, 7, 0.5, "stop")],
     )
     monkeypatch.setattr(console, "width", 200)
     monkeypatch.setattr(sys, "stdin", io.StringIO("hello\n/exit\n"))

@@ -23,7 +23,8 @@ def _chat(monkeypatch, target: str, *extra: str) -> list:
 
     seen: list = []
 
-    def fake_generate(model, tok, convs, settings):  # noqa: ANN001, ANN202
+    def fake_generate(model, tok, convs, settings, tools=None):  # noqa: ANN001, ANN202
+        assert tools is None  # no --tools: no tool list rendered
         seen.append([dict(m) for m in convs[0]])
         return [Generation("billing", 1, 1, 0.1, "stop")]
 
