@@ -89,7 +89,7 @@ def check_parity(spec: ParitySpec) -> ParityReport:
     Raises:
         TunesmithError: when the GGUF, its run or the hold-out cannot be found or loaded.
     """
-    from tunesmith.eval.run import EvalSpec, candidate_prompts, prepare
+    from tunesmith.eval.run import EvalSpec, candidate_prompts, candidate_tools, prepare
     from tunesmith.models.generate import GenerationSettings, generate
     from tunesmith.models.inference import load_for_inference
 
@@ -106,15 +106,20 @@ def check_parity(spec: ParitySpec) -> ParityReport:
     ctx = prepare(EvalSpec(data=spec.data, adapter=Path(run), baselines=(), settings=spec.settings,
                            system_prompt=system, model=spec.base_model))  # fmt: skip
     convs = candidate_prompts(ctx, "finetuned")
+    tools = candidate_tools(ctx)  # each row's tools, rendered as training and the server render them
     model, tok = load_for_inference(spec.base_model, Path(run), dtype="float32")
     max_tokens = ctx.task.max_tokens(tok, spec.settings.max_new_tokens)
     ours = [g.text for g in generate(model, tok, convs, GenerationSettings(max_tokens=max_tokens),
-                                     batch_size=spec.settings.batch_size)]  # fmt: skip
+                                     batch_size=spec.settings.batch_size,
+                                     tools_per_conversation=tools)]  # fmt: skip
     from tunesmith.data.tokenize import prompt_ids, render
 
-    hf_ids = [prompt_ids(tok, c) for c in convs]
+    hf_ids = [prompt_ids(tok, c, tools=t) for c, t in zip(convs, tools, strict=True)]
     llm = llamacpp.load_gguf(spec.gguf, n_ctx=_ctx_size(max(map(len, hf_ids)) + max_tokens))
-    gguf_ids = [llamacpp.tokenize_text(llm, render(tok, c, add_generation_prompt=True)) for c in convs]
+    gguf_ids = [
+        llamacpp.tokenize_text(llm, render(tok, c, add_generation_prompt=True, tools=t))
+        for c, t in zip(convs, tools, strict=True)
+    ]
     theirs = [llamacpp.generate_greedy(llm, ids, max_tokens).text for ids in gguf_ids]
     logprob_diff = _logprob_diff(model, llm, hf_ids[: spec.logprob_sample]) if spec.logprob_sample else None
     task, rows = ctx.task, ctx.rows
