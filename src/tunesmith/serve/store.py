@@ -15,6 +15,7 @@ Design choices:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import sqlite3
@@ -69,6 +70,25 @@ def new_id(prefix: str) -> str:
     return f"{prefix}{secrets.token_hex(12)}"
 
 
+@contextmanager
+def transaction(path: Path, immediate: bool = False) -> Iterator[sqlite3.Connection]:
+    """One transaction on the SQLite file ``path`` (rows as ``sqlite3.Row``): committed when the block ends,
+    rolled back when it raises. ``immediate`` takes the write lock at the start (BEGIN IMMEDIATE)."""
+    con = sqlite3.connect(path, timeout=30, isolation_level=None)
+    con.row_factory = sqlite3.Row
+    try:
+        con.execute("PRAGMA busy_timeout=30000")
+        con.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        try:
+            yield con
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+    finally:
+        con.close()
+
+
 class Store:
     """Thin data access over the SQLite file; every method opens its own short transaction."""
 
@@ -79,21 +99,8 @@ class Store:
 
     # ------------------------------------------------------------------ plumbing
 
-    @contextmanager
-    def connect(self, immediate: bool = False) -> Iterator[sqlite3.Connection]:
-        con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        con.row_factory = sqlite3.Row
-        try:
-            con.execute("PRAGMA busy_timeout=30000")
-            con.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
-            try:
-                yield con
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            con.execute("COMMIT")
-        finally:
-            con.close()
+    def connect(self, immediate: bool = False) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return transaction(self.path, immediate)
 
     def migrate(self) -> None:
         con = sqlite3.connect(self.path, timeout=30, isolation_level=None)

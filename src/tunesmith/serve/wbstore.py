@@ -16,16 +16,15 @@ Design choices:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from tunesmith.errors import TunesmithError
-from tunesmith.serve.store import new_id
+from tunesmith.serve.store import new_id, transaction
 
 MIGRATIONS: list[str] = [
     """
@@ -59,21 +58,9 @@ class WorkbenchStore:
         self.path = Path(path)
         self.migrate()
 
-    @contextmanager
-    def connect(self) -> Iterator[sqlite3.Connection]:
-        con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        con.row_factory = sqlite3.Row
-        try:
-            con.execute("PRAGMA busy_timeout=30000")
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                yield con
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            con.execute("COMMIT")
-        finally:
-            con.close()
+    def connect(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """One write transaction on the server's database (``serve.store.transaction``)."""
+        return transaction(self.path, immediate=True)
 
     def migrate(self) -> None:
         """Apply the workbench migrations not yet applied.
